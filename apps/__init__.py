@@ -1,0 +1,1 @@
+"""Reference applications: sender, receiver, classifiers, demo, and the TCP/email baselines."""

@@ -1,0 +1,1 @@
+"""snip: apps/classifier."""

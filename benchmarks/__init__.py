@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks (snip vs TCP vs email) and microbenchmarks."""

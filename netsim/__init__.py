@@ -1,0 +1,1 @@
+"""netsim: one seeded link model driving a virtual-time simulator, a UDP relay and a TUN emulator."""

@@ -1,0 +1,204 @@
+"""Rate control behind a small interface, chosen by name (spec 11).
+
+``snipbbr`` estimates the bottleneck from delivery-rate samples in the manner of BBR (Cardwell et
+al., "BBR: Congestion-Based Congestion Control", ACM Queue 2016) but does not let random loss pose
+as congestion: while the round's minimum RTT shows no standing queue, a bandwidth sample is divided
+by the measured delivery ratio. Queueing delay, not loss, is the congestion signal.
+``fixed:<rate>`` paces at a configured rate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum
+from typing import Protocol
+
+from .config import parse_rate
+from .delivery import RateSample
+
+STARTUP_GAIN = 2.885  # 2/ln 2: doubles the sending rate each round
+PROBE_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+BW_WINDOW_ROUNDS = 10
+MIN_RTT_WINDOW = 10.0  # seconds
+
+
+class RateController(Protocol):
+    name: str
+
+    @property
+    def pacing_rate(self) -> float:
+        """Bytes per second."""
+        ...
+
+    @property
+    def cwnd(self) -> int:
+        """Bytes allowed in flight."""
+        ...
+
+    def on_rtt_sample(self, now: float, rtt: float) -> None: ...
+
+    def on_rate_sample(self, now: float, sample: RateSample) -> None: ...
+
+    def stats(self) -> dict[str, float | str]: ...
+
+
+class FixedRate:
+    """Paces at a configured rate; the window only bounds memory (two configured-rate RTTs)."""
+
+    name = "fixed"
+
+    def __init__(self, bits_per_second: float, mss: int, initial_rtt: float) -> None:
+        self._rate = bits_per_second / 8
+        self._mss = mss
+        self._rtt = initial_rtt
+
+    @property
+    def pacing_rate(self) -> float:
+        return self._rate
+
+    @property
+    def cwnd(self) -> int:
+        return max(int(2 * self._rate * self._rtt), 64 * self._mss)
+
+    def on_rtt_sample(self, now: float, rtt: float) -> None:
+        self._rtt = max(rtt, 0.001)
+
+    def on_rate_sample(self, now: float, sample: RateSample) -> None:
+        pass
+
+    def stats(self) -> dict[str, float | str]:
+        return {"controller": self.name, "pacing_rate_bps": self._rate * 8}
+
+
+class Phase(Enum):
+    STARTUP = "startup"
+    DRAIN = "drain"
+    PROBE_BW = "probe_bw"
+
+
+class SnipBbr:
+    name = "snipbbr"
+
+    def __init__(self, mss: int, initial_window: int, initial_rtt: float) -> None:
+        self._mss = mss
+        self._initial_cwnd = initial_window * mss
+        self.phase = Phase.STARTUP
+        self._pacing_gain = STARTUP_GAIN
+        self._cwnd_gain = STARTUP_GAIN
+        self._bw_samples: deque[tuple[int, float]] = deque()  # (round, best sample of that round)
+        self.bw = 0.0
+        self.min_rtt = initial_rtt
+        self._min_rtt_stamp = 0.0
+        self._have_rtt = False
+        self._round = 0
+        self._next_round_delivered = 0
+        self._round_min_rtt = float("inf")
+        self._queueing = False
+        self._full_bw = 0.0
+        self._full_bw_rounds = 0
+        self._cycle_index = 2
+        self._cycle_stamp = 0.0
+        self._inflight = 0
+
+    # -- estimates ------------------------------------------------------------------------
+    @property
+    def _bdp(self) -> float:
+        return self.bw * self.min_rtt
+
+    @property
+    def pacing_rate(self) -> float:
+        initial = STARTUP_GAIN * self._initial_cwnd / self.min_rtt
+        if self.bw <= 0:
+            return initial
+        rate = self._pacing_gain * self.bw
+        # Early samples cover less than a round trip of data; in startup they must not slow us
+        # below the initial rate (the same floor BBR keeps until the pipe is full).
+        return max(rate, initial) if self.phase is Phase.STARTUP else rate
+
+    @property
+    def cwnd(self) -> int:
+        if self.bw <= 0:
+            return self._initial_cwnd
+        window = max(int(self._cwnd_gain * self._bdp) + 3 * self._mss, 4 * self._mss)
+        return max(window, self._initial_cwnd) if self.phase is Phase.STARTUP else window
+
+    def on_rtt_sample(self, now: float, rtt: float) -> None:
+        if not self._have_rtt or rtt <= self.min_rtt or now - self._min_rtt_stamp > MIN_RTT_WINDOW:
+            self.min_rtt = rtt
+            self._min_rtt_stamp = now
+            self._have_rtt = True
+        self._round_min_rtt = min(self._round_min_rtt, rtt)
+
+    def on_rate_sample(self, now: float, sample: RateSample) -> None:
+        self._inflight = sample.inflight
+        round_start = sample.prior_delivered >= self._next_round_delivered
+        if round_start:
+            self._next_round_delivered = sample.delivered
+            self._round += 1
+            if self._round_min_rtt != float("inf"):
+                threshold = max(self.min_rtt / 4, 0.005)
+                self._queueing = self._round_min_rtt - self.min_rtt > threshold
+            self._round_min_rtt = float("inf")
+        rate = sample.delivery_rate
+        if not self._queueing:
+            # Random loss: what left us at this rate would have arrived but for the loss.
+            rate /= max(1.0 - sample.loss_rate, 0.5)
+        if rate > 0 and (not sample.app_limited or rate > self.bw):
+            self._add_bw_sample(rate)
+        if round_start:
+            self._check_full_pipe(sample.app_limited)
+        self._advance_phase(now)
+
+    def _add_bw_sample(self, rate: float) -> None:
+        if self._bw_samples and self._bw_samples[-1][0] == self._round:
+            if rate > self._bw_samples[-1][1]:
+                self._bw_samples[-1] = (self._round, rate)
+        else:
+            self._bw_samples.append((self._round, rate))
+        while self._bw_samples and self._bw_samples[0][0] <= self._round - BW_WINDOW_ROUNDS:
+            self._bw_samples.popleft()
+        self.bw = max(value for _, value in self._bw_samples)
+
+    def _check_full_pipe(self, app_limited: bool) -> None:
+        if self.phase is not Phase.STARTUP or app_limited:
+            return
+        if self.bw >= self._full_bw * 1.25:
+            self._full_bw = self.bw
+            self._full_bw_rounds = 0
+            return
+        self._full_bw_rounds += 1
+        if self._full_bw_rounds >= 3:
+            self.phase = Phase.DRAIN
+            self._pacing_gain = 1 / STARTUP_GAIN
+            self._cwnd_gain = STARTUP_GAIN
+
+    def _advance_phase(self, now: float) -> None:
+        if self.phase is Phase.DRAIN and self._inflight <= self._bdp:
+            self.phase = Phase.PROBE_BW
+            self._cwnd_gain = 2.0
+            self._cycle_index = 2
+            self._cycle_stamp = now
+            self._pacing_gain = PROBE_GAINS[self._cycle_index]
+        elif self.phase is Phase.PROBE_BW and now - self._cycle_stamp >= self.min_rtt:
+            self._cycle_index = (self._cycle_index + 1) % len(PROBE_GAINS)
+            self._cycle_stamp = now
+            self._pacing_gain = PROBE_GAINS[self._cycle_index]
+
+    def stats(self) -> dict[str, float | str]:
+        return {
+            "controller": self.name,
+            "phase": self.phase.value,
+            "bw_estimate_bps": self.bw * 8,
+            "pacing_rate_bps": self.pacing_rate * 8,
+            "cwnd_bytes": self.cwnd,
+            "queueing": float(self._queueing),
+        }
+
+
+def make_controller(spec: str, mss: int, initial_window: int, initial_rtt: float) -> RateController:
+    """'snipbbr' or 'fixed:<rate>' -> a controller. Raises ValueError for anything else."""
+    if spec == "snipbbr":
+        return SnipBbr(mss, initial_window, initial_rtt)
+    if spec.startswith("fixed:"):
+        return FixedRate(parse_rate(spec[6:]), mss, initial_rtt)
+    raise ValueError(f"unknown rate controller {spec!r}")

@@ -1,0 +1,1063 @@
+"""One SNIP session, sans-I/O (spec 7-12). Time is passed in; nothing here reads a clock.
+
+The endpoint (endpoint.py) routes decoded packets here after the session lookup; this module
+decides what they mean, what to send back and when. A session is symmetric once established:
+either side may send objects; a reply is an object announced with ``in_reply_to``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import codec
+from .codec import PACKET_TYPE_OF as PACKET_TYPE_BY_CLASS
+from .codec import (
+    Accept,
+    Ack,
+    Announce,
+    Cancel,
+    Close,
+    Complete,
+    Data,
+    Initial,
+    Nack,
+    Packet,
+    Ping,
+    Probe,
+    Retry,
+    VersionNegotiation,
+)
+from .config import SessionConfig
+from .congestion import make_controller
+from .constants import (
+    CANCEL_ORIGIN_RECIPIENT,
+    CANCEL_ORIGIN_SENDER,
+    DATA_PREFIX_LEN,
+    MAX_OBJECT_ID,
+    MAX_PN,
+    NON_ACK_ELICITING,
+    OVERHEAD,
+    ErrorCode,
+)
+from .delivery import SentLog
+from .errors import LocalProtocolError
+from .events import (
+    ConnectionClosed,
+    Event,
+    HandshakeCompleted,
+    ObjectDelivered,
+    ObjectFailed,
+    ObjectReceived,
+    ObjectStarted,
+)
+from .params import SessionParams
+from .receiving import IncomingObject, to_ranges
+from .rtt import GRANULARITY, RttEstimator
+from .sending import OutgoingObject, OutState
+from .state import OPEN_STATES, Input, State, next_state
+
+Addr = tuple[str, int]
+
+_NACK_FIXED_LEN = OVERHEAD + 10  # header + crc + object_id, flags, encoding, largest_pn
+MAX_RETRIES_FOLLOWED = 3
+MAX_FINAL_WORDS = 4096
+TAIL_REPAIRS = 4  # at most this many repairs waiting: the object is in its tail
+MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
+
+
+def error_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error 0x{code:04x}"
+
+
+class _Violation(Exception):
+    """Internal: the peer broke a rule; the session aborts with ``code``."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Connection:
+    def __init__(
+        self,
+        *,
+        config: SessionConfig,
+        is_client: bool,
+        peer: Addr,
+        initial_id: int,
+        now: float,
+        events: deque[Event],
+        session_id: int = 0,
+        peer_params: SessionParams | None = None,
+        address_validated: bool = False,
+        on_closed: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.is_client = is_client
+        self.peer = peer
+        self.initial_id = initial_id
+        self.session_id = session_id
+        self.created = now
+        self._events = events
+        self._on_closed = on_closed
+        self.local_params = config.params()
+        self.peer_params = peer_params or SessionParams()
+        self.state = State.CLIENT_INITIAL if is_client else State.SERVER_UNVALIDATED
+        self.address_validated = is_client or address_validated
+        self.rtt = RttEstimator(config.initial_rtt)
+        self.sent = SentLog()
+        self._mss = config.chunk_size + OVERHEAD + DATA_PREFIX_LEN
+        self.controller = make_controller(config.rate, self._mss, config.initial_window, config.initial_rtt)
+        self._control: deque[Packet] = deque()
+        self._next_send_time = now
+        self._app_limited = True
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._close_deadline: float | None = None
+        self._last_close_sent = -math.inf
+
+        # handshake (client)
+        self._token = b""
+        self._retries_followed = 0
+        self._initial_sends: list[float] = []
+        self._next_initial: float | None = now if is_client else None
+        self._handshake_deadline = now + config.handshake_timeout
+
+        # receive side bookkeeping for ACKs (spec 9.2)
+        self._largest_pn = -1
+        self._largest_pn_time = now
+        self._recv_bytes = 0
+        self._recv_packets = 0
+        self._ack_pending = 0
+        self._ack_deadline: float | None = None
+        self._ack_now = False
+        self._last_recv = now
+        self._last_ping = -math.inf
+        self._last_ack_time = now
+        self._window_probes = 0
+
+        # outgoing objects
+        self.outgoing: dict[int, OutgoingObject] = {}
+        self._out_final: dict[int, int] = {}  # finished outgoing id -> error code (0 = delivered)
+        self._next_object_id = 0
+        self._announced_bytes = 0
+        self._peer_id_limit = self.peer_params.max_concurrent_objects
+        self._peer_announce_limit = self.peer_params.max_buffered_bytes
+
+        # incoming objects
+        self.incoming: dict[int, IncomingObject] = {}
+        self._in_final: dict[int, int] = {}  # finished incoming id -> error code (0 = complete)
+        self._in_finished_above: set[int] = set()
+        self._in_watermark = 0  # every incoming id below this is finished
+        self._in_announced_bytes = 0
+        self._in_finished_bytes = 0
+        self._in_id_limit = self.local_params.max_concurrent_objects
+        self._in_announce_limit = self.local_params.max_buffered_bytes
+        self._unannounced: dict[int, list[tuple[int, bytes, int]]] = {}
+        self._unannounced_bytes = 0
+        self._final_word_sent: dict[int, float] = {}
+        self._reorder_mult = 1
+
+        self.counters: dict[str, int] = {
+            "packets_sent": 0,
+            "bytes_sent": 0,
+            "packets_received": 0,
+            "bytes_received": 0,
+            "chunks_sent": 0,
+            "chunks_retransmitted": 0,
+            "chunks_received": 0,
+            "duplicates": 0,
+            "chunks_nacked_by_us": 0,
+            "chunks_nacked_by_peer": 0,
+            "chunks_recovered": 0,
+            "late_arrivals": 0,
+            "nacks_sent": 0,
+            "nacks_received": 0,
+            "acks_sent": 0,
+            "probes_sent": 0,
+            "unannounced_dropped": 0,
+            "digest_failures": 0,
+            "objects_sent": 0,
+            "objects_delivered": 0,
+            "objects_failed": 0,
+            "objects_received": 0,
+            "amplification_blocked": 0,
+            "ignored_packets": 0,
+        }
+        if not is_client:
+            self._control.append(Accept(self.session_id, self.local_params))
+
+    # ------------------------------------------------------------------------------------------
+    # Public API (called by the endpoint or the application)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def send_object(
+        self,
+        data: bytes,
+        now: float,
+        *,
+        name: str = "",
+        content_type: str = "application/octet-stream",
+        want_reply: bool = False,
+        in_reply_to: int | None = None,
+        deadline: float | None = None,
+    ) -> int:
+        """Queue an object; returns its object id. Raises LocalProtocolError on misuse."""
+        if next_state(self.state, Input.LOCAL_SEND) is None:
+            raise LocalProtocolError(f"cannot send objects in state {self.state.value}")
+        if self._next_object_id > MAX_OBJECT_ID:
+            raise LocalProtocolError("object ids exhausted in this session")
+        if len(name.encode("utf-8")) > 255:
+            raise LocalProtocolError("object name longer than 255 bytes (UTF-8)")
+        if len(content_type) > 255 or not content_type.isascii() or not content_type.isprintable() or " " in content_type:
+            raise LocalProtocolError("content type must be printable ASCII without spaces, at most 255 bytes")
+        if in_reply_to is not None and not 0 <= in_reply_to <= MAX_OBJECT_ID:
+            raise LocalProtocolError("in_reply_to must be a 32-bit object id")
+        object_id = self._next_object_id
+        self._next_object_id += 1
+        obj = OutgoingObject(
+            object_id,
+            data,
+            name=name,
+            content_type=content_type,
+            chunk_size=self.config.chunk_size,
+            want_reply=want_reply,
+            in_reply_to=in_reply_to,
+            deadline=None if deadline is None else now + deadline,
+            created=now,
+        )
+        self.outgoing[object_id] = obj
+        self.counters["objects_sent"] += 1
+        if self.state is not State.CLIENT_INITIAL:
+            self._check_object_fits(obj, now)
+        return object_id
+
+    def cancel_object(self, object_id: int, now: float, code: int = ErrorCode.CANCELLED, reason: str = "") -> None:
+        obj = self.outgoing.get(object_id)
+        if obj is None:
+            raise LocalProtocolError(f"no outgoing object {object_id} in progress")
+        self._fail_outgoing(obj, code, reason or "cancelled by the application", by_peer=False, now=now, tell_peer=True)
+
+    def refuse_object(self, object_id: int, now: float, code: int = ErrorCode.REFUSED, reason: str = "") -> None:
+        """Refuse an incoming object in progress (spec 5.10, origin 0)."""
+        obj = self.incoming.get(object_id)
+        if obj is None:
+            raise LocalProtocolError(f"no incoming object {object_id} in progress")
+        self._fail_incoming(obj, code, reason or "refused", by_peer=False, tell_peer=True)
+
+    def close(self, now: float, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
+        """Clean close (code 0) or abort (any other code)."""
+        if self.state in (State.CLOSING, State.DRAINING, State.CLOSED):
+            return
+        if self.state is State.CLIENT_INITIAL:
+            self._enter_closed(now, code, reason or "closed before the handshake completed", by_peer=False)
+            return
+        self._start_closing(now, code, reason)
+
+    def pending_outgoing(self) -> int:
+        return len(self.outgoing)
+
+    # ------------------------------------------------------------------------------------------
+    # Handshake inputs routed by the endpoint
+
+    def on_accept(self, packet: Accept, pn: int, size: int, now: float) -> None:
+        if next_state(self.state, Input.RECV_ACCEPT) is None or self.state is not State.CLIENT_INITIAL:
+            self.counters["ignored_packets"] += 1
+            return
+        self._note_received(pn, size, True, now)
+        if len(self._initial_sends) == 1:  # an unambiguous handshake RTT sample (Karn)
+            self._rtt_sample(now - self._initial_sends[0], 0.0, now)
+        self.sent.restart(now)
+        self.session_id = packet.session_id
+        self.peer_params = packet.params
+        self._peer_id_limit = packet.params.max_concurrent_objects
+        self._peer_announce_limit = packet.params.max_buffered_bytes
+        self.state = State.ESTABLISHED
+        self._next_initial = None
+        self._events.append(HandshakeCompleted(self.session_id, self.peer))
+        for obj in list(self.outgoing.values()):
+            self._check_object_fits(obj, now)
+
+    def on_retry(self, packet: Retry, now: float) -> None:
+        if self.state is not State.CLIENT_INITIAL or self._retries_followed >= MAX_RETRIES_FOLLOWED:
+            self.counters["ignored_packets"] += 1
+            return
+        self._retries_followed += 1
+        self._token = packet.token
+        self._initial_sends.clear()  # the next INITIAL's answer gives a clean RTT sample
+        self._next_initial = now
+
+    def on_version(self, packet: VersionNegotiation, now: float) -> None:
+        if self.state is not State.CLIENT_INITIAL:
+            return
+        offered = ", ".join(str(v) for v in packet.versions)
+        self._enter_closed(now, ErrorCode.VERSION_MISMATCH, f"peer speaks versions {offered}, not 1", by_peer=True)
+
+    def on_initial_repeat(self, size: int, now: float) -> None:
+        """The client re-sent INITIAL: our ACCEPT was lost (or is late). Say it again."""
+        self._recv_bytes += size
+        if self.state in OPEN_STATES and not any(isinstance(p, Accept) for p in self._control):
+            self._control.append(Accept(self.session_id, self.local_params))
+
+    def on_handshake_close(self, packet: Close, now: float) -> None:
+        if self.state is State.CLIENT_INITIAL:
+            self._enter_closed(now, packet.error_code, packet.reason or "refused by the server", by_peer=True)
+
+    # ------------------------------------------------------------------------------------------
+    # Session packets
+
+    def receive_packet(self, pn: int, packet: Packet, size: int, now: float) -> None:
+        """A packet carrying our session id from our peer's address."""
+        if self.state is State.CLOSED or self.state is State.CLIENT_INITIAL:
+            self.counters["ignored_packets"] += 1
+            return
+        self._last_recv = now
+        self.counters["packets_received"] += 1
+        self.counters["bytes_received"] += size
+        if self.state is State.DRAINING:
+            return
+        if self.state is State.CLOSING:
+            if isinstance(packet, Close):
+                self.state = State.DRAINING
+            elif now - self._last_close_sent >= max(self.rtt.smoothed, 0.01):
+                self._queue_close_again()
+            return
+        if self.state is State.SERVER_UNVALIDATED:
+            # Only someone who saw our ACCEPT knows the session id: the address is real.
+            self.address_validated = True
+            self.state = State.ESTABLISHED
+            self._events.append(HandshakeCompleted(self.session_id, self.peer))
+        ptype = PACKET_TYPE_BY_CLASS[type(packet)]
+        self._note_received(pn, size, ptype not in NON_ACK_ELICITING, now)
+        try:
+            self._dispatch(packet, pn, now)
+        except _Violation as violation:
+            self._start_closing(now, violation.code, violation.reason, violation=True)
+
+    def _dispatch(self, packet: Packet, pn: int, now: float) -> None:
+        if isinstance(packet, Data):
+            self._on_data(packet, pn, now)
+        elif isinstance(packet, Ack):
+            self._on_ack(packet, now)
+        elif isinstance(packet, Nack):
+            self._on_nack(packet, now)
+        elif isinstance(packet, Announce):
+            self._on_announce(packet, now)
+        elif isinstance(packet, Probe):
+            self._on_probe(packet, now)
+        elif isinstance(packet, Complete):
+            self._on_complete(packet, now)
+        elif isinstance(packet, Cancel):
+            self._on_cancel(packet, now)
+        elif isinstance(packet, Ping):
+            self._ack_now = True
+        elif isinstance(packet, Close):
+            self._on_close(packet, now)
+        else:  # INITIAL/RETRY/ACCEPT/VERSION inside an established session: nothing to do
+            self.counters["ignored_packets"] += 1
+
+    def _note_received(self, pn: int, size: int, ack_eliciting: bool, now: float) -> None:
+        if pn > self._largest_pn:
+            self._largest_pn = pn
+            self._largest_pn_time = now
+        self._recv_bytes += size
+        self._recv_packets += 1
+        if ack_eliciting:
+            self._ack_pending += 1
+            if self._ack_pending >= self.config.ack_every:
+                self._ack_now = True
+            elif self._ack_deadline is None:
+                self._ack_deadline = now + self.config.max_ack_delay
+
+    # -- receiver side ---------------------------------------------------------------------------
+
+    @property
+    def _reorder_allowance(self) -> float:
+        base = max(0.001, self.rtt.min_rtt / 8) if self.rtt.has_sample else 0.005
+        cap = self.rtt.smoothed + 4 * self.rtt.variance
+        return min(base * self._reorder_mult, max(cap, base))
+
+    @property
+    def _sender_reorder_allowance(self) -> float:
+        # How much later than a newer packet an older copy may still arrive: jitter shows in rttvar.
+        return max(GRANULARITY, self.rtt.variance / 2) if self.rtt.has_sample else GRANULARITY
+
+    @property
+    def _renack_interval(self) -> float:
+        # The sender judges each report against the copies it sent (spec 9.3), so re-reporting
+        # often costs only a few bytes and saves whole round trips when a repair is lost again.
+        return max(self.rtt.smoothed / 4, GRANULARITY) + self._reorder_allowance
+
+    def _in_finished(self, object_id: int) -> bool:
+        return object_id < self._in_watermark or object_id in self._in_finished_above
+
+    def _on_announce(self, packet: Announce, now: float) -> None:
+        oid = packet.object_id
+        if self._in_finished(oid):
+            self._repeat_final_word_in(oid, now)
+            return
+        existing = self.incoming.get(oid)
+        if existing is not None:
+            if existing.announce != packet:
+                raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"object {oid} announced twice with different fields")
+            return
+        if oid >= self._in_id_limit:
+            raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"object id {oid} beyond the limit {self._in_id_limit}")
+        if packet.chunk_size + OVERHEAD + DATA_PREFIX_LEN > self.local_params.max_datagram_size:
+            raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"chunk size {packet.chunk_size} exceeds our datagram limit")
+        if packet.total_length > self.local_params.max_object_size:
+            self._drop_unannounced(oid)
+            self._finish_incoming_id(oid, ErrorCode.OBJECT_TOO_LARGE, 0)
+            self._control.append(
+                Cancel(oid, CANCEL_ORIGIN_RECIPIENT, ErrorCode.OBJECT_TOO_LARGE,
+                       f"{packet.total_length} bytes exceeds the limit of {self.local_params.max_object_size}")
+            )
+            self._events.append(
+                ObjectFailed(self.session_id, oid, False, ErrorCode.OBJECT_TOO_LARGE,
+                             f"peer announced {packet.total_length} bytes, over our limit", by_peer=False)
+            )
+            return
+        if self._in_announced_bytes + packet.total_length > self._in_announce_limit:
+            raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, "announced bytes beyond the advertised limit")
+        obj = IncomingObject(packet, now)
+        self.incoming[oid] = obj
+        self._in_announced_bytes += packet.total_length
+        self._events.append(ObjectStarted(self.session_id, oid, packet.name, packet.content_type, packet.total_length))
+        held = self._unannounced.pop(oid, None)
+        if held:
+            for index, chunk, pn in held:
+                self._unannounced_bytes -= len(chunk)
+                self._store_chunk(obj, index, chunk, pn, now)
+                if oid not in self.incoming:
+                    return
+        if obj.complete:
+            self._complete_incoming(obj, now)
+
+    def _on_data(self, packet: Data, pn: int, now: float) -> None:
+        oid = packet.object_id
+        obj = self.incoming.get(oid)
+        if obj is None:
+            if self._in_finished(oid):
+                self.counters["duplicates"] += 1
+                self._repeat_final_word_in(oid, now)
+                return
+            if oid >= self._in_id_limit:
+                raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"data for object {oid} beyond the id limit")
+            self._hold_unannounced(packet, pn, now)
+            return
+        self._store_chunk(obj, packet.chunk_index, packet.chunk, pn, now)
+        if obj.complete and oid in self.incoming:
+            self._complete_incoming(obj, now)
+
+    def _store_chunk(self, obj: IncomingObject, index: int, chunk: bytes, pn: int, now: float) -> None:
+        if index >= obj.chunk_count:
+            raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"chunk {index} of a {obj.chunk_count}-chunk object")
+        if len(chunk) != obj.expected_len(index):
+            raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"chunk {index} has {len(chunk)} bytes")
+        result = obj.add_chunk(index, chunk, pn, now, self._reorder_allowance)
+        if result is None:
+            self.counters["duplicates"] += 1
+            return
+        self.counters["chunks_received"] += 1
+        if result:
+            # A chunk we reported missing was only late: widen the reordering allowance.
+            self.counters["late_arrivals"] += 1
+            self._reorder_mult = min(self._reorder_mult + 1, 64)
+
+    def _hold_unannounced(self, packet: Data, pn: int, now: float) -> None:
+        size = len(packet.chunk)
+        if self._unannounced_bytes + size > self.config.unannounced_buffer:
+            self.counters["unannounced_dropped"] += 1
+        else:
+            self._unannounced.setdefault(packet.object_id, []).append((packet.chunk_index, packet.chunk, pn))
+            self._unannounced_bytes += size
+        self._ask_for_announce(packet.object_id, now)
+
+    def _drop_unannounced(self, oid: int) -> None:
+        for _, chunk, _ in self._unannounced.pop(oid, []):
+            self._unannounced_bytes -= len(chunk)
+
+    def _ask_for_announce(self, oid: int, now: float) -> None:
+        last = self._final_word_sent.get(oid, -math.inf)
+        if now - last >= self._renack_interval:
+            self._final_word_sent[oid] = now
+            self._control.append(Nack(oid, (), announce_missing=True, largest_pn=max(self._largest_pn, 0)))
+
+    def _complete_incoming(self, obj: IncomingObject, now: float) -> None:
+        if not obj.verify():
+            self.counters["digest_failures"] += 1
+            if obj.digest_failures + 1 >= self.config.max_digest_failures:
+                self._fail_incoming(obj, ErrorCode.DIGEST_MISMATCH, "SHA-256 mismatch, twice", by_peer=False, tell_peer=True)
+                return
+            obj.reset_after_digest_failure(now)
+            return
+        del self.incoming[obj.object_id]
+        self.counters["objects_received"] += 1
+        self._finish_incoming_id(obj.object_id, ErrorCode.NO_ERROR, obj.size)
+        self._control.append(Complete(obj.object_id))
+        self._final_word_sent[obj.object_id] = now
+        stats = obj.stats()
+        stats["elapsed_s"] = round(now - obj.started, 6)
+        self._events.append(
+            ObjectReceived(
+                self.session_id,
+                obj.object_id,
+                obj.name,
+                obj.content_type,
+                bytes(obj.buffer),
+                obj.want_reply,
+                obj.in_reply_to,
+                stats,
+            )
+        )
+
+    def _fail_incoming(self, obj: IncomingObject, code: int, reason: str, *, by_peer: bool, tell_peer: bool) -> None:
+        self.incoming.pop(obj.object_id, None)
+        self._finish_incoming_id(obj.object_id, code, obj.size)
+        if tell_peer:
+            self._control.append(Cancel(obj.object_id, CANCEL_ORIGIN_RECIPIENT, code, reason))
+        self._events.append(ObjectFailed(self.session_id, obj.object_id, False, code, reason, by_peer, obj.stats()))
+
+    def _finish_incoming_id(self, oid: int, code: int, size: int) -> None:
+        self._in_final[oid] = code
+        if len(self._in_final) > MAX_FINAL_WORDS:
+            self._in_final.pop(next(iter(self._in_final)))
+        self._in_finished_bytes += size
+        self._in_finished_above.add(oid)
+        while self._in_watermark in self._in_finished_above:
+            self._in_finished_above.discard(self._in_watermark)
+            self._in_watermark += 1
+        # Credit (spec 11.3): both limits only grow; the ACK that carries them goes out soon.
+        self._in_id_limit = max(self._in_id_limit, self._in_watermark + self.local_params.max_concurrent_objects)
+        self._in_announce_limit = max(
+            self._in_announce_limit, self._in_finished_bytes + self.local_params.max_buffered_bytes
+        )
+        if self._ack_deadline is None:
+            self._ack_deadline = 0.0
+
+    def _repeat_final_word_in(self, oid: int, now: float) -> None:
+        """Packets about an incoming object we finished: say COMPLETE/CANCEL again, rate-limited."""
+        last = self._final_word_sent.get(oid, -math.inf)
+        if now - last < max(self.rtt.smoothed / 2, GRANULARITY):
+            return
+        self._final_word_sent[oid] = now
+        code = self._in_final.get(oid)
+        if code is None:
+            return
+        if code == ErrorCode.NO_ERROR:
+            self._control.append(Complete(oid))
+        else:
+            self._control.append(Cancel(oid, CANCEL_ORIGIN_RECIPIENT, code, ""))
+
+    def _on_probe(self, packet: Probe, now: float) -> None:
+        oid = packet.object_id
+        obj = self.incoming.get(oid)
+        if obj is None:
+            if self._in_finished(oid):
+                self._final_word_sent.pop(oid, None)  # a probe always gets its answer
+                self._repeat_final_word_in(oid, now)
+            elif oid >= self._in_id_limit:
+                raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"probe for object {oid} beyond the id limit")
+            else:
+                self._final_word_sent.pop(oid, None)
+                self._ask_for_announce(oid, now)
+            return
+        if packet.sent_through > obj.chunk_count:
+            raise _Violation(ErrorCode.PROTOCOL_VIOLATION, "PROBE sent_through beyond the chunk count")
+        missing = obj.missing_below(packet.sent_through, now, self._renack_interval, self._largest_pn)
+        self.counters["chunks_nacked_by_us"] += len(missing)
+        self._queue_nacks(oid, missing, always=True)
+
+    def _queue_nacks(self, oid: int, missing: list[int], always: bool = False) -> None:
+        """NACK packets listing ``missing`` (sorted), each within the peer's datagram limit."""
+        ranges = to_ranges(missing)
+        largest = max(self._largest_pn, 0)
+        if not ranges:
+            if always:
+                self._control.append(Nack(oid, (), largest_pn=largest))
+                self.counters["nacks_sent"] += 1
+            return
+        budget = self.peer_params.max_datagram_size - _NACK_FIXED_LEN
+        batch: list[tuple[int, int]] = []
+        for rng in ranges:
+            candidate = (*batch, rng)
+            if batch and min(codec.nack_sizes(candidate)) > budget:
+                self._control.append(Nack(oid, tuple(batch), largest_pn=largest))
+                self.counters["nacks_sent"] += 1
+                batch = [rng]
+            else:
+                batch.append(rng)
+        if batch:
+            self._control.append(Nack(oid, tuple(batch), largest_pn=largest))
+            self.counters["nacks_sent"] += 1
+
+    # -- sender side -----------------------------------------------------------------------------
+
+    def _check_object_fits(self, obj: OutgoingObject, now: float) -> None:
+        limit = self.peer_params.max_object_size
+        if obj.size > limit:
+            self._fail_outgoing(
+                obj, ErrorCode.OBJECT_TOO_LARGE, f"{obj.size} bytes exceeds the receiver's limit of {limit} bytes",
+                by_peer=False, now=now, tell_peer=False,
+            )
+        elif obj.chunk_size + OVERHEAD + DATA_PREFIX_LEN > self.peer_params.max_datagram_size:
+            self._fail_outgoing(
+                obj, ErrorCode.LIMIT_REACHED, "chunk size too large for the receiver's datagram limit",
+                by_peer=False, now=now, tell_peer=False,
+            )
+
+    def _promote_queued(self, now: float) -> None:
+        """Announce queued objects, in id order, as the peer's credit allows (spec 8.2)."""
+        for obj in self.outgoing.values():
+            if obj.state is not OutState.QUEUED:
+                continue
+            if obj.object_id >= self._peer_id_limit:
+                return
+            if self._announced_bytes + obj.size > self._peer_announce_limit:
+                return
+            obj.state = OutState.SENDING
+            obj.announce_pending = True
+            obj.last_feedback = now
+            self._announced_bytes += obj.size
+            if obj.chunk_count == 0:
+                obj.tail_probe_pending = True
+
+    def _on_ack(self, packet: Ack, now: float) -> None:
+        if packet.largest_pn >= self.sent.next_pn:
+            raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"ACK for packet {packet.largest_pn} never sent")
+        send_time = self.sent.send_time(packet.largest_pn)
+        rtt = None
+        if packet.largest_pn > self.sent.largest_acked and send_time is not None:
+            rtt = now - send_time
+            self._rtt_sample(rtt, packet.ack_delay_us / 1e6, now)
+        self._last_ack_time = now
+        self._window_probes = 0
+        sample = self.sent.on_ack(now, packet.largest_pn, packet.received_bytes, packet.received_packets, rtt)
+        if sample is not None:
+            self.controller.on_rate_sample(now, sample)
+        self._peer_id_limit = max(self._peer_id_limit, packet.object_id_limit)
+        self._peer_announce_limit = max(self._peer_announce_limit, packet.announce_limit)
+
+    def _rtt_sample(self, rtt: float, ack_delay: float, now: float) -> None:
+        self.rtt.update(rtt, ack_delay)
+        self.controller.on_rtt_sample(now, self.rtt.latest)
+
+    def _outgoing_for_feedback(self, oid: int, what: str) -> OutgoingObject | None:
+        obj = self.outgoing.get(oid)
+        if obj is not None and obj.state is not OutState.QUEUED:
+            return obj
+        if oid >= self._next_object_id or (obj is not None and obj.state is OutState.QUEUED):
+            raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"{what} for object {oid}, which we never announced")
+        return None
+
+    def _on_nack(self, packet: Nack, now: float) -> None:
+        self.counters["nacks_received"] += 1
+        obj = self._outgoing_for_feedback(packet.object_id, "NACK")
+        if obj is None:
+            code = self._out_final.get(packet.object_id)
+            if code:  # we gave up on it: say so again
+                self._control.append(Cancel(packet.object_id, CANCEL_ORIGIN_SENDER, code, ""))
+            return
+        if packet.missing:
+            last_first, last_count = packet.missing[-1]
+            if last_first + last_count > obj.chunk_count:
+                raise _Violation(ErrorCode.PROTOCOL_VIOLATION, "NACK lists chunks beyond the object's chunk count")
+        if packet.announce_missing:
+            obj.announce_pending = True
+        seen_time = self.sent.send_time(packet.largest_pn)
+        queued = obj.on_nack(packet.missing, packet.largest_pn, now, seen_time, self._sender_reorder_allowance)
+        self.counters["chunks_nacked_by_peer"] += queued
+
+    def _on_complete(self, packet: Complete, now: float) -> None:
+        obj = self._outgoing_for_feedback(packet.object_id, "COMPLETE")
+        if obj is None:
+            return
+        if obj.next_new < obj.chunk_count:
+            raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"COMPLETE for object {obj.object_id} before all chunks were sent")
+        obj.state = OutState.DELIVERED
+        obj.finished_at = now
+        del self.outgoing[obj.object_id]
+        self._remember_out_final(obj.object_id, ErrorCode.NO_ERROR)
+        self.counters["objects_delivered"] += 1
+        self._events.append(ObjectDelivered(self.session_id, obj.object_id, obj.stats()))
+
+    def _on_cancel(self, packet: Cancel, now: float) -> None:
+        oid = packet.object_id
+        reason = packet.reason or error_name(packet.error_code)
+        if packet.origin == CANCEL_ORIGIN_SENDER:
+            obj_in = self.incoming.get(oid)
+            if obj_in is not None:
+                self._fail_incoming(obj_in, packet.error_code, reason or "abandoned by the sender", by_peer=True, tell_peer=False)
+            elif not self._in_finished(oid):
+                if oid >= self._in_id_limit:
+                    raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"CANCEL for object {oid} beyond the id limit")
+                self._drop_unannounced(oid)
+                self._finish_incoming_id(oid, packet.error_code, 0)
+            return
+        obj_out = self._outgoing_for_feedback(oid, "CANCEL")
+        if obj_out is not None:
+            self._fail_outgoing(obj_out, packet.error_code, reason or "refused by the receiver", by_peer=True, now=now, tell_peer=False)
+
+    def _fail_outgoing(
+        self, obj: OutgoingObject, code: int, reason: str, *, by_peer: bool, now: float, tell_peer: bool
+    ) -> None:
+        was_announced = obj.state is not OutState.QUEUED
+        obj.state = OutState.FAILED
+        obj.finished_at = now
+        self.outgoing.pop(obj.object_id, None)
+        self._remember_out_final(obj.object_id, code or ErrorCode.CANCELLED)
+        self.counters["objects_failed"] += 1
+        # Every id must end at the receiver, or its credit window would stall: an id that was
+        # never announced is closed with a CANCEL too.
+        if tell_peer or (not was_announced and self.state is not State.CLIENT_INITIAL and not by_peer):
+            self._control.append(Cancel(obj.object_id, CANCEL_ORIGIN_SENDER, code, reason[:200]))
+        self._events.append(ObjectFailed(self.session_id, obj.object_id, True, code, reason, by_peer, obj.stats()))
+
+    def _remember_out_final(self, oid: int, code: int) -> None:
+        self._out_final[oid] = code
+        if len(self._out_final) > MAX_FINAL_WORDS:
+            self._out_final.pop(next(iter(self._out_final)))
+
+    def _on_close(self, packet: Close, now: float) -> None:
+        reason = packet.reason or ("closed by the peer" if packet.error_code == 0 else "aborted by the peer")
+        self._fail_all(packet.error_code or ErrorCode.CANCELLED, reason, by_peer=True, now=now)
+        self.close_code = packet.error_code
+        self.close_reason = reason
+        self.state = State.DRAINING
+        self._close_deadline = now + 3 * self.rtt.pto(self.peer_params.max_ack_delay_ms / 1000)
+        self._events.append(ConnectionClosed(self.session_id, packet.error_code, reason, by_peer=True))
+
+    # ------------------------------------------------------------------------------------------
+    # Closing
+
+    def _start_closing(self, now: float, code: int, reason: str, violation: bool = False) -> None:
+        self._fail_all(code or ErrorCode.CANCELLED, reason or "session closed", by_peer=False, now=now)
+        self.close_code = code
+        self.close_reason = reason
+        self.state = State.CLOSING
+        self._control.clear()
+        self._control.append(Close(code, reason[:200]))
+        self._close_deadline = now + 3 * self.rtt.pto(self.peer_params.max_ack_delay_ms / 1000)
+        self._events.append(ConnectionClosed(self.session_id, code, reason or ("closed" if code == 0 else "aborted"), by_peer=False))
+
+    def _queue_close_again(self) -> None:
+        self._control.append(Close(self.close_code or 0, self.close_reason[:200]))
+
+    def _fail_all(self, code: int, reason: str, *, by_peer: bool, now: float) -> None:
+        for obj in list(self.outgoing.values()):
+            self._fail_outgoing(obj, code, reason, by_peer=by_peer, now=now, tell_peer=False)
+        for obj_in in list(self.incoming.values()):
+            self._fail_incoming(obj_in, code, reason, by_peer=by_peer, tell_peer=False)
+
+    def _enter_closed(self, now: float, code: int, reason: str, by_peer: bool) -> None:
+        if self.state is State.CLOSED:
+            return
+        was_closing = self.state in (State.CLOSING, State.DRAINING)
+        self._fail_all(code, reason, by_peer=by_peer, now=now)
+        self.state = State.CLOSED
+        self._control.clear()
+        if not was_closing:
+            self.close_code = code
+            self.close_reason = reason
+            self._events.append(ConnectionClosed(self.session_id or self.initial_id, code, reason, by_peer))
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    # ------------------------------------------------------------------------------------------
+    # Timers
+
+    def next_timer(self) -> float | None:
+        if self.state is State.CLOSED:
+            return None
+        if self.state in (State.CLOSING, State.DRAINING):
+            t = self._close_deadline
+            if self._control and self.state is State.CLOSING:
+                return self._next_send_time if t is None else min(t, self._next_send_time)
+            return t
+        if self.state is State.CLIENT_INITIAL:
+            t = self._handshake_deadline
+            return t if self._next_initial is None else min(t, self._next_initial)
+        candidates: list[float] = [self._last_recv + self._idle_timeout]
+        if self.state is State.SERVER_UNVALIDATED:
+            candidates.append(self._handshake_deadline)
+        if self._ack_now or self._control:
+            candidates.append(self._next_send_time if not self._ack_now else 0.0)
+        if self._ack_deadline is not None:
+            candidates.append(self._ack_deadline)
+        if self.config.keepalive:
+            candidates.append(max(self._last_recv, self._last_ping) + self._idle_timeout / 3)
+        pto = self._pto()
+        data_waiting = False
+        for obj in self.outgoing.values():
+            if obj.state is OutState.SENDING:
+                if obj.has_data_to_send or obj.announce_pending or obj.tail_probe_pending:
+                    data_waiting = True
+                else:
+                    candidates.append(self._probe_time(obj, pto))
+            if obj.deadline is not None:
+                candidates.append(obj.deadline)
+        if data_waiting:
+            if self.sent.inflight < self.controller.cwnd:
+                candidates.append(self._next_send_time)
+            else:
+                # Window-blocked: if no ACK frees it within a PTO, ask for one (spec 9.4).
+                candidates.append(self._last_ack_time + pto * (2.0 ** min(self._window_probes, 6)))
+        for obj_in in self.incoming.values():
+            due = obj_in.next_due()
+            if due is not None:
+                candidates.append(due)
+            candidates.append(obj_in.last_progress + self._idle_timeout)
+        best: float = min(candidates)
+        return best
+
+    @property
+    def _idle_timeout(self) -> float:
+        return min(self.local_params.idle_timeout_ms, self.peer_params.idle_timeout_ms) / 1000
+
+    def _pto(self) -> float:
+        return self.rtt.pto(self.peer_params.max_ack_delay_ms / 1000)
+
+    def _probe_time(self, obj: OutgoingObject, pto: float) -> float:
+        return obj.last_feedback + pto * (2.0 ** min(obj.probe_count, 6))
+
+    def handle_timer(self, now: float) -> None:
+        state = self.state
+        if state is State.CLOSED:
+            return
+        if state in (State.CLOSING, State.DRAINING):
+            if self._close_deadline is not None and now >= self._close_deadline:
+                self._enter_closed(now, self.close_code or 0, self.close_reason, by_peer=False)
+            return
+        if state is State.CLIENT_INITIAL:
+            if now >= self._handshake_deadline:
+                self._enter_closed(now, ErrorCode.HANDSHAKE_TIMEOUT, "no answer from the receiver (handshake timeout)", by_peer=False)
+            return
+        if state is State.SERVER_UNVALIDATED and now >= self._handshake_deadline:
+            self._enter_closed(now, ErrorCode.HANDSHAKE_TIMEOUT, "client never confirmed the handshake", by_peer=False)
+            return
+        if now >= self._last_recv + self._idle_timeout:
+            self._enter_closed(now, ErrorCode.IDLE_TIMEOUT, f"no packet from the peer for {self._idle_timeout:.1f} s", by_peer=False)
+            return
+        if self._ack_deadline is not None and now >= self._ack_deadline:
+            self._ack_now = True
+        if self.config.keepalive and now >= max(self._last_recv, self._last_ping) + self._idle_timeout / 3:
+            self._last_ping = now
+            self._control.append(Ping())
+        pto = self._pto()
+        if (
+            self.sent.inflight >= self.controller.cwnd
+            and now >= self._last_ack_time + pto * (2.0 ** min(self._window_probes, 6))
+        ):
+            self._window_probes += 1
+            self._last_ack_time = now
+            self._control.append(Ping())
+        for obj in list(self.outgoing.values()):
+            if obj.deadline is not None and now >= obj.deadline:
+                self._fail_outgoing(obj, ErrorCode.DEADLINE_EXPIRED, "deadline passed before delivery",
+                                    by_peer=False, now=now, tell_peer=obj.state is not OutState.QUEUED)
+                continue
+            if (
+                obj.state is OutState.SENDING
+                and not (obj.has_data_to_send or obj.announce_pending or obj.tail_probe_pending)
+                and now >= self._probe_time(obj, pto)
+            ):
+                obj.probe_count += 1
+                obj.last_feedback = now
+                if obj.next_new == 0:
+                    obj.announce_pending = True  # nothing sent but the announcement: repeat it
+                self._control.append(Probe(obj.object_id, obj.next_new))
+                self.counters["probes_sent"] += 1
+        reorder_renack = self._renack_interval
+        for obj_in in list(self.incoming.values()):
+            if now >= obj_in.last_progress + self._idle_timeout:
+                self._fail_incoming(obj_in, ErrorCode.OBJECT_TIMEOUT, "no data for the object within the timeout",
+                                    by_peer=False, tell_peer=True)
+                continue
+            due = obj_in.next_due()
+            if due is not None and now >= due:
+                missing = obj_in.due_missing(now, reorder_renack, self._largest_pn)
+                self.counters["chunks_nacked_by_us"] += len(missing)
+                self._queue_nacks(obj_in.object_id, missing)
+
+    # ------------------------------------------------------------------------------------------
+    # Output
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        out: list[bytes] = []
+        state = self.state
+        if state is State.CLOSED or state is State.DRAINING:
+            return out
+        if state is State.CLIENT_INITIAL:
+            if self._next_initial is not None and now >= self._next_initial:
+                # Two copies: on a lossy link a lost handshake costs a whole retransmission timeout.
+                for _ in range(2):
+                    out.append(self._emit(Initial(self.local_params, self._token), now, self.initial_id))
+                self._initial_sends.append(now)
+                backoff = 3 * self.config.initial_rtt * (2.0 ** (len(self._initial_sends) - 1))
+                self._next_initial = now + backoff
+            return out
+        if state is State.CLOSING:
+            while self._control:
+                packet = self._control.popleft()
+                out.append(self._emit(packet, now))
+                self._last_close_sent = now
+            return out
+        if self._ack_now or (self._ack_deadline is not None and now >= self._ack_deadline):
+            out.append(self._emit(self._make_ack(now), now))
+            self.counters["acks_sent"] += 1
+        self._promote_queued(now)
+        for obj in self.outgoing.values():
+            if obj.announce_pending:
+                obj.announce_pending = False
+                self._control.appendleft(obj.announce())
+        while self._control:
+            packet = self._control[0]
+            # ACCEPT echoes the client's initial id (spec 5.3); everything else carries ours.
+            sid = self.initial_id if isinstance(packet, Accept) else self.session_id
+            datagram = codec.encode(packet, sid, self.sent.next_pn)
+            if not self._amplification_allows(len(datagram)):
+                break
+            self._control.popleft()
+            out.append(datagram)
+            self._count_sent(datagram, now)
+        self._send_data(now, out)
+        return out
+
+    def _amplification_allows(self, size: int) -> bool:
+        if self.address_validated:
+            return True
+        if self.counters["bytes_sent"] + size <= 3 * self._recv_bytes:
+            return True
+        self.counters["amplification_blocked"] += 1
+        return False
+
+    def _make_ack(self, now: float) -> Ack:
+        self._ack_now = False
+        self._ack_pending = 0
+        self._ack_deadline = None
+        return Ack(
+            largest_pn=max(self._largest_pn, 0),
+            ack_delay_us=min(int((now - self._largest_pn_time) * 1e6), 0xFFFFFFFF),
+            received_bytes=self._recv_bytes,
+            received_packets=self._recv_packets & 0xFFFFFFFF,
+            object_id_limit=min(self._in_id_limit, 0xFFFFFFFF),
+            announce_limit=self._in_announce_limit,
+        )
+
+    def _emit(self, packet: Packet, now: float, session_id: int | None = None) -> bytes:
+        datagram = codec.encode(packet, self.session_id if session_id is None else session_id, self.sent.next_pn)
+        self._count_sent(datagram, now)
+        return datagram
+
+    def _count_sent(self, datagram: bytes, now: float) -> None:
+        self.sent.on_sent(now, len(datagram), self._app_limited)
+        self.counters["packets_sent"] += 1
+        self.counters["bytes_sent"] += len(datagram)
+        if self.sent.next_pn > MAX_PN and self.state in OPEN_STATES:
+            self._start_closing(now, ErrorCode.LIMIT_REACHED, "packet numbers exhausted")
+
+    def _pick_chunk(self) -> tuple[OutgoingObject, int, bool] | None:
+        # Retransmissions of any object go ahead of new data (spec 9.3).
+        for obj in self.outgoing.values():
+            if obj.retx and obj.state is OutState.SENDING:
+                pick = obj.next_chunk()
+                if pick is not None:
+                    return obj, pick[0], pick[1]
+        for obj in self.outgoing.values():
+            if obj.state is OutState.SENDING and obj.next_new < obj.chunk_count:
+                pick = obj.next_chunk()
+                if pick is not None:
+                    return obj, pick[0], pick[1]
+        return None
+
+    def _tail_copies(self, obj: OutgoingObject) -> int:
+        """Copies of a repair to send at an object's tail, where each lost copy costs a round trip.
+
+        Once every chunk has gone out and only a few repairs remain, sending a repair k times,
+        within a budget of 2% of the object's chunks,
+        with k the smallest count whose joint loss is under 10% at the measured loss rate, trades
+        a few datagrams for whole round trips of waiting.
+        """
+        if obj.next_new < obj.chunk_count or len(obj.retx) > TAIL_REPAIRS or obj.extra_copies_left <= 0:
+            return 1
+        loss = self.sent.loss_rate
+        if loss <= 0.1:
+            return 1
+        copies = min(MAX_TAIL_COPIES, math.ceil(math.log(0.1) / math.log(min(loss, 0.9))), 1 + obj.extra_copies_left)
+        obj.extra_copies_left -= copies - 1
+        return copies
+
+    def _send_data(self, now: float, out: list[bytes]) -> None:
+        if not self.address_validated:
+            return
+        rate = self.controller.pacing_rate
+        cwnd = self.controller.cwnd
+        burst = max(2 * self._mss / rate, 0.001)
+        if self._next_send_time < now - burst:
+            self._next_send_time = now - burst
+        session_id = self.session_id
+        while self._next_send_time <= now:
+            if self.sent.inflight >= cwnd:
+                self._app_limited = False
+                break
+            pick = self._pick_chunk()
+            if pick is None:
+                self._app_limited = True
+                break
+            obj, index, is_retx = pick
+            copies = self._tail_copies(obj) if is_retx else 1
+            chunk = obj.chunk(index)
+            for _ in range(copies):
+                datagram = codec.encode_data(session_id, self.sent.next_pn, obj.object_id, index, chunk)
+                out.append(datagram)
+                self._count_sent(datagram, now)
+                obj.on_chunk_sent(index, self.sent.next_pn - 1, now, is_retx)
+                self.counters["chunks_sent"] += 1
+                if is_retx:
+                    self.counters["chunks_retransmitted"] += 1
+                self._next_send_time += len(datagram) / rate
+            if obj.tail_probe_pending or (is_retx and not obj.retx and obj.next_new == obj.chunk_count):
+                # spec 9.4: a status request right behind the last chunk of a round
+                obj.tail_probe_pending = False
+                obj.last_feedback = now
+                out.append(self._emit(Probe(obj.object_id, obj.next_new), now))
+                self.counters["probes_sent"] += 1
+        # an empty object has no chunk to ride behind
+        for obj in self.outgoing.values():
+            if obj.tail_probe_pending and obj.chunk_count == 0 and obj.state is OutState.SENDING:
+                obj.tail_probe_pending = False
+                obj.last_feedback = now
+                out.append(self._emit(Probe(obj.object_id, 0), now))
+
+    # ------------------------------------------------------------------------------------------
+    # Stats
+
+    def stats(self) -> dict[str, Any]:
+        c: dict[str, Any] = dict(self.counters)
+        sent_unique = c["chunks_sent"] - c["chunks_retransmitted"]
+        c.update(
+            {
+                "session_id": f"{self.session_id:016x}",
+                "state": self.state.value,
+                "peer": f"{self.peer[0]}:{self.peer[1]}",
+                "chunks_sent_unique": sent_unique,
+                "srtt_ms": round(self.rtt.smoothed * 1000, 3),
+                "min_rtt_ms": round(self.rtt.min_rtt * 1000, 3) if self.rtt.has_sample else None,
+                "rttvar_ms": round(self.rtt.variance * 1000, 3),
+                "loss_estimate": round(self.sent.loss_rate, 4),
+                "inflight_bytes": self.sent.inflight,
+                "reorder_allowance_ms": round(self._reorder_allowance * 1000, 3),
+            }
+        )
+        c.update(self.controller.stats())
+        return c

@@ -1,0 +1,135 @@
+"""What the sender remembers about its packets, and the rate samples ACKs yield (spec 11.2).
+
+Bytes in flight are the bytes sent after the largest acknowledged packet: a packet older than that
+has either arrived or been lost, and the NACK machinery, not this log, repairs losses. That keeps
+the log a plain sliding window indexed by packet number.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RateSample:
+    delivery_rate: float  # bytes/s the peer received over the sample's interval
+    app_limited: bool
+    prior_delivered: int  # peer's received_bytes when the acknowledged packet was sent
+    delivered: int  # peer's received_bytes now
+    rtt: float | None  # latest RTT sample, if this ACK gave one
+    loss_rate: float  # smoothed fraction of our packets that did not arrive
+    inflight: int
+
+
+class _Sent:
+    __slots__ = ("app_limited", "cum_bytes", "delivered", "delivered_time", "first_sent_time", "time")
+
+    def __init__(
+        self,
+        time: float,
+        cum_bytes: int,
+        delivered: int,
+        delivered_time: float,
+        first_sent_time: float,
+        app_limited: bool,
+    ) -> None:
+        self.time = time
+        self.cum_bytes = cum_bytes
+        self.delivered = delivered
+        self.delivered_time = delivered_time
+        self.first_sent_time = first_sent_time
+        self.app_limited = app_limited
+
+
+class SentLog:
+    def __init__(self) -> None:
+        self._log: deque[_Sent] = deque()
+        self._base_pn = 0  # packet number of _log[0]
+        self.next_pn = 0
+        self.sent_bytes = 0
+        self.largest_acked = -1
+        self._acked_cum_bytes = 0
+        self.delivered = 0  # peer-reported received_bytes
+        self.delivered_time = 0.0
+        self.first_sent_time = 0.0
+        self._received_packets = 0
+        self.loss_rate = 0.0
+
+    @property
+    def inflight(self) -> int:
+        return self.sent_bytes - self._acked_cum_bytes
+
+    def on_sent(self, now: float, size: int, app_limited: bool) -> int:
+        """Record a packet; returns its packet number."""
+        pn = self.next_pn
+        self.next_pn += 1
+        if not self._log:
+            self._base_pn = pn
+        if self.sent_bytes == self._acked_cum_bytes:
+            # Nothing in flight: a new sending period starts, and its samples measure from here.
+            self.delivered_time = now
+            self.first_sent_time = now
+        self.sent_bytes += size
+        self._log.append(
+            _Sent(now, self.sent_bytes, self.delivered, self.delivered_time, self.first_sent_time, app_limited)
+        )
+        return pn
+
+    def restart(self, now: float) -> None:
+        """Handshake done: what was sent so far is settled, and rate sampling starts now."""
+        self._log.clear()
+        self._base_pn = self.next_pn
+        self.largest_acked = self.next_pn - 1
+        self._acked_cum_bytes = self.sent_bytes
+        self.delivered_time = now
+        self.first_sent_time = now
+
+    def send_time(self, pn: int) -> float | None:
+        i = pn - self._base_pn
+        if 0 <= i < len(self._log):
+            return self._log[i].time
+        return None
+
+    def on_ack(
+        self, now: float, largest_pn: int, received_bytes: int, received_packets: int, rtt: float | None
+    ) -> RateSample | None:
+        """Process an ACK; a rate sample when it acknowledges a new largest packet."""
+        if largest_pn <= self.largest_acked or largest_pn >= self.next_pn:
+            return None
+        i = largest_pn - self._base_pn
+        if i < 0 or i >= len(self._log):
+            return None
+        sent = self._log[i]
+        # Loss: packets we sent vs packets the peer counted, since the previous ACK (spec 11.2).
+        sent_delta = largest_pn - self.largest_acked
+        recv_delta = (received_packets - self._received_packets) & 0xFFFFFFFF
+        if self.largest_acked >= 0 and sent_delta > 0:
+            sample = min(max(1.0 - recv_delta / sent_delta, 0.0), 1.0)
+            weight = min(1.0, sent_delta / 64)
+            self.loss_rate += (sample - self.loss_rate) * weight
+        self._received_packets = received_packets
+        self.largest_acked = largest_pn
+        self._acked_cum_bytes = sent.cum_bytes
+        delivered = max(received_bytes, self.delivered)
+        send_elapsed = sent.time - sent.first_sent_time
+        ack_elapsed = now - sent.delivered_time
+        interval = max(send_elapsed, ack_elapsed)
+        rate = (delivered - sent.delivered) / interval if interval > 0 else 0.0
+        result = RateSample(
+            delivery_rate=rate,
+            app_limited=sent.app_limited,
+            prior_delivered=sent.delivered,
+            delivered=delivered,
+            rtt=rtt,
+            loss_rate=self.loss_rate,
+            inflight=self.inflight,
+        )
+        self.delivered = delivered
+        self.delivered_time = now
+        self.first_sent_time = sent.time
+        # Forget everything up to and including the acknowledged packet.
+        for _ in range(i + 1):
+            self._log.popleft()
+        self._base_pn = largest_pn + 1
+        return result

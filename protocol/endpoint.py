@@ -1,0 +1,236 @@
+"""A SNIP endpoint, sans-I/O: one UDP socket's worth of sessions (spec 4.2, 7).
+
+It decodes datagrams, answers what needs no state (VERSION, RETRY, SERVER_BUSY), routes the rest
+to sessions by session id and source address, and gathers their output and timers. The interface
+is the one netsim's simulator and the asyncio binding drive:
+
+    receive_datagram(data, addr, now); datagrams_to_send(now); get_timer(); handle_timer(now);
+    next_event()
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from . import codec
+from .codec import Accept, Close, Initial, Retry, VersionNegotiation
+from .config import SessionConfig
+from .connection import Addr, Connection
+from .constants import MIN_INITIAL_DATAGRAM, SUPPORTED_VERSIONS, ErrorCode, PacketType
+from .errors import DecodeError, LocalProtocolError
+from .events import Event
+from .state import State
+from .token import check_token, make_token
+
+
+class Endpoint:
+    def __init__(
+        self,
+        config: SessionConfig | None = None,
+        *,
+        server: bool = False,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        secret: bytes | None = None,
+    ) -> None:
+        self.config = config or SessionConfig()
+        self.config.validate()
+        self.server = server
+        self._random = random_bytes
+        self._secret = secret if secret is not None else random_bytes(32)
+        self.sessions: dict[int, Connection] = {}  # by session id (established or server-side)
+        self._pending_clients: dict[int, Connection] = {}  # by initial id, until ACCEPT
+        self._handshakes: dict[tuple[Addr, int], Connection] = {}  # server: (client addr, initial id)
+        self._stateless: deque[tuple[bytes, Addr]] = deque()
+        self._events: deque[Event] = deque()
+        self.drops: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------------------------------
+    # Application API
+
+    def connect(self, addr: Addr, now: float) -> Connection:
+        """Open a session to a server; the handshake starts with the next datagrams_to_send."""
+        initial_id = self._fresh_id(self._pending_clients)
+        conn = Connection(
+            config=self.config,
+            is_client=True,
+            peer=addr,
+            initial_id=initial_id,
+            now=now,
+            events=self._events,
+            on_closed=self._forget,
+        )
+        self._pending_clients[initial_id] = conn
+        return conn
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def connections(self) -> list[Connection]:
+        return list(self.sessions.values()) + list(self._pending_clients.values())
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sessions": len(self.sessions),
+            "pending_handshakes": len(self._pending_clients) + self._unvalidated_count(),
+            "dropped": dict(self.drops),
+            **dict(self.counters),
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Input
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """Take one datagram. Never raises: bad input is dropped and counted (spec 4.2)."""
+        self.counters["datagrams_received"] += 1
+        if len(data) > self.config.max_datagram_size:
+            self.drops["oversized"] += 1
+            return
+        try:
+            decoded = codec.decode(data)
+        except DecodeError as exc:
+            self.drops[exc.reason] += 1
+            if exc.reason == "unknown_version":
+                self._maybe_negotiate_version(data, addr)
+            return
+        packet = decoded.packet
+        sid = decoded.session_id
+        if isinstance(packet, Initial):
+            if self.server:
+                self._on_initial(packet, sid, decoded.packet_number, addr, len(data), now)
+            else:
+                self.drops["unexpected_initial"] += 1
+            return
+        conn = self.sessions.get(sid)
+        if conn is None:
+            pending = self._pending_clients.get(sid)
+            if pending is not None and pending.peer == addr:
+                self._on_handshake_reply(pending, packet, decoded.packet_number, len(data), now)
+            else:
+                self.drops["unknown_session"] += 1
+            return
+        if conn.peer != addr:
+            self.drops["address_mismatch"] += 1
+            return
+        conn.receive_packet(decoded.packet_number, packet, len(data), now)
+
+    def _on_handshake_reply(self, conn: Connection, packet: codec.Packet, pn: int, size: int, now: float) -> None:
+        if isinstance(packet, Accept):
+            if packet.session_id in self.sessions:
+                self.drops["session_id_collision"] += 1
+                return
+            del self._pending_clients[conn.initial_id]
+            self.sessions[packet.session_id] = conn
+            conn.on_accept(packet, pn, size, now)
+        elif isinstance(packet, Retry):
+            conn.on_retry(packet, now)
+        elif isinstance(packet, VersionNegotiation):
+            conn.on_version(packet, now)
+        elif isinstance(packet, Close):
+            conn.on_handshake_close(packet, now)
+        else:
+            self.drops["unknown_session"] += 1
+
+    def _on_initial(self, packet: Initial, initial_id: int, pn: int, addr: Addr, size: int, now: float) -> None:
+        if initial_id == 0:
+            self.drops["malformed"] += 1
+            return
+        existing = self._handshakes.get((addr, initial_id))
+        if existing is not None:
+            existing.on_initial_repeat(size, now)
+            return
+        validated = bool(packet.token) and check_token(self._secret, packet.token, addr, initial_id, now)
+        if packet.token and not validated:
+            self.drops["bad_token"] += 1
+        if not validated and (
+            self.config.retry == "always"
+            or (self.config.retry == "auto" and self._unvalidated_count() >= self.config.max_pending_handshakes)
+        ):
+            token = make_token(self._secret, addr, initial_id, now)
+            self._stateless.append((codec.encode(Retry(token), initial_id, 0), addr))
+            self.counters["retries_sent"] += 1
+            return
+        if len(self.sessions) >= self.config.max_sessions:
+            refusal = Close(ErrorCode.SERVER_BUSY, "too many sessions")
+            self._stateless.append((codec.encode(refusal, initial_id, 0), addr))
+            self.counters["busy_refusals"] += 1
+            return
+        session_id = self._fresh_id(self.sessions)
+        conn = Connection(
+            config=self.config,
+            is_client=False,
+            peer=addr,
+            initial_id=initial_id,
+            now=now,
+            events=self._events,
+            session_id=session_id,
+            peer_params=packet.params,
+            address_validated=validated,
+            on_closed=self._forget,
+        )
+        conn.on_initial_repeat(size, now)  # count the INITIAL toward the amplification budget
+        self.sessions[session_id] = conn
+        self._handshakes[(addr, initial_id)] = conn
+        self.counters["sessions_accepted"] += 1
+
+    def _maybe_negotiate_version(self, data: bytes, addr: Addr) -> None:
+        """spec 3: an INITIAL in an unknown version gets the list of versions we speak."""
+        header = codec.peek_header(data)
+        if not self.server or header is None or header[1] != PacketType.INITIAL or len(data) < MIN_INITIAL_DATAGRAM:
+            return
+        reply = codec.encode(VersionNegotiation(SUPPORTED_VERSIONS), header[2], 0)
+        if len(reply) <= len(data):
+            self._stateless.append((reply, addr))
+            self.counters["version_negotiations"] += 1
+
+    # ------------------------------------------------------------------------------------------
+    # Output and timers
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        out: list[tuple[bytes, Addr]] = list(self._stateless)
+        self._stateless.clear()
+        for conn in self.connections():
+            for datagram in conn.datagrams_to_send(now):
+                out.append((datagram, conn.peer))
+        return out
+
+    def get_timer(self) -> float | None:
+        best: float | None = None
+        for conn in self.connections():
+            t = conn.next_timer()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        for conn in self.connections():
+            t = conn.next_timer()
+            if t is not None and t <= now:
+                conn.handle_timer(now)
+
+    # ------------------------------------------------------------------------------------------
+
+    def _fresh_id(self, taken: dict[int, Connection]) -> int:
+        while True:
+            value = int.from_bytes(self._random(8), "big")
+            if value != 0 and value not in taken and value not in self.sessions:
+                return value
+
+    def _unvalidated_count(self) -> int:
+        return sum(1 for c in self._handshakes.values() if c.state is State.SERVER_UNVALIDATED)
+
+    def _forget(self, conn: Connection) -> None:
+        if self.sessions.get(conn.session_id) is conn:
+            del self.sessions[conn.session_id]
+        if self._pending_clients.get(conn.initial_id) is conn:
+            del self._pending_clients[conn.initial_id]
+        self._handshakes.pop((conn.peer, conn.initial_id), None)
+
+    def session(self, session_id: int) -> Connection:
+        conn = self.sessions.get(session_id)
+        if conn is None:
+            raise LocalProtocolError(f"no session {session_id:016x}")
+        return conn

@@ -1,0 +1,26 @@
+"""The error tiers (DESIGN.md section 6).
+
+- ``DecodeError``: bytes that do not parse or fail integrity. The endpoint drops and counts them.
+- A peer that violates the protocol is answered on the wire (CLOSE/CANCEL with an ``ErrorCode``)
+  and reported as an event; that is not an exception at all.
+- ``LocalProtocolError``: the local caller misused the API. Raised to that caller, never ``assert``.
+"""
+
+from __future__ import annotations
+
+
+class SnipError(Exception):
+    """Base class of snip's exceptions."""
+
+
+class DecodeError(SnipError):
+    """A datagram that is not a valid SNIP/1 packet. ``reason`` names the cause for the counters."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class LocalProtocolError(SnipError):
+    """The local application asked for something the protocol or the session's state forbids."""

@@ -1,0 +1,158 @@
+"""One object on its way in: reassembly, gap detection and NACK scheduling (spec 9.1, 10)."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from typing import Any
+
+from .codec import Announce
+
+
+class IncomingObject:
+    def __init__(self, announce: Announce, now: float) -> None:
+        self.object_id = announce.object_id
+        self.size = announce.total_length
+        self.chunk_size = announce.chunk_size
+        self.chunk_count = announce.chunk_count
+        self.digest = announce.digest
+        self.name = announce.name
+        self.content_type = announce.content_type
+        self.want_reply = announce.want_reply
+        self.in_reply_to = announce.in_reply_to
+        self.announce = announce
+        self.buffer = bytearray(self.size)
+        self.received = bytearray(self.chunk_count)
+        self.received_count = 0
+        self.high = 0  # one past the highest chunk index seen
+        # (due time, first, last): chunk ranges to report if still missing when due
+        self.nack_queue: list[tuple[float, int, int]] = []  # a heap
+        self.last_nacked: dict[int, float] = {}  # missing chunk -> when we last reported it
+        self.nacked_at_pn: dict[int, int] = {}  # missing chunk -> our largest pn seen at first report
+        self.started = now
+        self.last_progress = now
+        self.digest_failures = 0
+        self.chunks_received = 0
+        self.duplicates = 0
+        self.nacked = 0
+        self.recovered = 0
+        self.late_arrivals = 0
+
+    def expected_len(self, index: int) -> int:
+        return min(self.chunk_size, self.size - index * self.chunk_size)
+
+    @property
+    def complete(self) -> bool:
+        return self.received_count == self.chunk_count
+
+    def add_chunk(self, index: int, chunk: bytes, pn: int, now: float, reorder: float) -> bool | None:
+        """Store a chunk. None: duplicate. False/True: new; True when it arrived after being
+        reported missing by a packet sent before our report (reordering, not loss)."""
+        if self.received[index]:
+            self.duplicates += 1
+            return None
+        start = index * self.chunk_size
+        self.buffer[start : start + len(chunk)] = chunk
+        self.received[index] = 1
+        self.received_count += 1
+        self.chunks_received += 1
+        self.last_progress = now
+        late = False
+        if index in self.last_nacked:
+            del self.last_nacked[index]
+            first_pn = self.nacked_at_pn.pop(index, None)
+            if first_pn is not None and pn < first_pn:
+                late = True
+                self.late_arrivals += 1
+            else:
+                self.recovered += 1
+        if index > self.high:
+            heapq.heappush(self.nack_queue, (now + reorder, self.high, index - 1))
+        if index >= self.high:
+            self.high = index + 1
+        return late
+
+    def next_due(self) -> float | None:
+        return self.nack_queue[0][0] if self.nack_queue else None
+
+    def due_missing(self, now: float, renack: float, largest_pn: int) -> list[int]:
+        """Chunks whose report is due now; schedules their next report."""
+        out: list[int] = []
+        received = self.received
+        last = self.last_nacked
+        while self.nack_queue and self.nack_queue[0][0] <= now:
+            _, first, end = heapq.heappop(self.nack_queue)
+            for index in range(first, end + 1):
+                if received[index]:
+                    continue
+                previous = last.get(index)
+                if previous is not None and now - previous < renack * 0.9:
+                    continue
+                out.append(index)
+        if out:
+            out.sort()
+            self._mark_reported(out, now, renack, largest_pn)
+        return out
+
+    def missing_below(self, limit: int, now: float, renack: float, largest_pn: int) -> list[int]:
+        """Every missing chunk below ``limit`` (a PROBE asked); marks them reported."""
+        limit = min(limit, self.chunk_count)
+        received = self.received
+        out = [i for i in range(limit) if not received[i]]
+        if out:
+            self._mark_reported(out, now, renack, largest_pn)
+        return out
+
+    def _mark_reported(self, chunks: list[int], now: float, renack: float, largest_pn: int) -> None:
+        for index in chunks:
+            if index not in self.last_nacked:
+                self.nacked += 1
+                self.nacked_at_pn[index] = largest_pn
+            self.last_nacked[index] = now
+        for first, count in to_ranges(chunks):
+            heapq.heappush(self.nack_queue, (now + renack, first, first + count - 1))
+
+    def verify(self) -> bool:
+        return hashlib.sha256(self.buffer).digest() == self.digest
+
+    def reset_after_digest_failure(self, now: float) -> None:
+        self.digest_failures += 1
+        self.received = bytearray(self.chunk_count)
+        self.received_count = 0
+        self.last_nacked.clear()
+        self.nacked_at_pn.clear()
+        self.nack_queue.clear()
+        self.high = self.chunk_count
+        if self.chunk_count:
+            heapq.heappush(self.nack_queue, (now, 0, self.chunk_count - 1))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "object_id": self.object_id,
+            "name": self.name,
+            "size": self.size,
+            "chunks": self.chunk_count,
+            "chunks_received": self.chunks_received,
+            "duplicates": self.duplicates,
+            "nacked": self.nacked,
+            "recovered": self.recovered,
+            "late_arrivals": self.late_arrivals,
+            "digest_failures": self.digest_failures,
+            "elapsed_s": round(self.last_progress - self.started, 6),
+        }
+
+
+def to_ranges(sorted_indices: list[int]) -> list[tuple[int, int]]:
+    """[1, 2, 3, 7] -> [(1, 3), (7, 1)]: (first, count) runs of a sorted list."""
+    ranges: list[tuple[int, int]] = []
+    if not sorted_indices:
+        return ranges
+    first = prev = sorted_indices[0]
+    for index in sorted_indices[1:]:
+        if index == prev + 1:
+            prev = index
+            continue
+        ranges.append((first, prev - first + 1))
+        first = prev = index
+    ranges.append((first, prev - first + 1))
+    return ranges

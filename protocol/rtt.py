@@ -1,0 +1,38 @@
+"""Round-trip time estimation (spec 9.5; the smoothing of RFC 6298 / RFC 9002 section 5)."""
+
+from __future__ import annotations
+
+GRANULARITY = 0.001  # 1 ms: the floor under rttvar terms, as in RFC 9002
+
+
+class RttEstimator:
+    def __init__(self, initial_rtt: float = 0.1) -> None:
+        self.initial_rtt = initial_rtt
+        self.has_sample = False
+        self.latest = initial_rtt
+        self.smoothed = initial_rtt
+        self.variance = initial_rtt / 2
+        self.min_rtt = float("inf")
+
+    def update(self, sample: float, ack_delay: float = 0.0) -> None:
+        if sample <= 0:
+            return
+        self.min_rtt = min(self.min_rtt, sample)
+        # Subtract the peer's ack delay only when that keeps the sample plausible (RFC 9002 5.3).
+        adjusted = sample - ack_delay if sample - ack_delay >= self.min_rtt else sample
+        self.latest = adjusted
+        if not self.has_sample:
+            self.has_sample = True
+            self.smoothed = adjusted
+            self.variance = adjusted / 2
+            return
+        self.variance = 0.75 * self.variance + 0.25 * abs(self.smoothed - adjusted)
+        self.smoothed = 0.875 * self.smoothed + 0.125 * adjusted
+
+    @property
+    def min_or_smoothed(self) -> float:
+        return self.min_rtt if self.has_sample else self.smoothed
+
+    def pto(self, peer_max_ack_delay: float) -> float:
+        """spec 9.4: probe timeout before backoff."""
+        return self.smoothed + max(4 * self.variance, GRANULARITY) + peer_max_ack_delay

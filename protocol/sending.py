@@ -1,0 +1,160 @@
+"""One object on its way out: which chunks to send next, and what the receiver said (spec 9.3, 9.4)."""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections import deque
+from enum import Enum
+from typing import Any
+
+from .codec import Announce
+
+
+class OutState(Enum):
+    QUEUED = "queued"  # waiting for the handshake or for the peer's flow-control credit
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class OutgoingObject:
+    def __init__(
+        self,
+        object_id: int,
+        data: bytes,
+        *,
+        name: str,
+        content_type: str,
+        chunk_size: int,
+        want_reply: bool,
+        in_reply_to: int | None,
+        deadline: float | None,
+        created: float,
+    ) -> None:
+        self.object_id = object_id
+        self.data = memoryview(data)
+        self.size = len(data)
+        self.name = name
+        self.content_type = content_type
+        self.chunk_size = chunk_size
+        self.chunk_count = -(-self.size // chunk_size)
+        self.digest = hashlib.sha256(data).digest()
+        self.want_reply = want_reply
+        self.in_reply_to = in_reply_to
+        self.deadline = deadline  # absolute time, or None
+        self.created = created
+        self.finished_at: float | None = None
+        self.state = OutState.QUEUED
+        self.announce_pending = False
+        self.next_new = 0  # lowest chunk index never sent
+        self.retx: deque[int] = deque()
+        self._queued = bytearray(self.chunk_count)  # 1 while the chunk waits in retx
+        self.last_sent = array("d", bytes(8 * self.chunk_count))
+        self.last_pn = array("q", bytes(8 * self.chunk_count))  # packet number of the last copy
+        self.tail_probe_pending = False
+        self.last_feedback = created
+        self.probe_count = 0
+        self.chunks_sent = 0
+        self.retransmitted = 0
+        self.nacked = 0
+        self.extra_copies_left = max(4, self.chunk_count // 50)  # tail redundancy budget (2%)
+
+    def announce(self) -> Announce:
+        return Announce(
+            object_id=self.object_id,
+            total_length=self.size,
+            chunk_size=self.chunk_size,
+            chunk_count=self.chunk_count,
+            digest=self.digest,
+            content_type=self.content_type,
+            name=self.name,
+            want_reply=self.want_reply,
+            in_reply_to=self.in_reply_to,
+            deadline_ms=0 if self.deadline is None else max(1, int((self.deadline - self.created) * 1000)),
+        )
+
+    def chunk(self, index: int) -> bytes:
+        start = index * self.chunk_size
+        return bytes(self.data[start : start + self.chunk_size])
+
+    def chunk_len(self, index: int) -> int:
+        return min(self.chunk_size, self.size - index * self.chunk_size)
+
+    @property
+    def has_data_to_send(self) -> bool:
+        return bool(self.retx) or self.next_new < self.chunk_count
+
+    def next_chunk(self) -> tuple[int, bool] | None:
+        """(chunk index, is retransmission) to send next; retransmissions first."""
+        while self.retx:
+            index = self.retx.popleft()
+            if self._queued[index]:
+                self._queued[index] = 0
+                return index, True
+        if self.next_new < self.chunk_count:
+            index = self.next_new
+            self.next_new += 1
+            if self.next_new == self.chunk_count:
+                self.tail_probe_pending = True
+            return index, False
+        return None
+
+    def on_chunk_sent(self, index: int, pn: int, now: float, retransmission: bool) -> None:
+        self.last_sent[index] = now
+        self.last_pn[index] = pn
+        self.chunks_sent += 1
+        if retransmission:
+            self.retransmitted += 1
+
+    def on_nack(
+        self,
+        ranges: tuple[tuple[int, int], ...],
+        largest_pn: int,
+        now: float,
+        seen_send_time: float | None,
+        reorder: float,
+    ) -> int:
+        """Queue the NACKed chunks whose last copy is really lost; returns how many were queued.
+
+        The NACK's writer had seen our packet ``largest_pn``. A copy sent after that packet cannot
+        be judged yet; a copy sent before it by less than the reordering allowance may just be late
+        (spec 9.3). ``seen_send_time`` is when we sent ``largest_pn``, if we still know.
+        """
+        self.last_feedback = now
+        self.probe_count = 0
+        queued = 0
+        for first, count in ranges:
+            for index in range(first, min(first + count, self.next_new)):
+                if self._queued[index]:
+                    continue
+                if self.last_pn[index] >= largest_pn:
+                    continue
+                if seen_send_time is not None and seen_send_time - self.last_sent[index] < reorder:
+                    continue
+                self._queued[index] = 1
+                self.retx.append(index)
+                queued += 1
+        self.nacked += queued
+        return queued
+
+    def requeue_all(self) -> None:
+        """The receiver discarded everything (digest mismatch): send every chunk again."""
+        for index in range(self.next_new):
+            if not self._queued[index]:
+                self._queued[index] = 1
+                self.retx.append(index)
+
+    def stats(self) -> dict[str, Any]:
+        elapsed = (self.finished_at or self.last_feedback) - self.created
+        return {
+            "object_id": self.object_id,
+            "name": self.name,
+            "size": self.size,
+            "chunks": self.chunk_count,
+            "chunks_sent": self.chunks_sent,
+            "retransmitted": self.retransmitted,
+            "nacked": self.nacked,
+            "state": self.state.value,
+            "elapsed_s": round(max(elapsed, 0.0), 6),
+        }

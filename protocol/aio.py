@@ -117,6 +117,7 @@ class _Driver(asyncio.DatagramProtocol):
         self._pump_scheduled = False
         self.closed = asyncio.Event()
         self.socket_error: Exception | None = None
+        self.connected = False
 
     # asyncio.DatagramProtocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -152,7 +153,8 @@ class _Driver(asyncio.DatagramProtocol):
             self.endpoint.handle_timer(now)
         for datagram, addr in self.endpoint.datagrams_to_send(now):
             try:
-                self.transport.sendto(datagram, addr)
+                # A connected (client) socket takes no address; its peer may be an IPv6 4-tuple.
+                self.transport.sendto(datagram, None if self.connected else addr)
             except OSError as exc:  # e.g. no route: the protocol's timers handle the rest
                 self.socket_error = exc
         while (event := self.endpoint.next_event()) is not None:
@@ -416,6 +418,7 @@ async def connect(
         )
     except OSError as exc:
         raise SessionError(ErrorCode.HANDSHAKE_TIMEOUT, f"cannot open a UDP socket to {host}:{port}: {exc}") from None
+    driver.connected = True
     conn = endpoint.connect(remote, loop.time())
     session = ClientSession(endpoint, driver, conn, remote)
     session_holder.append(session)

@@ -90,7 +90,7 @@ class IncomingObject:
                     continue
                 out.append(index)
         if out:
-            out.sort()
+            out = sorted(set(out))  # overlapping queue entries may name a chunk twice
             self._mark_reported(out, now, renack, largest_pn)
         return out
 

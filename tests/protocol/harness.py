@@ -1,0 +1,107 @@
+"""Two (or more) SNIP endpoints in netsim's virtual-time simulator, for the protocol tests."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from netsim.simulator import Simulator
+from protocol.config import SessionConfig
+from protocol.connection import Connection
+from protocol.endpoint import Endpoint
+from protocol.events import (
+    ConnectionClosed,
+    Event,
+    ObjectDelivered,
+    ObjectFailed,
+    ObjectReceived,
+)
+
+CLIENT = ("client", 4000)
+SERVER = ("server", 5000)
+
+
+def seeded_random(seed: int) -> Any:
+    rng = random.Random(seed)
+    return rng.randbytes
+
+
+@dataclass
+class Recorder:
+    """Collects an endpoint's events as the simulation runs."""
+
+    endpoint: Endpoint
+    events: list[tuple[float, Event]] = field(default_factory=list)
+
+    def drain(self, now: float) -> None:
+        while (event := self.endpoint.next_event()) is not None:
+            self.events.append((now, event))
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for _, e in self.events if isinstance(e, kind)]
+
+    def received(self) -> list[ObjectReceived]:
+        return self.of(ObjectReceived)
+
+
+class _Watched:
+    """Wraps an endpoint so its events are recorded the moment they happen."""
+
+    def __init__(self, endpoint: Endpoint, recorder: Recorder) -> None:
+        self.endpoint = endpoint
+        self.recorder = recorder
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        self.endpoint.receive_datagram(data, addr, now)
+        self.recorder.drain(now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        out = self.endpoint.datagrams_to_send(now)
+        self.recorder.drain(now)
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.endpoint.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
+        self.recorder.drain(now)
+
+
+class Pair:
+    """A client and a server endpoint joined by one netsim link."""
+
+    def __init__(
+        self,
+        link: str = "",
+        *,
+        seed: int = 1,
+        client_config: SessionConfig | None = None,
+        server_config: SessionConfig | None = None,
+    ) -> None:
+        self.sim = Simulator(seed=seed)
+        self.client = Endpoint(client_config, random_bytes=seeded_random(seed + 100))
+        self.server = Endpoint(server_config, server=True, random_bytes=seeded_random(seed + 200))
+        self.client_log = Recorder(self.client)
+        self.server_log = Recorder(self.server)
+        self.sim.add_endpoint(_Watched(self.client, self.client_log), CLIENT)
+        self.sim.add_endpoint(_Watched(self.server, self.server_log), SERVER)
+        self.link = self.sim.connect(CLIENT[0], SERVER[0], link)
+        self.conn: Connection = self.client.connect(SERVER, self.sim.now)
+
+    def send(self, data: bytes, **kwargs: Any) -> int:
+        object_id = self.conn.send_object(data, self.sim.now, **kwargs)
+        self.sim.poke()
+        return object_id
+
+    def run_until(self, predicate: Any, timeout: float = 120.0) -> float:
+        return self.sim.run_until(predicate, timeout=timeout)
+
+    def finished(self, object_ids: list[int]) -> bool:
+        done = {e.object_id for e in self.client_log.of(ObjectDelivered)}
+        done |= {e.object_id for e in self.client_log.of(ObjectFailed) if e.outgoing}
+        return set(object_ids) <= done
+
+    def closed(self) -> bool:
+        return bool(self.client_log.of(ConnectionClosed))

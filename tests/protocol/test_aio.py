@@ -1,0 +1,105 @@
+"""The asyncio binding over real UDP sockets on loopback (issue 2): IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import socket
+
+import pytest
+
+from protocol.aio import ObjectFailedError, ReceivedObject, SessionConfig, SessionError, connect, serve
+from protocol.constants import ErrorCode
+
+
+async def digest_handler(obj: ReceivedObject) -> bytes:
+    return json.dumps({"name": obj.name, "sha256": hashlib.sha256(obj.data).hexdigest()}).encode()
+
+
+async def round_trip(host: str) -> None:
+    server = await serve(host, 0, digest_handler)
+    try:
+        _, port = server.sockname
+        session = await connect(host, port)
+        objects = [random.Random(i).randbytes(size) for i, size in enumerate((1, 1024, 50_000, 1_500_000))]
+        async with session:
+            handles = [session.send_object(d, name=f"o{i}", content_type="image/jpeg", want_reply=True)
+                       for i, d in enumerate(objects)]
+            for handle, data in zip(handles, objects, strict=True):
+                await asyncio.wait_for(handle.delivered(), 20)
+                reply = await handle.reply(timeout=20)
+                assert json.loads(reply.data) == {"name": handle.name, "sha256": hashlib.sha256(data).hexdigest()}
+                assert handle.progress == (len(data), len(data))
+            stats = session.stats()
+            assert stats["objects_delivered"] == len(objects)
+            assert stats["srtt_ms"] > 0
+        assert server.stats()["objects_completed"] == len(objects)
+    finally:
+        await server.close()
+
+
+def test_loopback_ipv4() -> None:
+    asyncio.run(round_trip("127.0.0.1"))
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback on this machine")
+def test_loopback_ipv6() -> None:
+    asyncio.run(round_trip("::1"))
+
+
+def test_nothing_listening_is_a_clear_error() -> None:
+    async def main() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with pytest.raises(SessionError, match="nothing is listening|handshake"):
+            await connect("127.0.0.1", port, config=SessionConfig(handshake_timeout=2.0))
+
+    asyncio.run(main())
+
+
+def test_object_over_the_receivers_limit_fails_with_its_code() -> None:
+    async def main() -> None:
+        server = await serve("127.0.0.1", 0, digest_handler,
+                             config=SessionConfig(max_object_size=10_000, max_buffered_bytes=10_000))
+        try:
+            session = await connect(*server.sockname)
+            handle = session.send_object(bytes(20_000), name="big")
+            with pytest.raises(ObjectFailedError) as info:
+                await asyncio.wait_for(handle.delivered(), 5)
+            assert info.value.code == ErrorCode.OBJECT_TOO_LARGE
+            await session.aclose()
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_receiver_refusal_reaches_the_sender() -> None:
+    async def main() -> None:
+        server = await serve("127.0.0.1", 0, digest_handler, accept=lambda info: "no PNGs here"
+                             if info.content_type == "image/png" else None)
+        try:
+            session = await connect(*server.sockname)
+            ok = session.send_object(bytes(3000), name="a.jpg", content_type="image/jpeg")
+            refused = session.send_object(bytes(3000), name="b.png", content_type="image/png")
+            await asyncio.wait_for(ok.delivered(), 5)
+            with pytest.raises(ObjectFailedError) as info:
+                await asyncio.wait_for(refused.delivered(), 5)
+            assert info.value.code == ErrorCode.REFUSED and "no PNGs" in info.value.reason
+            await session.aclose()
+        finally:
+            await server.close()
+
+    asyncio.run(main())

@@ -1,0 +1,155 @@
+"""Bad input never escapes the core and never makes it allocate beyond its limits (issue 2, spec 4.2, 14).
+
+Each case crafts datagrams with the codec, delivers them to a live endpoint through the simulator,
+and checks the treatment the spec gives them: drop and count, or abort with a specific code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol import codec
+from protocol.codec import Announce, Data, Nack
+from protocol.config import SessionConfig
+from protocol.constants import ErrorCode
+from protocol.endpoint import Endpoint
+from protocol.events import ConnectionClosed, ObjectFailed
+
+from .harness import CLIENT, SERVER, Pair
+
+
+def established(seed: int = 1, **server_kwargs: object) -> Pair:
+    pair = Pair("rtt=20ms", seed=seed, server_config=SessionConfig(**server_kwargs) if server_kwargs else None)  # type: ignore[arg-type]
+    pair.run_until(lambda: bool(pair.server.sessions) and pair.conn.is_open, timeout=5)
+    pair.sim.run_for(0.1)
+    return pair
+
+
+def inject(pair: Pair, packet: codec.Packet, *, to_server: bool = True, session_id: int | None = None) -> None:
+    """Send ``packet`` as if from the client (or the server), with the packet number it would use."""
+    sid = pair.conn.session_id if session_id is None else session_id
+    sender = pair.conn if to_server else server_conn(pair)
+    size = len(codec.encode(packet, sid, 0))
+    pn = sender.sent.on_sent(pair.sim.now, size, False)
+    data = codec.encode(packet, sid, pn)
+    src, dst = (CLIENT, SERVER) if to_server else (SERVER, CLIENT)
+    pair.sim.inject(data, src, dst, through_link=False)
+    pair.sim.run_for(0.05)
+
+
+def server_conn(pair: Pair):  # type: ignore[no-untyped-def]
+    return next(iter(pair.server.sessions.values()))
+
+
+def test_announcement_claiming_4gb_is_refused_without_allocation() -> None:
+    pair = established(max_object_size=1 << 20, max_buffered_bytes=1 << 20)
+    big = Announce(0, 4 << 30, 1024, 4 << 20, hashlib.sha256(b"").digest(), "image/jpeg", "huge")
+    inject(pair, big)
+    conn = server_conn(pair)
+    assert 0 not in conn.incoming  # nothing allocated
+    failed = pair.server_log.of(ObjectFailed)
+    assert failed and failed[0].error_code == ErrorCode.OBJECT_TOO_LARGE
+
+
+def test_chunk_index_beyond_the_count_aborts_with_protocol_violation() -> None:
+    pair = established()
+    inject(pair, Announce(0, 3000, 1024, 3, hashlib.sha256(bytes(3000)).digest(), "image/png", "a"))
+    inject(pair, Data(0, 7, bytes(1024)))
+    [closed] = pair.server_log.of(ConnectionClosed)
+    assert closed.error_code == ErrorCode.PROTOCOL_VIOLATION and not closed.by_peer
+
+
+def test_nack_for_chunks_that_do_not_exist_aborts() -> None:
+    pair = established()
+    oid = pair.send(bytes(5000), name="x")
+    pair.run_until(lambda: pair.finished([oid]), timeout=5)
+    pair.send(bytes(5000), name="y")  # object 1 in flight
+    pair.sim.run_for(0.001)
+    inject(pair, Nack(1, ((100, 5),), largest_pn=0), to_server=False, session_id=pair.conn.session_id)
+    closed = pair.client_log.of(ConnectionClosed)
+    assert closed and closed[0].error_code == ErrorCode.PROTOCOL_VIOLATION
+
+
+def test_spoofed_session_id_is_dropped_and_counted() -> None:
+    pair = established()
+    before = pair.server.drops["unknown_session"]
+    inject(pair, Data(0, 0, b"x"), session_id=0xDEADBEEF)
+    assert pair.server.drops["unknown_session"] == before + 1
+    assert pair.conn.is_open
+
+
+def test_wrong_source_address_is_dropped() -> None:
+    pair = established()
+    pair.sim.add_endpoint(Endpoint(), ("client", 4999))
+    data = codec.encode(Data(0, 0, b"x"), pair.conn.session_id, 5)
+    pair.sim.inject(data, ("client", 4999), SERVER, through_link=False)
+    pair.sim.run_for(0.05)
+    assert pair.server.drops["address_mismatch"] == 1
+
+
+def test_truncated_and_oversized_datagrams_are_dropped() -> None:
+    ep = Endpoint(SessionConfig(), server=True)
+    good = codec.encode(Data(0, 0, b"abc"), 1, 1)
+    ep.receive_datagram(good[:-1], CLIENT, 0.0)
+    ep.receive_datagram(good + b"\0", CLIENT, 0.0)
+    ep.receive_datagram(bytes(70_000), CLIENT, 0.0)
+    assert ep.drops["truncated"] == 1 and ep.drops["trailing_bytes"] == 1 and ep.drops["oversized"] == 1
+
+
+def test_spoofed_initials_cannot_make_the_server_hold_unbounded_state() -> None:
+    ep = Endpoint(SessionConfig(max_pending_handshakes=16), server=True)
+    rng = random.Random(3)
+    for i in range(1000):
+        initial = codec.encode(codec.Initial(), rng.getrandbits(63) + 1, 0)
+        ep.receive_datagram(initial, (f"10.0.{i // 250}.{i % 250}", 1000 + i), float(i) / 1000)
+    assert len(ep.sessions) <= 16
+    assert ep.counters["retries_sent"] >= 1000 - 16
+
+
+def test_server_never_sends_more_than_three_times_what_an_unvalidated_client_sent() -> None:
+    ep = Endpoint(SessionConfig(), server=True)
+    initial = codec.encode(codec.Initial(), 77, 0)
+    ep.receive_datagram(initial, CLIENT, 0.0)
+    sent = 0
+    for step in range(200):
+        now = step * 0.05
+        ep.handle_timer(now)
+        sent += sum(len(d) for d, _ in ep.datagrams_to_send(now))
+    assert 0 < sent <= 3 * len(initial)
+
+
+def test_unknown_version_initial_gets_version_negotiation() -> None:
+    ep = Endpoint(SessionConfig(), server=True)
+    raw = bytearray(codec.encode(codec.Initial(), 55, 0))
+    raw[2] = 9  # version 9
+    body = bytes(raw[:-4])
+    raw = bytearray(body + codec.crc32c(body).to_bytes(4, "big"))
+    ep.receive_datagram(bytes(raw), CLIENT, 0.0)
+    [(reply, addr)] = ep.datagrams_to_send(0.0)
+    decoded = codec.decode(reply)
+    assert addr == CLIENT and decoded.session_id == 55
+    assert decoded.packet == codec.VersionNegotiation((1,))
+    assert len(reply) <= len(raw)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(min_size=0, max_size=1500), min_size=1, max_size=30), st.integers(0, 2**32))
+def test_arbitrary_datagrams_never_raise_and_never_break_a_transfer(junk: list[bytes], seed: int) -> None:
+    pair = Pair("loss=5% rtt=30ms", seed=seed % 1000)
+    data = random.Random(seed).randbytes(60_000)
+    oid = pair.send(data, name="legit", content_type="image/jpeg")
+    pair.sim.run_for(0.03)
+    sid = pair.conn.session_id
+    for i, blob in enumerate(junk):
+        # half raw junk, half junk dressed as a well-formed SNIP datagram of a random type
+        if i % 2 and len(blob) >= 1:
+            blob = codec.encode(Data(blob[0] + 5, 0, blob or b"x"), sid, 50_000 + i) if blob[0] % 3 == 0 else blob
+        pair.sim.inject(blob, CLIENT, SERVER, through_link=False)
+        pair.sim.inject(blob, SERVER, CLIENT, through_link=False)
+    pair.run_until(lambda: pair.finished([oid]), timeout=60)
+    received = pair.server_log.received()
+    assert all(r.data == data for r in received if r.name == "legit")

@@ -223,16 +223,26 @@ def _reason(text: str) -> bytes:
     return raw[:MAX_REASON_LEN].decode("utf-8", "ignore").encode("utf-8")
 
 
-def check_missing(missing: tuple[tuple[int, int], ...]) -> None:
-    """Raise ValueError unless ``missing`` is a valid NACK list (spec 5.7).
+def normalize_missing(missing: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """Validate a NACK missing list and merge adjacent ranges (spec 5.7, R5.7-1 and R5.7-4).
 
-    Valid: every range non-empty, ascending, disjoint from the one before, and below 2^32.
+    Raises ValueError unless every range is non-empty, ascending, disjoint from the one before and
+    below 2^32. Returns the list with adjacent ranges merged (the same object when there are none).
     """
     prev_end = -1
-    for first, count in missing:
+    merged: list[tuple[int, int]] | None = None
+    for i, (first, count) in enumerate(missing):
         if count < 1 or first <= prev_end or first + count > 0x100000000:
             raise ValueError("NACK ranges must be non-empty, ascending, disjoint and below 2^32")
+        if first == prev_end + 1 and i > 0:
+            if merged is None:
+                merged = list(missing[:i])
+            last_first, last_count = merged[-1]
+            merged[-1] = (last_first, last_count + count)
+        elif merged is not None:
+            merged.append((first, count))
         prev_end = first + count - 1
+    return missing if merged is None else tuple(merged)
 
 
 def _encode_payload(packet: Packet) -> bytes:
@@ -350,8 +360,7 @@ def nack_sizes(missing: tuple[tuple[int, int], ...]) -> tuple[int, int]:
 def encode_nack_payload(packet: Nack) -> bytes:
     """spec 5.7: the ranges form unless the bitmap form is strictly smaller."""
     flags = NACK_FLAG_ANNOUNCE_MISSING if packet.announce_missing else 0
-    missing = packet.missing
-    check_missing(missing)
+    missing = normalize_missing(packet.missing)
     ranges_size, bitmap_size = nack_sizes(missing)
     if missing and bitmap_size < ranges_size:
         base = missing[0][0]

@@ -147,6 +147,7 @@ class Connection:
         self.outgoing: dict[int, OutgoingObject] = {}
         self._out_final: dict[int, int] = {}  # finished outgoing id -> error code (0 = delivered)
         self._next_object_id = 0
+        self._deferred_cancels: list[Cancel] = []  # CANCELs of never-announced ids awaiting credit
         self._announced_bytes = 0
         self._peer_id_limit = self.peer_params.max_concurrent_objects
         self._peer_announce_limit = self.peer_params.max_buffered_bytes
@@ -299,6 +300,9 @@ class Connection:
 
     def on_version(self, packet: VersionNegotiation, now: float) -> None:
         if self.state is not State.CLIENT_INITIAL:
+            return
+        if 1 in packet.versions:  # spec R3-10: a genuine server would not list our own version
+            self.counters["ignored_packets"] += 1
             return
         offered = ", ".join(str(v) for v in packet.versions)
         self._enter_closed(now, ErrorCode.VERSION_MISMATCH, f"peer speaks versions {offered}, not 1", by_peer=True)
@@ -496,7 +500,8 @@ class Connection:
     def _complete_incoming(self, obj: IncomingObject, now: float) -> None:
         if not obj.verify():
             self.counters["digest_failures"] += 1
-            if obj.digest_failures + 1 >= self.config.max_digest_failures:
+            # An empty object cannot be re-requested: its digest is simply wrong (spec R10.2-3).
+            if obj.chunk_count == 0 or obj.digest_failures + 1 >= self.config.max_digest_failures:
                 self._fail_incoming(obj, ErrorCode.DIGEST_MISMATCH, "SHA-256 mismatch, twice", by_peer=False, tell_peer=True)
                 return
             obj.reset_after_digest_failure(now)
@@ -618,6 +623,11 @@ class Connection:
 
     def _promote_queued(self, now: float) -> None:
         """Announce queued objects, in id order, as the peer's credit allows (spec 8.2)."""
+        if self._deferred_cancels and self.state is not State.CLIENT_INITIAL:
+            ready = [c for c in self._deferred_cancels if c.object_id < self._peer_id_limit]
+            if ready:
+                self._deferred_cancels = [c for c in self._deferred_cancels if c.object_id >= self._peer_id_limit]
+                self._control.extend(ready)
         for obj in self.outgoing.values():
             if obj.state is not OutState.QUEUED:
                 continue
@@ -718,9 +728,11 @@ class Connection:
         self._remember_out_final(obj.object_id, code or ErrorCode.CANCELLED)
         self.counters["objects_failed"] += 1
         # Every id must end at the receiver, or its credit window would stall: an id that was
-        # never announced is closed with a CANCEL too.
-        if tell_peer or (not was_announced and self.state is not State.CLIENT_INITIAL and not by_peer):
+        # never announced is closed with a CANCEL too, under the same credit rule (spec R8.2-9).
+        if tell_peer and was_announced:
             self._control.append(Cancel(obj.object_id, CANCEL_ORIGIN_SENDER, code, reason[:200]))
+        elif not was_announced and not by_peer:
+            self._deferred_cancels.append(Cancel(obj.object_id, CANCEL_ORIGIN_SENDER, code, reason[:200]))
         self._events.append(ObjectFailed(self.session_id, obj.object_id, True, code, reason, by_peer, obj.stats()))
 
     def _remember_out_final(self, oid: int, code: int) -> None:
@@ -963,7 +975,8 @@ class Connection:
         self.sent.on_sent(now, len(datagram), self._app_limited)
         self.counters["packets_sent"] += 1
         self.counters["bytes_sent"] += len(datagram)
-        if self.sent.next_pn > MAX_PN and self.state in OPEN_STATES:
+        # spec R8.3-3: number 2^32 - 1 is kept for the CLOSE that ends an exhausted session.
+        if self.sent.next_pn >= MAX_PN and self.state in OPEN_STATES:
             self._start_closing(now, ErrorCode.LIMIT_REACHED, "packet numbers exhausted")
 
     def _pick_chunk(self) -> tuple[OutgoingObject, int, bool] | None:

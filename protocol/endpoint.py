@@ -181,6 +181,8 @@ class Endpoint:
         header = codec.peek_header(data)
         if not self.server or header is None or header[1] != PacketType.INITIAL or len(data) < MIN_INITIAL_DATAGRAM:
             return
+        if header[2] == 0:  # spec R3-9: never answer an INITIAL with session id 0
+            return
         reply = codec.encode(VersionNegotiation(SUPPORTED_VERSIONS), header[2], 0)
         if len(reply) <= len(data):
             self._stateless.append((reply, addr))

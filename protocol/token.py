@@ -1,4 +1,4 @@
-"""Stateless retry tokens (spec 7.2): a timestamp and an HMAC over the client's address and initial id."""
+"""Stateless retry tokens (spec 7.4): a timestamp and an HMAC over the client's address and initial id."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Microbenchmarks (pytest-benchmark): run with `pytest benchmarks/micro --benchmark-enable`."""

@@ -20,7 +20,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "apps.demo",
     "apps.mail.cli",
     "netsim.cli",
-    "protocol.conformance.cli",
+    "apps.conformance.cli",
+    "apps.conformance.fuzz_cli",
     "benchmarks.cli",
 )
 

@@ -72,4 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a module, this file is __main__: the CommandError the subcommands import is the one
+    # in apps.cli, so dispatch through that module for its handler to catch it.
+    from apps.cli import main as _main
+
+    sys.exit(_main())

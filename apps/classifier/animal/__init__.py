@@ -1,0 +1,1 @@
+"""The animal describer: a torchvision ImageNet model (or your own) and the description table."""

@@ -20,6 +20,7 @@ STARTUP_GAIN = 2.885  # 2/ln 2: doubles the sending rate each round
 PROBE_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 BW_WINDOW_ROUNDS = 10
 MIN_RTT_WINDOW = 10.0  # seconds
+MAX_COMPENSATED_LOSS = 0.35
 
 
 class RateController(Protocol):
@@ -36,6 +37,10 @@ class RateController(Protocol):
         ...
 
     def on_rtt_sample(self, now: float, rtt: float) -> None: ...
+
+    def set_feedback_delay(self, seconds: float) -> None:
+        """The peer may hold an ACK back this long (its max_ack_delay): the window must cover it."""
+        ...
 
     def on_rate_sample(self, now: float, sample: RateSample) -> None: ...
 
@@ -62,6 +67,9 @@ class FixedRate:
 
     def on_rtt_sample(self, now: float, rtt: float) -> None:
         self._rtt = max(rtt, 0.001)
+
+    def set_feedback_delay(self, seconds: float) -> None:
+        self._rtt = max(self._rtt, seconds)
 
     def on_rate_sample(self, now: float, sample: RateSample) -> None:
         pass
@@ -99,11 +107,15 @@ class SnipBbr:
         self._cycle_index = 2
         self._cycle_stamp = 0.0
         self._inflight = 0
+        self._feedback_delay = 0.0
 
     # -- estimates ------------------------------------------------------------------------
     @property
     def _bdp(self) -> float:
         return self.bw * self.min_rtt
+
+    def set_feedback_delay(self, seconds: float) -> None:
+        self._feedback_delay = seconds
 
     @property
     def pacing_rate(self) -> float:
@@ -119,7 +131,8 @@ class SnipBbr:
     def cwnd(self) -> int:
         if self.bw <= 0:
             return self._initial_cwnd
-        window = max(int(self._cwnd_gain * self._bdp) + 3 * self._mss, 4 * self._mss)
+        # ACKs may be held back by the peer's ack delay: data sent in that time is in flight too.
+        window = max(int(self._cwnd_gain * self.bw * (self.min_rtt + self._feedback_delay)) + 3 * self._mss, 4 * self._mss)
         return max(window, self._initial_cwnd) if self.phase is Phase.STARTUP else window
 
     def on_rtt_sample(self, now: float, rtt: float) -> None:
@@ -140,9 +153,11 @@ class SnipBbr:
                 self._queueing = self._round_min_rtt - self.min_rtt > threshold
             self._round_min_rtt = float("inf")
         rate = sample.delivery_rate
-        if not self._queueing:
-            # Random loss: what left us at this rate would have arrived but for the loss.
-            rate /= max(1.0 - sample.loss_rate, 0.5)
+        if not self._queueing and sample.loss_rate <= MAX_COMPENSATED_LOSS:
+            # Random loss: what left us at this rate would have arrived but for the loss. Past
+            # MAX_COMPENSATED_LOSS the loss is more likely an overrun receiver or a queue too short
+            # to show delay, and compensating would keep the overrun going.
+            rate /= 1.0 - sample.loss_rate
         if rate > 0 and (not sample.app_limited or rate > self.bw):
             self._add_bw_sample(rate)
         if round_start:

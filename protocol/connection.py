@@ -115,6 +115,7 @@ class Connection:
         self.sent = SentLog()
         self._mss = config.chunk_size + OVERHEAD + DATA_PREFIX_LEN
         self.controller = make_controller(config.rate, self._mss, config.initial_window, config.initial_rtt)
+        self.controller.set_feedback_delay(self.peer_params.max_ack_delay_ms / 1000)
         self._control: deque[Packet] = deque()
         self._next_send_time = now
         self._app_limited = True
@@ -281,6 +282,7 @@ class Connection:
         self.sent.restart(now)
         self.session_id = packet.session_id
         self.peer_params = packet.params
+        self.controller.set_feedback_delay(packet.params.max_ack_delay_ms / 1000)
         self._peer_id_limit = packet.params.max_concurrent_objects
         self._peer_announce_limit = packet.params.max_buffered_bytes
         self.state = State.ESTABLISHED

@@ -305,6 +305,9 @@ class _SessionBase:
         handle = self._objects.pop(reply.in_reply_to, None)
         if handle is None:
             return False
+        # A reply can overtake the COMPLETE (lost or reordered): it proves the receiver verified
+        # the whole object, so the object counts as delivered.
+        handle._set_delivered(handle.stats())
         handle._set_reply(reply)
         return True
 

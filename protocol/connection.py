@@ -165,7 +165,7 @@ class Connection:
         self._unannounced: dict[int, list[tuple[int, bytes, int]]] = {}
         self._unannounced_bytes = 0
         self._final_word_sent: dict[int, float] = {}
-        self._reorder_mult = 1
+        self._reorder_observed = 0.0  # the largest reordering seen, in seconds
 
         self.counters: dict[str, int] = {
             "packets_sent": 0,
@@ -391,12 +391,12 @@ class Connection:
     def _reorder_allowance(self) -> float:
         base = max(0.001, self.rtt.min_rtt / 8) if self.rtt.has_sample else 0.005
         cap = self.rtt.smoothed + 4 * self.rtt.variance
-        return min(base * self._reorder_mult, max(cap, base))
+        return min(max(base, self._reorder_observed), max(cap, base))
 
     @property
     def _sender_reorder_allowance(self) -> float:
         # How much later than a newer packet an older copy may still arrive: jitter shows in rttvar.
-        return max(GRANULARITY, self.rtt.variance / 2) if self.rtt.has_sample else GRANULARITY
+        return max(GRANULARITY, 2 * self.rtt.variance) if self.rtt.has_sample else GRANULARITY
 
     @property
     def _renack_interval(self) -> float:
@@ -476,9 +476,10 @@ class Connection:
             return
         self.counters["chunks_received"] += 1
         if result:
-            # A chunk we reported missing was only late: widen the reordering allowance.
+            # A chunk we reported missing was only late: the allowance must cover at least that
+            # much reordering from now on (as RACK widens its window on a spurious repair).
             self.counters["late_arrivals"] += 1
-            self._reorder_mult = min(self._reorder_mult + 1, 64)
+            self._reorder_observed = max(self._reorder_observed, 1.25 * result)
 
     def _hold_unannounced(self, packet: Data, pn: int, now: float) -> None:
         size = len(packet.chunk)
@@ -581,7 +582,7 @@ class Connection:
             return
         if packet.sent_through > obj.chunk_count:
             raise _Violation(ErrorCode.PROTOCOL_VIOLATION, "PROBE sent_through beyond the chunk count")
-        missing = obj.missing_below(packet.sent_through, now, self._renack_interval, self._largest_pn)
+        missing = obj.on_probe(packet.sent_through, now, self._renack_interval, self._largest_pn, self._reorder_allowance)
         self.counters["chunks_nacked_by_us"] += len(missing)
         self._queue_nacks(oid, missing, always=True)
 
@@ -820,7 +821,7 @@ class Connection:
                     candidates.append(self._probe_time(obj, pto))
             if obj.deadline is not None:
                 candidates.append(obj.deadline)
-        if data_waiting:
+        if data_waiting and self.address_validated:  # unvalidated: nothing to send until the client speaks
             if self.sent.inflight < self.controller.cwnd:
                 candidates.append(self._next_send_time)
             else:
@@ -899,7 +900,7 @@ class Connection:
                 continue
             due = obj_in.next_due()
             if due is not None and now >= due:
-                missing = obj_in.due_missing(now, reorder_renack, self._largest_pn)
+                missing = obj_in.due_missing(now, reorder_renack, self._largest_pn, self._reorder_allowance)
                 self.counters["chunks_nacked_by_us"] += len(missing)
                 self._queue_nacks(obj_in.object_id, missing)
 
@@ -930,10 +931,19 @@ class Connection:
             out.append(self._emit(self._make_ack(now), now))
             self.counters["acks_sent"] += 1
         self._promote_queued(now)
+        # Announcements go ahead of other control packets, but never ahead of an ACCEPT: the
+        # session's first packet is its ACCEPT (spec R8.3-1).
+        announces = []
         for obj in self.outgoing.values():
             if obj.announce_pending:
                 obj.announce_pending = False
-                self._control.appendleft(obj.announce())
+                announces.append(obj.announce())
+        if announces:
+            position = 0
+            while position < len(self._control) and isinstance(self._control[position], Accept):
+                position += 1
+            for offset, announce in enumerate(announces):
+                self._control.insert(position + offset, announce)
         while self._control:
             packet = self._control[0]
             # ACCEPT echoes the client's initial id (spec 5.3); everything else carries ours.

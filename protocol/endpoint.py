@@ -104,6 +104,9 @@ class Endpoint:
             else:
                 self.drops["unexpected_initial"] += 1
             return
+        if self.server and isinstance(packet, Accept | Retry | VersionNegotiation):
+            self.drops["unexpected_handshake"] += 1  # spec 4.2 step 7: a server drops these
+            return
         conn = self.sessions.get(sid)
         if conn is None:
             pending = self._pending_clients.get(sid)

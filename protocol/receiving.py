@@ -29,6 +29,7 @@ class IncomingObject:
         self.nack_queue: list[tuple[float, int, int]] = []  # a heap
         self.last_nacked: dict[int, float] = {}  # missing chunk -> when we last reported it
         self.nacked_at_pn: dict[int, int] = {}  # missing chunk -> our largest pn seen at first report
+        self.gap_seen: dict[int, float] = {}  # missing chunk -> when it was first reported
         self.started = now
         self.last_progress = now
         self.digest_failures = 0
@@ -45,9 +46,9 @@ class IncomingObject:
     def complete(self) -> bool:
         return self.received_count == self.chunk_count
 
-    def add_chunk(self, index: int, chunk: bytes, pn: int, now: float, reorder: float) -> bool | None:
-        """Store a chunk. None: duplicate. False/True: new; True when it arrived after being
-        reported missing by a packet sent before our report (reordering, not loss)."""
+    def add_chunk(self, index: int, chunk: bytes, pn: int, now: float, reorder: float) -> float | None:
+        """Store a chunk. None: a duplicate. Otherwise how late it was, in seconds, when it had been
+        reported missing although it was sent before our report (reordering, not loss); else 0."""
         if self.received[index]:
             self.duplicates += 1
             return None
@@ -57,12 +58,13 @@ class IncomingObject:
         self.received_count += 1
         self.chunks_received += 1
         self.last_progress = now
-        late = False
+        late = 0.0
         if index in self.last_nacked:
             del self.last_nacked[index]
             first_pn = self.nacked_at_pn.pop(index, None)
+            gap_seen = self.gap_seen.pop(index, now)
             if first_pn is not None and pn < first_pn:
-                late = True
+                late = max(now - gap_seen, 1e-6)  # how far behind the packets that overtook it
                 self.late_arrivals += 1
             else:
                 self.recovered += 1
@@ -75,7 +77,7 @@ class IncomingObject:
     def next_due(self) -> float | None:
         return self.nack_queue[0][0] if self.nack_queue else None
 
-    def due_missing(self, now: float, renack: float, largest_pn: int) -> list[int]:
+    def due_missing(self, now: float, renack: float, largest_pn: int, reorder: float = 0.0) -> list[int]:
         """Chunks whose report is due now; schedules their next report."""
         out: list[int] = []
         received = self.received
@@ -91,23 +93,29 @@ class IncomingObject:
                 out.append(index)
         if out:
             out = sorted(set(out))  # overlapping queue entries may name a chunk twice
-            self._mark_reported(out, now, renack, largest_pn)
+            self._mark_reported(out, now, renack, largest_pn, now - reorder)
         return out
 
-    def missing_below(self, limit: int, now: float, renack: float, largest_pn: int) -> list[int]:
-        """Every missing chunk below ``limit`` (a PROBE asked); marks them reported."""
-        limit = min(limit, self.chunk_count)
+    def on_probe(self, sent_through: int, now: float, renack: float, largest_pn: int, reorder: float) -> list[int]:
+        """A PROBE says every chunk below ``sent_through`` was sent. Chunks beyond what we have seen
+        become a gap like any other, reported after the reordering allowance; chunks already reported
+        missing are reported again at once (returned), so the answer goes out without delay."""
+        limit = min(sent_through, self.chunk_count)
+        if limit > self.high:
+            heapq.heappush(self.nack_queue, (now + reorder, self.high, limit - 1))
+            self.high = limit
         received = self.received
-        out = [i for i in range(limit) if not received[i]]
+        out = sorted(i for i in self.last_nacked if i < limit and not received[i])
         if out:
-            self._mark_reported(out, now, renack, largest_pn)
+            self._mark_reported(out, now, renack, largest_pn, now)
         return out
 
-    def _mark_reported(self, chunks: list[int], now: float, renack: float, largest_pn: int) -> None:
+    def _mark_reported(self, chunks: list[int], now: float, renack: float, largest_pn: int, gap_time: float) -> None:
         for index in chunks:
             if index not in self.last_nacked:
                 self.nacked += 1
                 self.nacked_at_pn[index] = largest_pn
+                self.gap_seen[index] = gap_time
             self.last_nacked[index] = now
         for first, count in to_ranges(chunks):
             heapq.heappush(self.nack_queue, (now + renack, first, first + count - 1))
@@ -121,6 +129,7 @@ class IncomingObject:
         self.received_count = 0
         self.last_nacked.clear()
         self.nacked_at_pn.clear()
+        self.gap_seen.clear()
         self.nack_queue.clear()
         self.high = self.chunk_count
         if self.chunk_count:

@@ -1,0 +1,71 @@
+"""Building blocks the case modules share."""
+
+from __future__ import annotations
+
+from protocol.codec import Decoded, Initial, Nack
+from protocol.params import SessionParams
+
+from ..client import Client, Outcome, TestObject
+from ..context import Context
+from ..model import CaseFailed
+from ..peer import Rx
+from ..receiving_model import listed
+from ..server import SenderPeer
+
+
+def dropped(s: Client, datagram: bytes, why: str) -> None:
+    """Send a datagram the target must drop: it draws nothing and the session still works."""
+    s.send_raw(datagram)
+    s.silent(f"{why}: it must be dropped without an answer")
+    s.alive("a dropped datagram must leave the session as it was")
+
+
+def must_complete(outcome: Outcome, why: str) -> None:
+    """The transfer ended in COMPLETE; otherwise the case fails saying ``why`` it should have."""
+    if outcome.kind != "complete":
+        raise CaseFailed(f"COMPLETE ({why})", str(outcome), absent=outcome.kind == "timeout")
+
+
+def small_object(ctx: Context, chunks: int = 3, *, object_id: int = 0, chunk_size: int = 1024) -> TestObject:
+    """An object of ``chunks`` chunks, the last one short."""
+    size = (chunks - 1) * chunk_size + chunk_size // 2 if chunks else 0
+    return TestObject(ctx.payload(size), object_id=object_id, chunk_size=chunk_size)
+
+
+def sample_traffic(ctx: Context, params: SessionParams | None = None) -> list[Rx]:
+    """A session with a bit of everything a receiver sends: ACCEPT, ACKs, a NACK and COMPLETE."""
+    s = ctx.session(params)
+    obj = small_object(ctx, 4)
+    s.send_object(obj, order=[0, 1, 3], probe=False)
+    expect_nack_naming(s, obj.object_id, 2, "a NACK for the chunk left out")
+    must_complete(s.transfer(obj, send=False), "after the gap is repaired")
+    s.alive()
+    return list(s.history)
+
+
+def expect_nack_naming(s: Client, object_id: int, index: int, what: str, timeout: float | None = None) -> Rx:
+    """The first NACK about ``object_id`` that lists chunk ``index``."""
+
+    def names(d: Decoded) -> bool:
+        packet = d.packet
+        return isinstance(packet, Nack) and packet.object_id == object_id and index in listed(packet.missing)
+
+    return s.expect(names, what, timeout)
+
+
+def still_handshaking(peer: SenderPeer, why: str) -> Rx:
+    """The client sends its INITIAL again (it did not take what it got as an answer)."""
+    last = max(rx.decoded.packet_number for rx in peer.initials if rx.decoded is not None)
+    rx = peer.expect(
+        lambda d: isinstance(d.packet, Initial) and d.session_id == peer.initial_id and d.packet_number > last,
+        f"the INITIAL retransmitted ({why})",
+    )
+    peer.initials.append(rx)
+    return rx
+
+
+def session_starts(peer: SenderPeer, why: str) -> None:
+    """ACCEPT, and the sender's session goes on (some session packet arrives)."""
+    peer.accept()
+    peer.expect_session(f"the session proceeding after ACCEPT ({why})", lambda p: True)
+

@@ -1,0 +1,479 @@
+"""Section 5: the packet types, and the malformed forms of each that a receiver must drop."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from protocol import codec
+from protocol.codec import Complete, Initial
+from protocol.constants import ErrorCode, PacketType
+
+from .. import wire
+from ..client import Client
+from ..context import Context
+from ..model import CaseFailed
+from ..registry import case
+from .common import dropped, must_complete, session_starts, small_object, still_handshaking
+
+# -- 5.1 INITIAL ----------------------------------------------------------------------------------
+
+
+def _answered(c: Client, why: str) -> None:
+    rx = c.handshake_reply()
+    if not isinstance(rx.packet, codec.Accept | codec.Retry):
+        raise CaseFailed(f"ACCEPT or RETRY ({why})", str(rx))
+
+
+@case("R5.1-2", "A server MUST drop an INITIAL datagram shorter than 1200 bytes", slug="short-initial")
+def short_initial(ctx: Context) -> None:
+    """A 1199-byte INITIAL draws nothing; the same attempt padded to 1200 bytes is answered."""
+    c = ctx.client()
+    c.send_raw(wire.initial(c.initial_id, c.take_pn(), size=1199))
+    c.silent("an INITIAL of 1199 bytes", ignore=())
+    c.send_raw(wire.initial(c.initial_id, c.take_pn(), size=1200))
+    _answered(c, "the same INITIAL at 1200 bytes")
+
+
+@case(
+    "R5.1-3",
+    "A receiver MUST ignore the content of the padding: whatever follows the parameter list up to the CRC32C.",
+    slug="padding-ignored",
+)
+def padding_ignored(ctx: Context) -> None:
+    """An INITIAL padded with 0xa5 bytes instead of zeros is answered."""
+    c = ctx.client()
+    c.send_raw(wire.initial(c.initial_id, c.take_pn(), pad=0xA5))
+    _answered(c, "an INITIAL whose padding is not zero")
+
+
+@case(
+    "R5.1-2",
+    "A server MUST drop an INITIAL datagram shorter than 1200 bytes",
+    slug="longer-initial-accepted",
+)
+def longer_initial(ctx: Context) -> None:
+    """A 1400-byte INITIAL (longer than the minimum) is answered."""
+    c = ctx.client()
+    c.send_raw(wire.initial(c.initial_id, c.take_pn(), size=1400))
+    _answered(c, "an INITIAL of 1400 bytes")
+
+
+_R5_1_4 = (
+    "An INITIAL is malformed if Token Len or Parameters Length points past the end of the payload, if its parameter "
+    "list is malformed (section 6), or if its Session ID field is 0."
+)
+
+
+@case("R5.1-4", _R5_1_4, slug="initial-session-id-0")
+def initial_zero_id(ctx: Context) -> None:
+    """An INITIAL with Session ID 0 draws nothing."""
+    c = ctx.client()
+    c.send_raw(wire.initial(0, c.take_pn()))
+    c.silent("an INITIAL with Session ID 0", ignore=())
+
+
+@case("R5.1-4", _R5_1_4, slug="initial-params-overrun")
+def initial_params_overrun(ctx: Context) -> None:
+    """An INITIAL whose Parameters Length (65535) points past the end draws nothing."""
+    c = ctx.client()
+    body = b"\x00" + struct.pack(">H", 0xFFFF)
+    c.send_raw(wire.raw(PacketType.INITIAL, c.initial_id, c.take_pn(), body + bytes(1178 - len(body))))
+    c.silent("an INITIAL whose parameter list runs past its end", ignore=())
+
+
+# -- 5.3 ACCEPT -----------------------------------------------------------------------------------
+
+
+@case(
+    "5.3 header",
+    "Header: the Session ID field echoes the client's initial id. The Packet Number is the server's next packet "
+    "number in the session: 0 for the first ACCEPT of a session.",
+    slug="accept-echoes-initial-id",
+)
+def accept_echoes(ctx: Context) -> None:
+    """ACCEPT carries the initial id in its header, packet number 0, and a non-zero session id."""
+    c = ctx.client()
+    c.handshake()
+    rx = c.accept_rx
+    assert rx is not None and rx.decoded is not None
+    if rx.decoded.session_id != c.initial_id or rx.decoded.packet_number != 0:
+        raise CaseFailed(f"Session ID field {c.initial_id:016x} and Packet Number 0", str(rx))
+
+
+# -- 5.5 ANNOUNCE ---------------------------------------------------------------------------------
+
+
+def _bad_announce(ctx: Context, payload_for: Callable[[codec.Announce], bytes], why: str) -> None:
+    """A malformed ANNOUNCE is dropped (no ACK), and a correct one for the same id then works."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    dropped(s, wire.raw(PacketType.ANNOUNCE, s.session_id, s.take_pn(), payload_for(obj.announce())), why)
+    must_complete(s.transfer(obj), "a correct ANNOUNCE of the same object after the malformed one")
+
+
+@case(
+    "R5.5-1",
+    "A sender MUST set Chunk Count to ceil(Total Length / Chunk Size). An ANNOUNCE whose Chunk Count differs is "
+    "malformed.",
+    slug="announce-wrong-chunk-count",
+)
+def announce_wrong_count(ctx: Context) -> None:
+    """An ANNOUNCE whose Chunk Count is one too many is dropped."""
+    _bad_announce(ctx, lambda a: wire.announce_payload(a, chunk_count=a.chunk_count + 1), "an ANNOUNCE with a wrong Chunk Count")
+
+
+@case("R5.5-2", "An ANNOUNCE whose Chunk Size is less than 64 is malformed.", slug="announce-chunk-size-63")
+def announce_small_chunks(ctx: Context) -> None:
+    """An ANNOUNCE with Chunk Size 63 (and the matching Chunk Count) is dropped."""
+
+    def payload(a: codec.Announce) -> bytes:
+        return wire.announce_payload(a, chunk_size=63, chunk_count=-(-a.total_length // 63))
+
+    _bad_announce(ctx, payload, "an ANNOUNCE with Chunk Size 63")
+
+
+_R5_5_5 = (
+    "An ANNOUNCE is malformed if its Content Type contains a byte outside 0x21 to 0x7E, if its Name is not valid "
+    "UTF-8, if either string runs past the payload, or if any byte follows the Name."
+)
+
+
+@case("R5.5-5", _R5_5_5, slug="announce-content-type-space")
+def announce_ct_space(ctx: Context) -> None:
+    """An ANNOUNCE whose Content Type holds a space is dropped."""
+    _bad_announce(ctx, lambda a: wire.announce_payload(a, content_type=b"image/ jpeg"), "a Content Type with a space")
+
+
+@case("R5.5-5", _R5_5_5, slug="announce-name-not-utf8")
+def announce_bad_name(ctx: Context) -> None:
+    """An ANNOUNCE whose Name is not UTF-8 is dropped."""
+    _bad_announce(ctx, lambda a: wire.announce_payload(a, name=b"cat\xff\xfe.jpg"), "a Name that is not UTF-8")
+
+
+@case("R5.5-5", _R5_5_5, slug="announce-trailing-byte")
+def announce_trailing(ctx: Context) -> None:
+    """An ANNOUNCE with a byte after the Name is dropped."""
+    _bad_announce(ctx, lambda a: wire.announce_payload(a, trailer=b"\x00"), "a byte after the Name")
+
+
+@case("R5.5-5", _R5_5_5, slug="announce-name-overrun")
+def announce_overrun(ctx: Context) -> None:
+    """An ANNOUNCE whose Name Len points past the payload is dropped."""
+    _bad_announce(ctx, lambda a: wire.announce_payload(a)[:-2], "a Name running past the payload")
+
+
+@case(
+    "R5.5-3",
+    "A sender MUST send the reserved flag bits as 0; a receiver MUST ignore them.",
+    slug="announce-reserved-flags",
+)
+def announce_reserved_flags(ctx: Context) -> None:
+    """An ANNOUNCE with every reserved flag bit set: the object completes."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    must_complete(s.transfer(obj, announce_payload=wire.announce_payload(obj.announce(), flags=0xFC)), "reserved flags ignored")
+
+
+@case(
+    "R5.5-4",
+    "a receiver MUST ignore In Reply To when is_reply is clear.",
+    slug="announce-in-reply-to-ignored",
+)
+def announce_in_reply_to(ctx: Context) -> None:
+    """An ANNOUNCE with is_reply clear but In Reply To 12345: the object completes."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    payload = wire.announce_payload(obj.announce(), in_reply_to=12345)
+    must_complete(s.transfer(obj, announce_payload=payload), "In Reply To ignored")
+
+
+# -- 5.6 DATA -------------------------------------------------------------------------------------
+
+
+@case("R5.6-1", "A DATA payload of fewer than 9 bytes is malformed: a chunk holds at least one byte.", slug="data-empty-chunk")
+def data_empty(ctx: Context) -> None:
+    """A DATA packet with an 8-byte payload (no chunk byte) draws nothing, not even a NACK."""
+    s = ctx.session()
+    dropped(s, wire.raw(PacketType.DATA, s.session_id, s.take_pn(), bytes(8)), "a DATA packet without a chunk")
+
+
+# -- 5.7 NACK -------------------------------------------------------------------------------------
+
+
+def _nack_head(encoding: int, object_id: int = 0, flags: int = 0) -> bytes:
+    return struct.pack(">IBBI", object_id, flags, encoding, 0)
+
+
+def _bad_nack(ctx: Context, payload: bytes, why: str) -> None:
+    # Well-formed, this NACK (about an object the target never announced) would abort the session.
+    s = ctx.session()
+    dropped(s, wire.raw(PacketType.NACK, s.session_id, s.take_pn(), payload), why)
+
+
+_R5_7_1 = (
+    "In the ranges encoding, every Length MUST be at least 1, the ranges MUST be in ascending order, and every First "
+    "MUST be greater than the last index of the range before it (First + Length - 1). A NACK that breaks this, or "
+    "whose payload is not exactly 12 + 8 * Range Count bytes, is malformed."
+)
+
+
+@case("R5.7-1", _R5_7_1, slug="nack-descending-ranges")
+def nack_descending(ctx: Context) -> None:
+    """A NACK whose ranges go down draws nothing."""
+    _bad_nack(ctx, _nack_head(0) + struct.pack(">HIIII", 2, 5, 1, 2, 1), "a NACK with descending ranges")
+
+
+@case("R5.7-1", _R5_7_1, slug="nack-empty-range")
+def nack_empty_range(ctx: Context) -> None:
+    """A NACK with a range of Length 0 draws nothing."""
+    _bad_nack(ctx, _nack_head(0) + struct.pack(">HII", 1, 3, 0), "a NACK with a range of length 0")
+
+
+@case("R5.7-1", _R5_7_1, slug="nack-count-mismatch")
+def nack_count_mismatch(ctx: Context) -> None:
+    """A NACK saying 2 ranges but holding 1 draws nothing."""
+    _bad_nack(ctx, _nack_head(0) + struct.pack(">HII", 2, 3, 1), "a NACK whose Range Count lies")
+
+
+@case(
+    "R5.7-2",
+    "A range or a set bit that names a chunk index above 2^32 - 1 (First + Length > 2^32, or Base + k > 2^32 - 1 for "
+    "a set bit k) makes the NACK malformed.",
+    slug="nack-beyond-2-32",
+)
+def nack_too_far(ctx: Context) -> None:
+    """A NACK range ending past 2^32 - 1, and a bitmap bit set past it, draw nothing."""
+    _bad_nack(ctx, _nack_head(0) + struct.pack(">HII", 1, 0xFFFFFFF0, 0x20), "a NACK range past 2^32 - 1")
+    _bad_nack(ctx, _nack_head(1) + struct.pack(">I", 0xFFFFFFFF) + b"\x40", "a NACK bitmap bit past 2^32 - 1")
+
+
+@case(
+    "R5.7-3",
+    "A bitmap NACK with no bitmap byte (a payload of 14 bytes or less) is malformed.",
+    slug="nack-bitmap-without-bytes",
+)
+def nack_no_bitmap(ctx: Context) -> None:
+    """A bitmap NACK of exactly 14 bytes draws nothing."""
+    _bad_nack(ctx, _nack_head(1) + struct.pack(">I", 0), "a bitmap NACK without a bitmap byte")
+
+
+@case("5.7 encoding", "0 for ranges, 1 for bitmap. Any other value makes the NACK malformed.", slug="nack-unknown-encoding")
+def nack_unknown_encoding(ctx: Context) -> None:
+    """A NACK of Encoding 2 draws nothing (section 5.7: other values make it malformed)."""
+    _bad_nack(ctx, _nack_head(2) + struct.pack(">H", 0), "a NACK of an unknown encoding")
+
+
+@case(
+    "R5.7-3",
+    "A receiver MUST accept a bitmap with no bit set (an empty missing list) and bitmaps with clear bits at either end.",
+    slug="nack-empty-bitmap-accepted",
+)
+def nack_empty_bitmap(ctx: Context) -> None:
+    """A bitmap NACK with no bit set is a valid NACK: about a never-announced object, it aborts (R9.3-1)."""
+    s = ctx.session()
+    s.send_raw(wire.raw(PacketType.NACK, s.session_id, s.take_pn(), _nack_head(1) + struct.pack(">I", 0) + b"\x00\x00"))
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "the NACK was valid, and names an object the target never announced")
+
+
+# -- 5.8 ACK -- 5.13 CLOSE ------------------------------------------------------------------------
+
+
+@case("R5.8-1", "An ACK payload MUST be exactly 32 bytes; any other length is malformed.", slug="ack-wrong-length")
+def ack_wrong_length(ctx: Context) -> None:
+    """ACKs of 31 and 33 bytes (claiming packet 2^32 - 1, which would abort the session if read) draw nothing."""
+    s = ctx.session()
+    body = struct.pack(">IIQIIQ", 0xFFFFFFFF, 0, 0, 0, 64, 1 << 20)
+    dropped(s, wire.raw(PacketType.ACK, s.session_id, s.take_pn(), body[:31]), "an ACK of 31 bytes")
+    dropped(s, wire.raw(PacketType.ACK, s.session_id, s.take_pn(), body + b"\x00"), "an ACK of 33 bytes")
+
+
+@case("R5.9-1", "A COMPLETE payload MUST be exactly 4 bytes.", slug="complete-wrong-length")
+def complete_wrong_length(ctx: Context) -> None:
+    """A 5-byte COMPLETE (for a never-announced object: read, it would abort the session) draws nothing."""
+    s = ctx.session()
+    dropped(s, wire.raw(PacketType.COMPLETE, s.session_id, s.take_pn(), struct.pack(">IB", 7, 0)), "a COMPLETE of 5 bytes")
+
+
+_R5_10_1 = (
+    "A CANCEL is malformed if its payload is shorter than 8 bytes, if Origin is greater than 1, or if the payload is "
+    "not exactly 8 + Reason Len bytes."
+)
+
+
+def _cancel_then_transfer(ctx: Context, payload: bytes, why: str) -> None:
+    s = ctx.session()
+    dropped(s, wire.raw(PacketType.CANCEL, s.session_id, s.take_pn(), payload), why)
+    must_complete(s.transfer(small_object(ctx, 2)), "object 0 was not cancelled by the malformed CANCEL")
+
+
+@case("R5.10-1", _R5_10_1, slug="cancel-origin-2")
+def cancel_origin_2(ctx: Context) -> None:
+    """A CANCEL of object 0 with Origin 2 is dropped: object 0 then completes."""
+    _cancel_then_transfer(ctx, struct.pack(">IBHB", 0, 2, ErrorCode.CANCELLED, 0), "a CANCEL with Origin 2")
+
+
+@case("R5.10-1", _R5_10_1, slug="cancel-reason-overrun")
+def cancel_reason_overrun(ctx: Context) -> None:
+    """A CANCEL of object 0 whose Reason Len points past its end is dropped: object 0 then completes."""
+    _cancel_then_transfer(ctx, struct.pack(">IBHB", 0, 1, ErrorCode.CANCELLED, 9) + b"abc", "a CANCEL whose reason runs past its end")
+
+
+def _cancel_in_flight(ctx: Context, code: int, reason: bytes, why: str) -> None:
+    """Object 0 half sent, then a CANCEL (Origin 1) of it: the rest never draws COMPLETE (R12.3-5)."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    s.send_object(obj, order=[0], probe=False)
+    s.send_raw(wire.raw(PacketType.CANCEL, s.session_id, s.take_pn(), struct.pack(">IBHB", 0, 1, code, len(reason)) + reason))
+    s.settle()
+    for index in (1, 2):
+        s.data(obj, index)
+    s.probe(obj)
+    rx = s.maybe(lambda d: isinstance(d.packet, Complete), s.quiet)
+    if rx is not None:
+        raise CaseFailed(f"no COMPLETE: the object was cancelled ({why})", str(rx))
+
+
+@case(
+    "R5.10-2",
+    "A receiver MUST NOT treat invalid UTF-8 in Reason as malformed",
+    slug="cancel-reason-not-utf8",
+)
+def cancel_bad_utf8(ctx: Context) -> None:
+    """A CANCEL whose Reason is not UTF-8 still cancels the object."""
+    _cancel_in_flight(ctx, ErrorCode.CANCELLED, b"\xff\xfe bad", "a Reason that is not UTF-8")
+
+
+@case("R5.10-3", "A receiver MUST accept any Error Code, including values not in section 13.", slug="cancel-unknown-code")
+def cancel_unknown_code(ctx: Context) -> None:
+    """A CANCEL with the unassigned code 0x7777 still cancels the object."""
+    _cancel_in_flight(ctx, 0x7777, b"", "an unassigned error code")
+
+
+@case("R5.11-1", "A PROBE payload MUST be exactly 8 bytes.", slug="probe-wrong-length")
+def probe_wrong_length(ctx: Context) -> None:
+    """PROBEs of 7 and 9 bytes (read, they would draw a NACK) draw nothing."""
+    s = ctx.session()
+    body = struct.pack(">II", 0, 1)
+    dropped(s, wire.raw(PacketType.PROBE, s.session_id, s.take_pn(), body[:7]), "a PROBE of 7 bytes")
+    dropped(s, wire.raw(PacketType.PROBE, s.session_id, s.take_pn(), body + b"\x00"), "a PROBE of 9 bytes")
+
+
+@case(
+    "R5.12-1",
+    "A PING payload MUST be empty (Payload Length 0); any payload makes it malformed.",
+    slug="ping-with-payload",
+)
+def ping_with_payload(ctx: Context) -> None:
+    """A PING with a one-byte payload draws no ACK."""
+    s = ctx.session()
+    dropped(s, wire.raw(PacketType.PING, s.session_id, s.take_pn(), b"\x00"), "a PING with a payload")
+
+
+_R5_13_1 = "A CLOSE is malformed if its payload is shorter than 3 bytes or is not exactly 3 + Reason Len bytes."
+
+
+@case("R5.13-1", _R5_13_1, slug="close-too-short")
+def close_short(ctx: Context) -> None:
+    """A 2-byte CLOSE does not end the session."""
+    s = ctx.session()
+    dropped(s, wire.raw(PacketType.CLOSE, s.session_id, s.take_pn(), struct.pack(">H", ErrorCode.APPLICATION_ERROR)), "a 2-byte CLOSE")
+
+
+@case("R5.13-1", _R5_13_1, slug="close-reason-overrun")
+def close_overrun(ctx: Context) -> None:
+    """A CLOSE whose Reason Len points past its end does not end the session."""
+    s = ctx.session()
+    payload = struct.pack(">HB", ErrorCode.APPLICATION_ERROR, 10) + b"bye"
+    dropped(s, wire.raw(PacketType.CLOSE, s.session_id, s.take_pn(), payload), "a CLOSE whose reason runs past its end")
+
+
+@case("R5.13-2", "R5.10-2 and R5.10-3 apply to CLOSE as well.", slug="close-reason-not-utf8")
+def close_bad_utf8(ctx: Context) -> None:
+    """A CLOSE whose Reason is not UTF-8 still closes: the session then answers nothing (draining)."""
+    s = ctx.session()
+    reason = b"\xff\xfe"
+    s.send_raw(wire.raw(PacketType.CLOSE, s.session_id, s.take_pn(), struct.pack(">HB", ErrorCode.APPLICATION_ERROR, 2) + reason))
+    s.closed = True
+    s.drain()
+    s.ping()
+    s.silent("the session was closed: a draining endpoint sends nothing (R12.4-4)", ignore=())
+
+
+# ================================================================================================
+# Sender role: what the target sends as a client, and the malformed answers it must ignore
+
+
+@case(
+    "R5.1-1",
+    "A client MUST pad every INITIAL datagram to at least 1200 bytes. It SHOULD pad to exactly 1200 bytes unless its "
+    "token and parameters need more room. Padding bytes MUST be zero when sent.",
+    slug="initial-padded-with-zeros",
+    role="sender",
+)
+def initial_padding(ctx: Context) -> None:
+    """The INITIALs are at least 1200 bytes and padded with zero bytes."""
+    peer = ctx.sender()
+    still_handshaking(peer, "to look at a retransmission too")
+    for rx in peer.initials:
+        payload = wire.payload_of(rx.data)
+        token_len = payload[0]
+        params_len = int.from_bytes(payload[1 + token_len : 3 + token_len], "big")
+        padding = payload[3 + token_len + params_len :]
+        if len(rx.data) < 1200 or any(padding):
+            raise CaseFailed("INITIALs of at least 1200 bytes with zero padding", f"{len(rx.data)} bytes, padding {padding[:16].hex()}")
+
+
+@case(
+    "R5.1-1",
+    "It SHOULD pad to exactly 1200 bytes unless its token and parameters need more room.",
+    slug="initial-exactly-1200",
+    role="sender",
+    level="SHOULD",
+)
+def initial_exactly_1200(ctx: Context) -> None:
+    """The first INITIAL (no token) is exactly 1200 bytes."""
+    peer = ctx.sender()
+    if len(peer.first.data) != 1200:
+        raise CaseFailed("a 1200-byte INITIAL", f"{len(peer.first.data)} bytes")
+
+
+@case("R5.3-1", "An ACCEPT is malformed if its Session ID field (in the payload) is 0", slug="malformed-accept-ignored", role="sender")
+def malformed_accept(ctx: Context) -> None:
+    """An ACCEPT assigning session id 0 is dropped: the client keeps trying, then takes a valid ACCEPT."""
+    peer = ctx.sender()
+    peer.send_raw(wire.raw(PacketType.ACCEPT, peer.initial_id, 0, bytes(8) + b"\x00\x00"))
+    still_handshaking(peer, "the ACCEPT assigned session id 0")
+    session_starts(peer, "a valid ACCEPT after the malformed one")
+
+
+@case(
+    "R5.2-1",
+    "A RETRY is malformed if Token Len is 0 or if the payload is not exactly 1 + Token Len bytes.",
+    slug="malformed-retry-ignored",
+    role="sender",
+)
+def malformed_retry(ctx: Context) -> None:
+    """RETRYs with Token Len 0 and with a short Token Len are dropped: no INITIAL carries a token."""
+    peer = ctx.sender()
+    junk = ctx.payload(20)
+    peer.send_raw(wire.raw(PacketType.RETRY, peer.initial_id, 0, b"\x00" + junk))
+    peer.send_raw(wire.raw(PacketType.RETRY, peer.initial_id, 0, b"\x05" + junk))
+    rx = still_handshaking(peer, "the RETRYs were malformed")
+    if isinstance(rx.packet, Initial) and rx.packet.token:
+        raise CaseFailed("INITIALs without a token", str(rx))
+
+
+@case(
+    "R5.4-1",
+    "A VERSION packet is malformed if its payload is empty or if its header's Version field is not 0.",
+    slug="malformed-version-ignored",
+    role="sender",
+)
+def malformed_version(ctx: Context) -> None:
+    """VERSIONs with Version field 1, or with no versions listed, are dropped: the handshake goes on."""
+    peer = ctx.sender()
+    peer.send_raw(wire.raw(PacketType.VERSION, peer.initial_id, 0, bytes([7]), version=1))
+    peer.send_raw(wire.raw(PacketType.VERSION, peer.initial_id, 0, b"", version=0))
+    still_handshaking(peer, "the VERSION packets were malformed")
+    session_starts(peer, "a valid ACCEPT after them")

@@ -1,0 +1,410 @@
+"""Section 7: the handshake, address validation and session identity (both roles)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+
+from protocol import codec
+from protocol.codec import Accept, Close, Decoded, Initial, Retry
+from protocol.constants import ErrorCode
+
+from ..client import Client
+from ..context import Context
+from ..model import CaseFailed
+from ..peer import Rx
+from ..registry import case
+from ..server import SenderPeer
+from .common import session_starts, still_handshaking
+
+# ================================================================================================
+# Receiver role: the target is a server
+
+
+@case(
+    "R7.3-1",
+    "If the server has a session created by an INITIAL from the same source address with the same initial id, it "
+    "re-sends ACCEPT: the same session id and parameters, with the next packet number of that session",
+    slug="repeated-initial",
+)
+def repeated_initial(ctx: Context) -> None:
+    """The INITIAL sent again after ACCEPT: the same session id comes back, with the next packet number."""
+    c = ctx.client()
+    first = c.handshake()
+    assert c.accept_rx is not None and c.accept_rx.decoded is not None
+    c.send_initial()
+    rx = c.expect(lambda d: isinstance(d.packet, Accept), "ACCEPT again for the repeated INITIAL")
+    assert rx.decoded is not None and isinstance(rx.packet, Accept)
+    want_pn = c.accept_rx.decoded.packet_number + 1
+    if rx.packet.session_id != first.session_id or rx.packet.params != first.params or rx.decoded.packet_number != want_pn:
+        raise CaseFailed(f"ACCEPT of session {first.session_id:016x}, same parameters, packet number {want_pn}", str(rx))
+
+
+@case(
+    "R7.3-2",
+    "A server MUST choose each session id with a cryptographically secure random number generator, uniformly from "
+    "the non-zero 64-bit values, and MUST NOT assign an id that one of its current sessions uses.",
+    slug="session-ids-distinct",
+)
+def session_ids_distinct(ctx: Context) -> None:
+    """Six sessions: six different, non-zero session ids with no arithmetic pattern (R14.2-1)."""
+    ids: list[int] = []
+    for _ in range(6):
+        c = ctx.client()
+        ids.append(c.handshake().session_id)
+        c.validate()
+    if len(set(ids)) != len(ids) or 0 in ids:
+        raise CaseFailed("six distinct non-zero session ids", " ".join(f"{i:016x}" for i in ids))
+    steps = {(b - a) % (1 << 64) for a, b in pairwise(ids)}
+    if len(steps) == 1:
+        raise CaseFailed("unpredictable session ids (not from a counter, R14.2-1)", f"ids a constant {steps.pop()} apart")
+
+
+@case(
+    "R7.3-3",
+    "A token that does not verify, or has expired, MUST be treated as if the INITIAL carried none.",
+    slug="bad-token-treated-as-none",
+)
+def bad_token(ctx: Context) -> None:
+    """An INITIAL with a made-up 20-byte token is answered as one without a token (ACCEPT or RETRY)."""
+    c = ctx.client()
+    c.send_initial(token=ctx.payload(20))
+    rx = c.handshake_reply()
+    if not isinstance(rx.packet, Accept | Retry):
+        raise CaseFailed("ACCEPT or RETRY, as for an INITIAL without a token", str(rx))
+
+
+@case("R7.3-4", "A server MUST send at most one datagram in response to each INITIAL.", slug="one-datagram-per-initial")
+def one_datagram_per_initial(ctx: Context) -> None:
+    """One INITIAL draws one datagram; two more copies draw at most two more."""
+    c = ctx.client()
+    c.send_initial()
+    got = c.collect(c.quiet)
+    if len(got) != 1:
+        detail = f"{len(got)}: " + "; ".join(str(r) for r in got)
+        raise CaseFailed("exactly one answer to one INITIAL", detail, absent=not got)
+    c.send_initial()
+    c.send_initial()
+    more = c.collect(c.quiet)
+    if len(more) > 2:
+        raise CaseFailed("at most two answers to two INITIALs", f"{len(more)}: " + "; ".join(str(r) for r in more))
+
+
+@case(
+    "R7.3-5",
+    "A server MUST NOT retransmit ACCEPT on a timer; it re-sends ACCEPT only in answer to an INITIAL (action 1).",
+    slug="no-accept-retransmission",
+)
+def no_accept_retransmission(ctx: Context) -> None:
+    """After ACCEPT the tester stays silent: no ACCEPT comes again."""
+    c = ctx.client()
+    c.handshake()
+    window = max(ctx.timeout / 2, 3 * c.quiet)
+    again = [rx for rx in c.collect(window) if isinstance(rx.packet, Accept)]
+    if again:
+        raise CaseFailed(f"no ACCEPT within {window:.3g} s without an INITIAL", str(again[0]))
+
+
+def _retry(ctx: Context, c: Client) -> Rx:
+    c.send_initial()
+    rx = c.handshake_reply()
+    if not isinstance(rx.packet, Retry):
+        ctx.unsupported("the target does not demand address validation (it answered INITIAL without a RETRY)")
+    return rx
+
+
+@case(
+    "R7.3-6",
+    "RETRY, VERSION and the SERVER_BUSY CLOSE are stateless: they carry Packet Number 0",
+    slug="retry-packet-number-0",
+    needs=("retry",),
+)
+def retry_packet_number(ctx: Context) -> None:
+    """A RETRY carries packet number 0 and the initial id."""
+    c = ctx.client()
+    rx = _retry(ctx, c)
+    assert rx.decoded is not None
+    if rx.decoded.packet_number != 0 or rx.decoded.session_id != c.initial_id:
+        raise CaseFailed(f"RETRY with Packet Number 0 and Session ID {c.initial_id:016x}", str(rx))
+
+
+@case(
+    "R7.3-1",
+    "If the INITIAL carries no valid token (section 7.4) and the server requires address validation for it",
+    slug="retry-token-round-trip",
+    needs=("retry",),
+)
+def retry_round_trip(ctx: Context) -> None:
+    """RETRY, then the INITIAL again with its token: ACCEPT, and the session works."""
+    c = ctx.client()
+    rx = _retry(ctx, c)
+    assert isinstance(rx.packet, Retry)
+    c.send_initial(token=rx.packet.token)
+    answer = c.handshake_reply()
+    if not isinstance(answer.packet, Accept):
+        raise CaseFailed("ACCEPT for the INITIAL carrying the RETRY's token", str(answer))
+    c.accept_rx = answer
+    c.session_id = answer.packet.session_id
+    c.alive("the session created with a token")
+
+
+_R7_4_4 = (
+    "a server MUST ensure that a token cannot be forged by anyone without the server's secret, that it is valid only "
+    "for the client IP address, UDP port and initial id it was issued for, and that it expires"
+)
+
+
+@case("R7.4-4", _R7_4_4, slug="token-bound-to-address", needs=("retry",))
+def token_bound_to_address(ctx: Context) -> None:
+    """A token issued to one socket, used from another with the same initial id, draws RETRY, not ACCEPT."""
+    c = ctx.client()
+    rx = _retry(ctx, c)
+    assert isinstance(rx.packet, Retry)
+    other = ctx.client()
+    other.initial_id = c.initial_id
+    other.send_initial(token=rx.packet.token)
+    answer = other.handshake_reply()
+    if isinstance(answer.packet, Accept):
+        raise CaseFailed("RETRY (the token belongs to another address)", str(answer))
+
+
+@case("R7.4-4", _R7_4_4, slug="token-bound-to-initial-id", needs=("retry",))
+def token_bound_to_initial_id(ctx: Context) -> None:
+    """A token issued for one initial id, used with another from the same socket, draws RETRY, not ACCEPT."""
+    c = ctx.client()
+    rx = _retry(ctx, c)
+    assert isinstance(rx.packet, Retry)
+    c.initial_id = ctx.new_id()
+    c.send_initial(token=rx.packet.token)
+    answer = c.handshake_reply()
+    if isinstance(answer.packet, Accept):
+        raise CaseFailed("RETRY (the token belongs to another initial id)", str(answer))
+
+
+@case(
+    "R7.4-2",
+    "Until the address is validated, the server MUST NOT send, in the session, more than 3 times the number of bytes "
+    "it has received in datagrams attributed to the session (including the INITIALs), counting whole datagrams.",
+    slug="anti-amplification",
+    needs=("push",),
+)
+def anti_amplification(ctx: Context) -> None:
+    """One INITIAL, never confirmed: the target sends at most 3 x 1200 bytes to that address."""
+    c = ctx.client()
+    sent = len(codec.encode(Initial(c.params), c.initial_id, 0))
+    c.send_initial()
+    got = c.collect(max(ctx.timeout, 3 * c.quiet))
+    if any(isinstance(rx.packet, Retry) for rx in got):
+        ctx.unsupported("the target answered with RETRY: it keeps no session for an unvalidated address")
+    received = sum(len(rx.data) for rx in got)
+    if received > 3 * sent:
+        raise CaseFailed(f"at most {3 * sent} bytes before the address is validated", f"{received} bytes in {len(got)} datagrams")
+    if all(isinstance(rx.packet, Accept) for rx in got):
+        ctx.note(f"the target sent only its ACCEPT ({received} bytes): it had nothing more to send, so the limit was not exercised")
+
+
+@case(
+    "R7.4-3",
+    "A session whose client address is still not validated when the handshake timeout (RECOMMENDED 10 s) has passed "
+    "since its creation MUST be discarded silently: no CLOSE is sent.",
+    slug="unvalidated-session-discarded",
+    slow=True,
+)
+def unvalidated_discarded(ctx: Context) -> None:
+    """ACCEPT never confirmed for 12 s: no CLOSE comes, and then the session id is unknown (assumes the 10 s timeout)."""
+    c = ctx.client()
+    c.send_initial()
+    answer = c.handshake_reply()
+    if not isinstance(answer.packet, Accept):
+        ctx.unsupported(f"the target answered {answer}: no unvalidated session to wait for")
+    c.session_id = answer.packet.session_id
+    closes = [rx for rx in c.collect(12.0) if isinstance(rx.packet, Close)]
+    if closes:
+        raise CaseFailed("no CLOSE for a discarded unvalidated session", str(closes[0]))
+    c.ping()
+    c.closed = True
+    c.silent("12 s after ACCEPT the unvalidated session is gone (with the RECOMMENDED 10 s handshake timeout)", ignore=())
+
+
+@case(
+    "R7.6-2",
+    "A client MAY run several sessions from one address and port, with different initial ids; a server distinguishes "
+    "them by initial id during the handshake and by session id afterwards.",
+    slug="two-sessions-one-address",
+)
+def two_sessions(ctx: Context) -> None:
+    """Two handshakes from one socket: two sessions with different ids, both working."""
+    first = ctx.client().establish()
+    second = ctx.client(channel=first.channel).establish()
+    if first.session_id == second.session_id:
+        raise CaseFailed("two different session ids", f"{first.session_id:016x} twice")
+    first.alive("the first of two sessions from one address")
+    second.alive("the second of two sessions from one address")
+
+
+# ================================================================================================
+# Sender role: the target is a client
+
+
+def carries_token(peer: SenderPeer, token: bytes) -> Callable[[Decoded], bool]:
+    def match(d: Decoded) -> bool:
+        return isinstance(d.packet, Initial) and d.session_id == peer.initial_id and d.packet.token == token
+
+    return match
+
+
+@case(
+    "R7.2-2",
+    "A client sends INITIAL (section 5.1) with its parameters and without a token, and MUST retransmit it while no "
+    "ACCEPT, RETRY, VERSION or CLOSE for the attempt has arrived.",
+    slug="initial-retransmitted",
+    role="sender",
+)
+def initial_retransmitted(ctx: Context) -> None:
+    """No answer to the INITIAL: it comes again, same initial id, parameters and token, a higher packet number."""
+    peer = ctx.sender()
+    first = peer.first
+    again: Rx | None = None
+    deadline = ctx.target.clock() + ctx.timeout
+    while again is None and ctx.target.clock() < deadline:
+        got = peer.maybe(lambda d: isinstance(d.packet, Initial) and d.session_id == peer.initial_id, deadline - ctx.target.clock())
+        if got is None:
+            break
+        if got.at - first.at > ctx.target.slack + 0.01:  # a copy sent with the first does not count
+            again = got
+    if again is None or again.decoded is None or first.decoded is None:
+        raise CaseFailed("the INITIAL sent again while unanswered", f"nothing within {ctx.timeout:.3g} s", absent=True)
+    if again.decoded.packet_number <= first.decoded.packet_number or again.packet != first.packet:
+        raise CaseFailed("the same INITIAL (initial id, parameters, token) with a higher packet number", str(again))
+
+
+@case(
+    "R7.2-4",
+    "A client MUST accept a RETRY, ACCEPT, VERSION or CLOSE as a response to its attempt only if it comes from the "
+    "address (IP address and port) the client sent its INITIAL to and its Session ID field equals the attempt's "
+    "initial id. It MUST drop any other.",
+    slug="accept-wrong-initial-id",
+    role="sender",
+)
+def accept_wrong_initial_id(ctx: Context) -> None:
+    """An ACCEPT echoing the wrong initial id is ignored; the session then uses the right ACCEPT's id."""
+    peer = ctx.sender()
+    bogus = ctx.new_id()
+    peer.send_raw(codec.encode(Accept(bogus, peer.params), peer.initial_id ^ 1, 0))
+    still_handshaking(peer, "the ACCEPT echoed another initial id")
+    peer.accept()
+    peer.expect_session("a session packet with the real session id", lambda p: True)
+    wrong = [r for r in peer.history if r.decoded is not None and r.decoded.session_id == bogus]
+    if wrong:
+        raise CaseFailed("no packet with the bogus ACCEPT's session id", str(wrong[0]))
+
+
+@case(
+    "R7.2-4",
+    "A client MUST accept a RETRY, ACCEPT, VERSION or CLOSE as a response to its attempt only if it comes from the "
+    "address (IP address and port) the client sent its INITIAL to and its Session ID field equals the attempt's "
+    "initial id. It MUST drop any other.",
+    slug="accept-wrong-address",
+    role="sender",
+)
+def accept_wrong_address(ctx: Context) -> None:
+    """An ACCEPT from another address than the one the INITIAL went to is ignored."""
+    peer = ctx.sender()
+    other = ctx.channel(peer.channel.peer)
+    bogus = ctx.new_id()
+    other.send(codec.encode(Accept(bogus, peer.params), peer.initial_id, 0))
+    still_handshaking(peer, "the ACCEPT came from another address")
+    session_starts(peer, "the real ACCEPT")
+    wrong = [r for r in peer.history if r.decoded is not None and r.decoded.session_id == bogus]
+    if wrong:
+        raise CaseFailed("no packet with the session id of an ACCEPT from another address", str(wrong[0]))
+
+
+@case(
+    "R7.2-5",
+    "On a RETRY, a client that has not yet received an ACCEPT MUST at once send a new INITIAL carrying the RETRY's "
+    "token and the same initial id",
+    slug="follows-retry",
+    role="sender",
+)
+def follows_retry(ctx: Context) -> None:
+    """RETRY with a token: an INITIAL carrying it comes back at once; ACCEPT then starts the session."""
+    peer = ctx.sender()
+    token = ctx.payload(20)
+    peer.stateless(Retry(token))
+    sent = ctx.target.clock()
+    rx = peer.expect(carries_token(peer, token), "an INITIAL carrying the RETRY's token and the same initial id")
+    if rx.at - sent > 4 * ctx.target.slack + 0.05:
+        raise CaseFailed("the INITIAL with the token at once", f"after {rx.at - sent:.3f} s")
+    first = peer.first.packet
+    if not isinstance(rx.packet, Initial) or not isinstance(first, Initial) or rx.packet.params != first.params:
+        raise CaseFailed("the same parameters as the first INITIAL", str(rx))
+    peer.initials.append(rx)
+    session_starts(peer, "after the RETRY round trip")
+
+
+@case(
+    "R7.2-5",
+    "A client MUST NOT act on more than 3 RETRYs in one attempt; it ignores any more.",
+    slug="at-most-3-retries",
+    role="sender",
+)
+def at_most_three_retries(ctx: Context) -> None:
+    """Four RETRYs: the first three tokens come back in INITIALs, the fourth never does."""
+    peer = ctx.sender()
+    for n in range(1, 4):
+        token = bytes([n]) * 20
+        peer.stateless(Retry(token))
+        peer.expect(carries_token(peer, token), f"an INITIAL carrying the token of RETRY {n}")
+    fourth = bytes([4]) * 20
+    peer.stateless(Retry(fourth))
+    acted = [
+        rx for rx in peer.collect(max(ctx.timeout / 2, 3 * peer.quiet))
+        if isinstance(rx.packet, Initial) and rx.packet.token == fourth
+    ]
+    if acted:
+        raise CaseFailed("no INITIAL with the fourth RETRY's token", str(acted[0]))
+
+
+@case(
+    "R7.2-6",
+    "On an ACCEPT, the client MUST take the session id from the ACCEPT's payload and the server's parameters from its "
+    "list, and from then on MUST put that session id in the Session ID field of every datagram of the session.",
+    slug="uses-session-id",
+    role="sender",
+)
+def uses_session_id(ctx: Context) -> None:
+    """After ACCEPT every datagram carries its session id, numbered on from the INITIALs (R8.3-1)."""
+    peer = ctx.sender()
+    peer.accept()
+    peer.receive_object()
+    last_initial = max(rx.decoded.packet_number for rx in peer.initials if rx.decoded is not None)
+    after = [rx for rx in peer.history if rx.decoded is not None and not isinstance(rx.packet, Initial)]
+    for rx in after:
+        assert rx.decoded is not None
+        if rx.decoded.session_id != peer.session_id:
+            raise CaseFailed(f"Session ID {peer.session_id:016x} in every session datagram", str(rx))
+    first = after[0].decoded if after else None
+    if first is None or first.packet_number <= last_initial:
+        raise CaseFailed(f"packet numbers continuing after the INITIALs' ({last_initial})", str(after[0]) if after else "none")
+
+
+@case(
+    "R7.2-7",
+    "On a CLOSE (with the initial id), the client MUST abandon the attempt and report the CLOSE's error code, for "
+    "example SERVER_BUSY. It MUST NOT answer.",
+    slug="busy-close-abandons",
+    role="sender",
+)
+def busy_close(ctx: Context) -> None:
+    """CLOSE SERVER_BUSY with the initial id: the client sends nothing more for that attempt."""
+    peer = ctx.sender()
+    peer.stateless(Close(ErrorCode.SERVER_BUSY, "too many sessions"))
+    sent = ctx.target.clock()
+    window = max(ctx.timeout / 2, 3 * peer.quiet)
+    later = [
+        rx for rx in peer.collect(window)
+        if rx.decoded is not None and rx.decoded.session_id == peer.initial_id and rx.at - sent > ctx.target.slack
+    ]
+    if later:
+        raise CaseFailed("nothing more for the refused attempt", str(later[0]))

@@ -1,0 +1,598 @@
+"""Section 9: NACK and re-NACK, PROBE, ACK policy, retransmission and tail-loss probing."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from protocol import codec
+from protocol.codec import Ack, Announce, Complete, Data, Nack, Ping, Probe
+from protocol.constants import ErrorCode
+
+from ..client import Client, TestObject
+from ..context import Context
+from ..model import CaseFailed
+from ..peer import Rx
+from ..receiving_model import listed
+from ..registry import case
+from ..server import SenderPeer
+from .common import expect_nack_naming, must_complete, small_object
+
+
+def _nacks(rxs: list[Rx], object_id: int = 0) -> list[Nack]:
+    return [rx.packet for rx in rxs if isinstance(rx.packet, Nack) and rx.packet.object_id == object_id]
+
+
+# ================================================================================================
+# Receiver role: the target receives objects
+
+
+@case(
+    "R9.1-1",
+    "A receiver SHOULD NOT report a gap chunk missing before the reordering allowance has passed since the chunk that "
+    "opened the gap arrived, and SHOULD report it as soon as possible after that if it is still missing.",
+    slug="gap-nacked",
+    level="SHOULD",
+)
+def gap_nacked(ctx: Context) -> None:
+    """Chunk 3 of 8 left out: a NACK naming chunk 3 comes."""
+    s = ctx.session()
+    obj = small_object(ctx, 8)
+    s.send_object(obj, order=[0, 1, 2, 4, 5, 6, 7], probe=False)
+    expect_nack_naming(s, 0, 3, "a NACK naming the chunk left out")
+
+
+@case(
+    "R9.1-1",
+    "A receiver SHOULD NOT report a gap chunk missing before the reordering allowance has passed since the chunk that "
+    "opened the gap arrived",
+    slug="reordering-not-nacked",
+    level="SHOULD",
+)
+def reordering_not_nacked(ctx: Context) -> None:
+    """Chunks 2 and 3 swapped, back to back: COMPLETE, and no NACK for either on the way."""
+    s = ctx.session()
+    obj = small_object(ctx, 8)
+    s.send_object(obj, order=[0, 1, 3, 2, 4, 5, 6, 7], probe=False)
+    done = s.expect(lambda d: isinstance(d.packet, Complete), "COMPLETE for the object")
+    early = [n for n in _nacks(s.inbox) if listed(n.missing) & {2, 3}]
+    if early:
+        raise CaseFailed("no NACK for a chunk that was only overtaken", f"{early[0]} before {done}")
+
+
+@case(
+    "R9.1-3",
+    "A NACK SHOULD list only chunks whose report is due",
+    slug="nack-lists-only-missing",
+    level="SHOULD",
+)
+def nack_only_missing(ctx: Context) -> None:
+    """Chunk 3 of 8 left out: the NACK lists chunk 3 and nothing the target holds or has not seen a gap for."""
+    s = ctx.session()
+    obj = small_object(ctx, 8)
+    s.send_object(obj, order=[0, 1, 2, 4, 5, 6, 7], probe=False)
+    rx = expect_nack_naming(s, 0, 3, "a NACK naming the chunk left out")
+    assert isinstance(rx.packet, Nack)
+    if listed(rx.packet.missing) != {3}:
+        raise CaseFailed("a NACK listing chunk 3 alone", str(rx))
+
+
+@case(
+    "R9.1-4",
+    "A receiver MUST report a chunk again if it is still missing one re-NACK interval after it was last reported, and "
+    "keep doing so for as long as the chunk is missing, the object is unfinished and the session is open.",
+    slug="re-nack",
+)
+def re_nack(ctx: Context) -> None:
+    """Chunk 3 of 8 withheld: NACKs naming it keep coming (at least 4), never closer than 1 ms apart on average."""
+    s = ctx.session()
+    obj = small_object(ctx, 8)
+    s.send_object(obj, order=[0, 1, 2, 4, 5, 6, 7], probe=False)
+    times: list[float] = []
+    deadline = ctx.target.clock() + ctx.timeout
+    while len(times) < 4 and (remaining := deadline - ctx.target.clock()) > 0:
+        rx = s.maybe(lambda d: isinstance(d.packet, Nack) and 3 in listed(d.packet.missing), remaining)
+        if rx is None:
+            break
+        times.append(rx.at)
+    if len(times) < 4:
+        got = f"{len(times)} NACK(s) naming it within {ctx.timeout:.3g} s"
+        raise CaseFailed("repeated NACKs for a chunk that stays missing", got, absent=True)
+    mean = (times[-1] - times[0]) / (len(times) - 1)
+    if mean < 0.001:
+        raise CaseFailed("re-NACKs at least 1 ms apart (R9.1-4)", f"{mean * 1000:.3f} ms apart on average")
+
+
+def _many_gaps(ctx: Context, s: Client) -> tuple[TestObject, set[int]]:
+    """An object of 12800 64-byte chunks with every 64th sent: 200 gaps, too many for one NACK of 1200 bytes."""
+    obj = TestObject(ctx.payload(12800 * 64), chunk_size=64)
+    sent = list(range(0, obj.count, 64))
+    s.send_object(obj, order=sent, probe=False)
+    s.probe(obj)
+    return obj, set(range(obj.count)) - set(sent)
+
+
+def _probe_answer(s: Client, want: set[int]) -> list[Rx]:
+    """The NACKs that together list ``want`` (the answer to a PROBE), in arrival order."""
+    got: list[Rx] = []
+    seen: set[int] = set()
+    while not want <= seen:
+        rx = s.maybe(lambda d: isinstance(d.packet, Nack), s.ctx.timeout)
+        if rx is None:
+            raise CaseFailed("NACKs listing every missing chunk below sent_through", f"{len(want - seen)} chunks never listed", absent=True)
+        assert isinstance(rx.packet, Nack)
+        if rx.packet.missing:  # an empty NACK is the immediate answer to the PROBE (R9.1-7)
+            got.append(rx)
+        seen |= listed(rx.packet.missing)
+    return got
+
+
+@case(
+    "R9.1-5",
+    "A receiver MUST NOT put more in one NACK than fits in a datagram of the peer's max_datagram_size (R5.7-6).",
+    slug="nack-fits-datagram",
+)
+def nack_fits(ctx: Context) -> None:
+    """With max_datagram_size 1200 advertised, 200 gaps: the NACKs listing them are each at most 1200 bytes."""
+    from protocol.params import SessionParams
+
+    s = ctx.session(SessionParams(max_datagram_size=1200))
+    _, missing = _many_gaps(ctx, s)
+    for rx in _probe_answer(s, missing):
+        if len(rx.data) > 1200:
+            raise CaseFailed("NACKs of at most 1200 bytes", f"{len(rx.data)} bytes: {rx}")
+
+
+@case(
+    "R9.1-5",
+    "When more is due, it reports the lowest indices first and the rest in further NACKs, sent at once or at the "
+    "next opportunity.",
+    slug="nack-lowest-first",
+)
+def nack_lowest_first(ctx: Context) -> None:
+    """200 gaps, too many for one NACK: the first NACK holds the lowest, the rest follow at once."""
+    from protocol.params import SessionParams
+
+    s = ctx.session(SessionParams(max_datagram_size=1200))
+    _, missing = _many_gaps(ctx, s)
+    answer = _probe_answer(s, missing)
+    first = answer[0].packet
+    assert isinstance(first, Nack)
+    if min(listed(first.missing)) != min(missing):
+        raise CaseFailed(f"the first NACK starting at chunk {min(missing)}", str(answer[0]))
+
+
+@case(
+    "R9.1-6",
+    "It MUST answer with a NACK with announce_missing for the object, at most once per re-NACK interval per object "
+    "when answering DATA.",
+    slug="unannounced-data",
+)
+def unannounced_data(ctx: Context) -> None:
+    """A chunk of an object never announced: NACK with announce_missing and an empty list (R5.7-5)."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    s.data(obj, 1)
+    rx = s.expect(lambda d: isinstance(d.packet, Nack) and d.packet.announce_missing, "NACK with announce_missing")
+    assert isinstance(rx.packet, Nack)
+    if rx.packet.missing or rx.packet.object_id != 0:
+        raise CaseFailed("announce_missing for object 0 with an empty missing list (R5.7-5)", str(rx))
+
+
+def _probe_answered(s: Client, obj: TestObject, sent_through: int, what: str) -> Rx:
+    s.probe(obj, sent_through)
+    sent = s.ctx.target.clock()
+    rx = s.expect(lambda d: isinstance(d.packet, Nack | Complete | codec.Cancel) and d.packet.object_id == obj.object_id, what)
+    late = rx.at - sent
+    if late > s.ctx.target.slack + 0.002:
+        raise CaseFailed(f"{what}, at once", f"after {late * 1000:.1f} ms: {rx}")
+    return rx
+
+
+_R9_1_7 = "On a PROBE for object o with sent_through s, the receiver MUST answer at once (without the reordering allowance)"
+
+
+@case("R9.1-7", _R9_1_7, slug="probe-unannounced")
+def probe_unannounced(ctx: Context) -> None:
+    """PROBE for an object never announced: NACK with announce_missing, at once."""
+    s = ctx.session()
+    rx = _probe_answered(s, small_object(ctx, 3), 3, "NACK with announce_missing")
+    if not isinstance(rx.packet, Nack) or not rx.packet.announce_missing:
+        raise CaseFailed("NACK with announce_missing", str(rx))
+
+
+@case("R9.1-7", _R9_1_7, slug="probe-lists-missing")
+def probe_lists_missing(ctx: Context) -> None:
+    """Chunks 0-2 and 4 of 6 sent, PROBE with sent_through 5: a NACK at once, and chunk 3 listed (at once if
+    already reported, else when its reordering allowance ends)."""
+    s = ctx.session()
+    obj = small_object(ctx, 6)
+    s.send_object(obj, order=[0, 1, 2, 4], probe=False)
+    rx = _probe_answered(s, obj, 5, "a NACK answering the PROBE")
+    if not isinstance(rx.packet, Nack) or not listed(rx.packet.missing) <= {3}:
+        raise CaseFailed("a NACK listing at most chunk 3 (the only missing chunk below 5)", str(rx))
+    if listed(rx.packet.missing) != {3}:
+        _probe_answer(s, {3})
+
+
+@case("R9.1-7", _R9_1_7, slug="probe-nothing-missing")
+def probe_nothing_missing(ctx: Context) -> None:
+    """Chunks 0-2 of 5 sent, PROBE with sent_through 3: an empty NACK, at once."""
+    s = ctx.session()
+    obj = small_object(ctx, 5)
+    s.send_object(obj, order=[0, 1, 2], probe=False)
+    rx = _probe_answered(s, obj, 3, "an empty NACK")
+    if not isinstance(rx.packet, Nack) or rx.packet.missing or rx.packet.announce_missing:
+        raise CaseFailed("a NACK with an empty missing list", str(rx))
+
+
+@case("R9.1-7", _R9_1_7, slug="probe-finished")
+def probe_finished(ctx: Context) -> None:
+    """PROBE for a completed object, twice: COMPLETE each time, at once (a PROBE is always answered, R9.1-9)."""
+    s = ctx.session()
+    obj = small_object(ctx, 2)
+    must_complete(s.transfer(obj), "the object")
+    for attempt in ("first", "second"):
+        rx = _probe_answered(s, obj, obj.count, f"COMPLETE again ({attempt} PROBE)")
+        if not isinstance(rx.packet, Complete):
+            raise CaseFailed("COMPLETE, the object's final word", str(rx))
+
+
+@case(
+    "R9.1-8",
+    "A PROBE for an announced object with sent_through greater than the object's Chunk Count is a protocol violation "
+    "(PROTOCOL_VIOLATION).",
+    slug="probe-beyond-count",
+)
+def probe_beyond(ctx: Context) -> None:
+    """PROBE with sent_through 4 for a 3-chunk object: CLOSE PROTOCOL_VIOLATION."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    s.announce(obj)
+    s.probe(obj, 4)
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "sent_through above the chunk count")
+
+
+@case(
+    "R9.1-9",
+    "On an ANNOUNCE, DATA or PROBE for a finished object it MUST NOT buffer anything, and it answers with the "
+    "object's final word when it remembers it",
+    slug="data-after-finish",
+)
+def data_after_finish(ctx: Context) -> None:
+    """A chunk of a completed object again: COMPLETE again."""
+    s = ctx.session()
+    obj = small_object(ctx, 2)
+    must_complete(s.transfer(obj), "the object")
+    ctx.target.sleep(s.quiet)  # past the rate limit of repeated final words
+    s.drain()
+    s.data(obj, 0)
+    s.expect(lambda d: isinstance(d.packet, Complete) and d.packet.object_id == 0, "COMPLETE, the object's final word")
+
+
+@case(
+    "R9.1-10",
+    "On completing an object (all chunks held and the digest verified, section 10.2), the receiver MUST deliver it to "
+    "the application, then send COMPLETE, and stop reporting its chunks.",
+    slug="complete-then-quiet",
+)
+def complete_then_quiet(ctx: Context) -> None:
+    """A whole object draws COMPLETE; no NACK about it follows."""
+    s = ctx.session()
+    obj = small_object(ctx, 5)
+    s.send_object(obj, order=[0, 1, 3, 4], probe=False)
+    expect_nack_naming(s, 0, 2, "a NACK for the chunk left out")
+    must_complete(s.transfer(obj, send=False), "the object once whole")
+    late = [n for n in _nacks(s.collect(s.quiet))]
+    if late:
+        raise CaseFailed("no NACK for an object after its COMPLETE", str(late[0]))
+
+
+@case(
+    "R9.2-1",
+    "An endpoint MUST send an ACK when it has received 8 ack-eliciting packets in the session since it last sent an "
+    "ACK (the reference allows this count to be configured; 8 is RECOMMENDED), or when its own max_ack_delay has "
+    "passed since the first of those packets arrived, whichever comes first.",
+    slug="ack-within-max-ack-delay",
+)
+def ack_delay(ctx: Context) -> None:
+    """One ack-eliciting packet (an ANNOUNCE): an ACK within the target's max_ack_delay."""
+    s = ctx.session()
+    pn = s.announce(small_object(ctx, 3))
+    sent = ctx.target.clock()
+    rx = s.expect_ack(pn, "an ACK for the ANNOUNCE")
+    limit = s.target_params.max_ack_delay_ms / 1000 + ctx.target.slack
+    if rx.at - sent > limit:
+        raise CaseFailed(f"an ACK within {limit * 1000:.0f} ms (max_ack_delay + path)", f"after {(rx.at - sent) * 1000:.1f} ms")
+
+
+@case("R9.2-2", "An endpoint MUST send an ACK at once when it receives a PING.", slug="ping-acked-at-once")
+def ping_at_once(ctx: Context) -> None:
+    """PING: an ACK at once (within the path's round trip)."""
+    s = ctx.session()
+    pn = s.ping()
+    sent = ctx.target.clock()
+    rx = s.expect_ack(pn, "an ACK for the PING")
+    if rx.at - sent > ctx.target.slack + 0.002:
+        raise CaseFailed("the ACK at once", f"after {(rx.at - sent) * 1000:.1f} ms")
+
+
+@case(
+    "R9.2-3",
+    "An endpoint MUST NOT send an ACK in response to packets that are not ack-eliciting alone: ACKs are never "
+    "acknowledged.",
+    slug="ack-not-acknowledged",
+)
+def ack_not_acked(ctx: Context) -> None:
+    """A valid ACK from the tester draws nothing."""
+    s = ctx.session()
+    s.send(s.make_ack())
+    s.silent("an ACK alone is never acknowledged")
+
+
+@case(
+    "R9.2-4",
+    "The counters received_bytes and received_packets MUST cover every datagram attributed to the session that "
+    "carries the session id, duplicates included.",
+    slug="ack-counters",
+)
+def ack_counters(ctx: Context) -> None:
+    """Three PINGs, one ACK each: received_packets up by 1 and received_bytes by 22 each time (R5.8-2)."""
+    s = ctx.session()
+    acks: list[Ack] = []
+    for _ in range(4):
+        pn = s.ping()
+        rx = s.expect_ack(pn, "an ACK for the PING")
+        assert isinstance(rx.packet, Ack)
+        acks.append(rx.packet)
+    for before, after in pairwise(acks):
+        if after.received_packets - before.received_packets != 1 or after.received_bytes - before.received_bytes != 22:
+            raise CaseFailed(
+                "received_packets +1 and received_bytes +22 per 22-byte PING",
+                f"{before.received_packets}/{before.received_bytes} then {after.received_packets}/{after.received_bytes}",
+            )
+        if after.object_id_limit < before.object_id_limit or after.announce_limit < before.announce_limit:
+            raise CaseFailed("limits that never decrease (R5.8-2)", f"{before} then {after}")
+
+
+@case(
+    "R9.2-6",
+    "An ACK whose largest_pn is not lower than the number of datagrams the recipient has sent in the session (a "
+    "packet number never sent) is a protocol violation (PROTOCOL_VIOLATION).",
+    slug="ack-of-unsent-packet",
+)
+def ack_unsent(ctx: Context) -> None:
+    """An ACK for packet 100000, which the target never sent: CLOSE PROTOCOL_VIOLATION."""
+    s = ctx.session()
+    s.send(Ack(100_000, 0, 0, 0, 64, 1 << 20))
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "an ACK for a packet number never sent")
+
+
+@case(
+    "R9.3-1",
+    "A NACK for an object id the NACK's recipient has never announced is a protocol violation (PROTOCOL_VIOLATION)",
+    slug="nack-never-announced",
+)
+def nack_never_announced(ctx: Context) -> None:
+    """A NACK about object 0, which the target never announced: CLOSE PROTOCOL_VIOLATION."""
+    s = ctx.session()
+    s.send(Nack(0, ((0, 1),), largest_pn=0))
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "a NACK for an object never announced")
+
+
+@case(
+    "R9.3-7",
+    "A COMPLETE for an object id the recipient has never announced, or for an object some chunk of which the "
+    "recipient has never sent, is a protocol violation (PROTOCOL_VIOLATION).",
+    slug="complete-never-announced",
+)
+def complete_never_announced(ctx: Context) -> None:
+    """A COMPLETE for object 0, which the target never announced: CLOSE PROTOCOL_VIOLATION."""
+    s = ctx.session()
+    s.send(Complete(0))
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "a COMPLETE for an object never announced")
+
+
+# ================================================================================================
+# Sender role: the target sends an object to the tester
+
+
+def _last_chunk_then(peer: SenderPeer) -> tuple[int, list[Rx]]:
+    """Receive until the last chunk's first copy; returns its position in the session packets."""
+    peer.accept()
+    announce = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    assert isinstance(announce.packet, Announce)
+    last = announce.packet.chunk_count - 1
+    if last < 0:
+        peer.ctx.unsupported("the sender's object is empty")
+    peer.expect_session("the last chunk", lambda p: isinstance(p, Data) and p.chunk_index == last)
+    peer.pump(None, peer.quiet)
+    packets = peer.session_packets()
+    index = next(i for i, rx in enumerate(packets) if isinstance(rx.packet, Data) and rx.packet.chunk_index == last)
+    return index, packets
+
+
+@case(
+    "R9.4-1",
+    "Right after it first sends the last chunk of an object (the chunk with the highest index), the sender MUST send "
+    "a PROBE for the object with sent_through equal to Chunk Count.",
+    slug="probe-after-last-chunk",
+    role="sender",
+)
+def probe_after_last(ctx: Context) -> None:
+    """After the last chunk a PROBE with sent_through = Chunk Count follows."""
+    peer = ctx.sender()
+    index, packets = _last_chunk_then(peer)
+    count = peer.obj(0).count
+    if not any(isinstance(rx.packet, Probe) and rx.packet.sent_through == count for rx in packets[index + 1 :]):
+        after = ", ".join(str(r) for r in packets[index + 1 : index + 4]) or "nothing"
+        raise CaseFailed(f"PROBE with sent_through {count} after the last chunk", after)
+
+
+@case("R9.4-1", "It SHOULD be the next datagram it sends.", slug="probe-next-datagram", role="sender", level="SHOULD")
+def probe_next(ctx: Context) -> None:
+    """The datagram right after the last chunk is that PROBE."""
+    peer = ctx.sender()
+    index, packets = _last_chunk_then(peer)
+    following = packets[index + 1] if index + 1 < len(packets) else None
+    if following is None or not isinstance(following.packet, Probe):
+        raise CaseFailed("the PROBE as the next datagram after the last chunk", str(following) if following else "nothing")
+
+
+@case(
+    "R9.4-2",
+    "While an object is unfinished and the sender has no chunk of it to send (every chunk has been sent and none is "
+    "queued for retransmission), the sender MUST run a probe timer for it",
+    slug="probe-timer",
+    role="sender",
+)
+def probe_timer(ctx: Context) -> None:
+    """The tester holds every chunk but says nothing about the object: PROBEs come again, and no chunk twice (R9.4-4)."""
+    peer = ctx.sender()
+    peer.policy.answer_probes = False
+    peer.policy.complete = False
+    _, packets = _last_chunk_then(peer)
+    first = len([rx for rx in packets if isinstance(rx.packet, Probe)])
+    peer.expect_session("a PROBE from the probe timer", lambda p: isinstance(p, Probe))
+    more = len([rx for rx in peer.session_packets() if isinstance(rx.packet, Probe)])
+    if more <= first:
+        raise CaseFailed("another PROBE", "none", absent=True)
+    twice = [i for i, n in peer.obj(0).copies.items() if n > 1]
+    if twice:
+        raise CaseFailed("no chunk retransmitted without a NACK (R9.4-4)", f"chunk {twice[0]} sent {peer.obj(0).copies[twice[0]]} times")
+
+
+@case(
+    "R9.4-4",
+    "A sender MUST NOT retransmit chunks when the probe timer expires; it sends PROBE, and retransmits what the "
+    "answer lists.",
+    slug="tail-loss",
+    role="sender",
+)
+def tail_loss(ctx: Context) -> None:
+    """The last chunk and the first PROBE "lost": the next PROBE, answered with a NACK, draws that chunk alone."""
+    peer = ctx.sender()
+    state = {"probes": 0}
+    peer.policy.drop = lambda packet, copy: copy == 1 and packet.chunk_index == max(peer.obj(0).count - 1, 0)
+    peer.policy.answer_probes = False
+    peer.accept()
+    announce = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    assert isinstance(announce.packet, Announce)
+    last = announce.packet.chunk_count - 1
+    if last < 1:
+        ctx.unsupported("the sender's object has fewer than two chunks")
+    while state["probes"] < 2:
+        peer.expect_session("PROBEs while the tail is missing", lambda p: isinstance(p, Probe))
+        state["probes"] += 1
+    peer.policy.answer_probes = True
+    peer.nack(0, [last])
+    incoming = peer.receive_object()
+    extra = {i: n for i, n in incoming.copies.items() if n + incoming.dropped[i] > 1 and i != last}
+    if extra:
+        raise CaseFailed(f"only chunk {last} retransmitted", f"chunks {sorted(extra)} sent again too")
+
+
+@case(
+    "R9.3-4",
+    "Otherwise it MUST queue the chunk for retransmission; the chunk counts as lost.",
+    slug="nack-retransmitted",
+    role="sender",
+)
+def nack_retransmitted(ctx: Context) -> None:
+    """Chunk 1 "lost": the NACK answering the PROBE draws its retransmission, and the object completes."""
+    peer = ctx.sender()
+    peer.policy.drop = lambda packet, copy: packet.chunk_index == 1 and copy == 1
+    peer.accept()
+    incoming = peer.receive_object()
+    if incoming.dropped[1] == 0:
+        ctx.unsupported("the sender's object has a single chunk")
+
+
+@case(
+    "R9.3-3",
+    "On a NACK with announce_missing for an unfinished object it announced, the sender MUST send the object's "
+    "ANNOUNCE again (identical to the first)",
+    slug="announce-again",
+    role="sender",
+)
+def announce_again(ctx: Context) -> None:
+    """NACK with announce_missing: the ANNOUNCE comes again, identical."""
+    peer = ctx.sender()
+    peer.policy.complete = False
+    peer.accept()
+    first = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    peer.nack(0, [], announce_missing=True)
+    again = peer.expect_session("the ANNOUNCE again", lambda p: isinstance(p, Announce))
+    if again.packet != first.packet:
+        raise CaseFailed(f"an identical ANNOUNCE ({first})", str(again))
+
+
+@case(
+    "R9.3-6",
+    "A sender MUST NOT retransmit a chunk that no NACK has listed: a quiet receiver is probed (section 9.4), never "
+    "flooded with blind retransmissions.",
+    slug="no-blind-retransmission",
+    role="sender",
+)
+def no_blind_retransmission(ctx: Context) -> None:
+    """A clean transfer: no chunk arrives twice."""
+    peer = ctx.sender()
+    peer.accept()
+    incoming = peer.receive_object()
+    twice = [i for i, n in incoming.copies.items() if n > 1]
+    if twice:
+        raise CaseFailed("each chunk once (no NACK listed any)", f"chunk {twice[0]} sent {incoming.copies[twice[0]]} times")
+
+
+@case(
+    "R9.3-7",
+    "On COMPLETE for an object it announced, the sender MUST stop sending anything for that object (chunks, "
+    "ANNOUNCE, PROBE) and report the object delivered.",
+    slug="complete-stops-object",
+    role="sender",
+)
+def complete_stops(ctx: Context) -> None:
+    """After COMPLETE, nothing more about the object arrives."""
+    peer = ctx.sender()
+    peer.accept()
+    peer.receive_object()
+    done = ctx.target.clock()
+    late = [
+        rx for rx in peer.collect(3 * peer.quiet)
+        if isinstance(rx.packet, Announce | Data | Probe) and rx.at - done > ctx.target.slack
+    ]
+    if late:
+        raise CaseFailed("nothing about the object after COMPLETE", str(late[0]))
+
+
+@case(
+    "R9.2-1",
+    "or when its own max_ack_delay has passed since the first of those packets arrived, whichever comes first.",
+    slug="accept-acknowledged",
+    role="sender",
+)
+def accept_acknowledged(ctx: Context) -> None:
+    """The ACCEPT (ack-eliciting) is acknowledged within the sender's own max_ack_delay."""
+    peer = ctx.sender()
+    peer.policy.ack = False
+    peer.policy.complete = False  # a sender may close at once after COMPLETE, before its ACK is due
+    peer.accept()
+    sent = ctx.target.clock()
+    rx = peer.expect_session("an ACK of the ACCEPT", lambda p: isinstance(p, Ack) and p.largest_pn >= 0)
+    limit = peer.client_params.max_ack_delay_ms / 1000 + ctx.target.slack
+    if rx.at - sent > limit:
+        raise CaseFailed(f"the ACK within {limit * 1000:.0f} ms", f"after {(rx.at - sent) * 1000:.1f} ms")
+
+
+@case("R9.2-2", "An endpoint MUST send an ACK at once when it receives a PING.", slug="sender-acks-ping", role="sender")
+def sender_acks_ping(ctx: Context) -> None:
+    """PING to the sender during its transfer: an ACK acknowledging it, at once."""
+    peer = ctx.sender()
+    peer.policy.ack = False
+    peer.policy.complete = False
+    peer.accept()
+    peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    pn = peer.send(Ping())
+    sent = ctx.target.clock()
+    rx = peer.expect_session("an ACK of the PING", lambda p: isinstance(p, Ack) and p.largest_pn >= pn)
+    if rx.at - sent > ctx.target.slack + 0.002:
+        raise CaseFailed("the ACK at once", f"after {(rx.at - sent) * 1000:.1f} ms")

@@ -1,0 +1,130 @@
+"""Section 11: flow control and the receiver's limits, and the error codes they produce."""
+
+from __future__ import annotations
+
+import hashlib
+
+from protocol.codec import Ack, Announce, Cancel, Data, Probe
+from protocol.constants import ErrorCode
+
+from ..client import TestObject
+from ..context import Context
+from ..model import CaseFailed
+from ..registry import case
+from .common import must_complete, small_object
+
+_HEAVY = 64 << 20  # announcing more would make a live target set aside this much memory
+
+
+def _announce_sized(object_id: int, size: int) -> Announce:
+    chunk = 1024
+    return Announce(object_id, size, chunk, -(-size // chunk), hashlib.sha256(b"").digest(), "application/octet-stream", "big")
+
+
+@case(
+    "R11.3-3",
+    "An ANNOUNCE with an object id not below the object_id_limit the receiver has advertised is a flow-control "
+    "violation (FLOW_CONTROL_ERROR).",
+    slug="object-id-beyond-limit",
+)
+def id_beyond_limit(ctx: Context) -> None:
+    """ANNOUNCE of object id max_concurrent_objects (the first id not allowed): CLOSE FLOW_CONTROL_ERROR."""
+    s = ctx.session()
+    limit = s.target_params.max_concurrent_objects
+    obj = small_object(ctx, 2, object_id=limit)
+    s.announce(obj)
+    s.expect_close(ErrorCode.FLOW_CONTROL_ERROR, f"object id {limit} is not below the advertised limit")
+
+
+@case(
+    "R11.3-4",
+    "An ANNOUNCE that brings the sum of Total Length over all objects the peer has announced in the session above the "
+    "announce_limit the receiver has advertised is a flow-control violation (FLOW_CONTROL_ERROR).",
+    slug="announced-bytes-beyond-limit",
+)
+def bytes_beyond_limit(ctx: Context) -> None:
+    """Objects of max_object_size announced until their total passes max_buffered_bytes: CLOSE FLOW_CONTROL_ERROR."""
+    s = ctx.session()
+    params = s.target_params
+    need = params.max_buffered_bytes // params.max_object_size + 1
+    if need > params.max_concurrent_objects:
+        ctx.unsupported("the object id limit is reached before the byte limit")
+    if params.max_buffered_bytes > _HEAVY and not (ctx.target.virtual or ctx.options.slow):
+        ctx.unsupported(f"the target would set aside {params.max_buffered_bytes} bytes; run with --slow to allow it")
+    for object_id in range(need - 1):
+        s.send(_announce_sized(object_id, params.max_object_size))
+    s.settle()
+    s.send(_announce_sized(need - 1, params.max_object_size))
+    s.expect_close(ErrorCode.FLOW_CONTROL_ERROR, "announced bytes above max_buffered_bytes")
+
+
+@case(
+    "R11.3-5",
+    "the receiver MUST NOT set aside memory for it, MUST send CANCEL with Origin 0 and OBJECT_TOO_LARGE, and counts "
+    "the id finished.",
+    slug="object-too-large",
+)
+def too_large(ctx: Context) -> None:
+    """ANNOUNCE one byte over max_object_size: CANCEL (Origin 0, OBJECT_TOO_LARGE), and the session lives on."""
+    s = ctx.session()
+    limit = s.target_params.max_object_size
+    if limit >= (1 << 64) - 1 or -(-(limit + 1) // 1024) > 0xFFFFFFFF:
+        ctx.unsupported("the target's max_object_size cannot be exceeded")
+    s.send(_announce_sized(0, limit + 1))
+    rx = s.expect(lambda d: isinstance(d.packet, Cancel) and d.packet.object_id == 0, "CANCEL OBJECT_TOO_LARGE")
+    assert isinstance(rx.packet, Cancel)
+    if rx.packet.origin != 0 or rx.packet.error_code != ErrorCode.OBJECT_TOO_LARGE:
+        raise CaseFailed("CANCEL (Origin 0, OBJECT_TOO_LARGE)", str(rx))
+    s.alive("an object too large is refused, the session is not aborted")
+
+
+_R11_3_7 = (
+    "A DATA or PROBE for an object id that is not announced and not below the object_id_limit the receiver has "
+    "advertised, and a CANCEL with Origin 1 for such an id, are flow-control violations (FLOW_CONTROL_ERROR)"
+)
+
+
+@case("R11.3-7", _R11_3_7, slug="data-beyond-limit")
+def data_beyond_limit(ctx: Context) -> None:
+    """DATA for object id max_concurrent_objects (never announced): CLOSE FLOW_CONTROL_ERROR."""
+    s = ctx.session()
+    s.send(Data(s.target_params.max_concurrent_objects, 0, b"x" * 100))
+    s.expect_close(ErrorCode.FLOW_CONTROL_ERROR, "DATA for an id the target never allowed")
+
+
+@case("R11.3-7", _R11_3_7, slug="probe-beyond-limit")
+def probe_beyond_limit(ctx: Context) -> None:
+    """PROBE for object id max_concurrent_objects (never announced): CLOSE FLOW_CONTROL_ERROR."""
+    s = ctx.session()
+    s.send(Probe(s.target_params.max_concurrent_objects, 1))
+    s.expect_close(ErrorCode.FLOW_CONTROL_ERROR, "PROBE for an id the target never allowed")
+
+
+@case("R11.3-7", _R11_3_7, slug="cancel-beyond-limit")
+def cancel_beyond_limit(ctx: Context) -> None:
+    """CANCEL (Origin 1) for object id max_concurrent_objects: CLOSE FLOW_CONTROL_ERROR."""
+    s = ctx.session()
+    s.send(Cancel(s.target_params.max_concurrent_objects, 1, ErrorCode.CANCELLED))
+    s.expect_close(ErrorCode.FLOW_CONTROL_ERROR, "CANCEL for an id the target never allowed")
+
+
+@case(
+    "R11.3-2",
+    "An endpoint raises its limits as objects finish.",
+    slug="credit-raised",
+    level="SHOULD",
+)
+def credit_raised(ctx: Context) -> None:
+    """Object 0 completes: an ACK soon raises object_id_limit (R9.2-5), and the next id past the old limit works."""
+    s = ctx.session()
+    limit = s.target_params.max_concurrent_objects
+    must_complete(s.transfer(small_object(ctx, 2)), "object 0")
+    rx = s.expect(
+        lambda d: isinstance(d.packet, Ack) and d.packet.object_id_limit > limit,
+        f"an ACK raising object_id_limit above {limit}",
+        s.target_params.max_ack_delay_ms / 1000 + s.quiet,
+    )
+    assert isinstance(rx.packet, Ack)
+    # The id the old limit refused: now within credit (the tester skips ids between, which only a
+    # sender's own bookkeeping forbids, R8.2-1; the receiver judges the id against its limit).
+    must_complete(s.transfer(TestObject(ctx.payload(10), object_id=limit)), f"object {limit}, allowed by the raised limit")

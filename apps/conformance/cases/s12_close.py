@@ -1,0 +1,289 @@
+"""Section 12: idle timeouts, object timeouts and cancellation, close and abort."""
+
+from __future__ import annotations
+
+from protocol.codec import Announce, Cancel, Close, Complete, Data, Ping, Probe
+from protocol.constants import ErrorCode
+from protocol.params import SessionParams
+
+from ..context import Context
+from ..model import CaseFailed
+from ..registry import case
+from .common import must_complete, small_object
+
+
+def _short_idle(ctx: Context) -> float:
+    """An idle timeout the tester advertises: short, but well above the path's delays."""
+    return max(0.5, 10 * ctx.target.slack)
+
+
+@case(
+    "R12.1-1",
+    "If an endpoint receives no attributed datagram for the effective idle timeout (R6-6), it MUST close the session "
+    "silently: it sends nothing, fails every unfinished object with IDLE_TIMEOUT, reports IDLE_TIMEOUT locally, and "
+    "forgets the session.",
+    slug="idle-timeout",
+)
+def idle_timeout(ctx: Context) -> None:
+    """The tester advertises a short idle timeout and goes quiet: no CLOSE comes, then the session id is unknown."""
+    idle = _short_idle(ctx)
+    s = ctx.session(SessionParams(idle_timeout_ms=int(idle * 1000)))
+    closes = [rx for rx in s.collect(2.5 * idle) if isinstance(rx.packet, Close)]
+    if closes:
+        raise CaseFailed("a silent close on idle timeout", str(closes[0]))
+    s.ping()
+    s.closed = True
+    s.silent(f"the session was idle for 2.5 x the {idle:.3g} s idle timeout: its id is unknown (R12.4-7)", ignore=())
+
+
+@case(
+    "R12.1-2",
+    "An endpoint that wants to keep an open session alive SHOULD send a PING once it has received nothing from its "
+    "peer for one third of the effective idle timeout",
+    slug="keepalive",
+    level="SHOULD",
+)
+def keepalive(ctx: Context) -> None:
+    """The tester advertises a short idle timeout and stays quiet: a PING comes before two thirds of it pass."""
+    idle = 2 * _short_idle(ctx)
+    s = ctx.session(SessionParams(idle_timeout_ms=int(idle * 1000)))
+    pings = [rx for rx in s.collect(2 * idle / 3) if isinstance(rx.packet, Ping)]
+    if not pings:
+        raise CaseFailed(f"a keepalive PING within {2 * idle / 3:.3g} s of silence", "none", absent=True)
+
+
+@case(
+    "R12.3-1",
+    "An object receiver SHOULD cancel (CANCEL with Origin 0 and OBJECT_TIMEOUT) an unfinished object for which it has "
+    "received neither a new chunk nor its ANNOUNCE within the effective idle timeout",
+    slug="object-timeout",
+    level="SHOULD",
+)
+def object_timeout(ctx: Context) -> None:
+    """Object 0 stalls after its first chunk while PINGs keep the session open: CANCEL OBJECT_TIMEOUT."""
+    idle = 2 * _short_idle(ctx)
+    s = ctx.session(SessionParams(idle_timeout_ms=int(idle * 1000)))
+    s.send_object(small_object(ctx, 3), order=[0], probe=False)
+    deadline = ctx.target.clock() + 3 * idle
+    while ctx.target.clock() < deadline:
+        s.ping()
+        rx = s.maybe(lambda d: isinstance(d.packet, Cancel | Complete) and d.packet.object_id == 0, idle / 5)
+        if rx is None:
+            continue
+        if isinstance(rx.packet, Cancel) and rx.packet.error_code == ErrorCode.OBJECT_TIMEOUT and rx.packet.origin == 0:
+            return
+        raise CaseFailed("CANCEL (Origin 0, OBJECT_TIMEOUT)", str(rx))
+    raise CaseFailed(f"CANCEL (Origin 0, OBJECT_TIMEOUT) within {3 * idle:.3g} s", "nothing", absent=True)
+
+
+@case(
+    "R12.3-5",
+    "On a CANCEL with Origin 1 (its peer abandons its own object), an endpoint MUST discard what it holds of the "
+    "object, MUST NOT send COMPLETE for it",
+    slug="cancel-before-announce",
+)
+def cancel_before_announce(ctx: Context) -> None:
+    """CANCEL (Origin 1) of object 0 before its ANNOUNCE, then the object whole: never COMPLETE."""
+    s = ctx.session()
+    s.send(Cancel(0, 1, ErrorCode.CANCELLED, "changed my mind"))
+    outcome = s.transfer(small_object(ctx, 2))
+    if outcome.kind == "complete":
+        raise CaseFailed("no COMPLETE for an object its sender cancelled (its id is finished)", str(outcome))
+
+
+@case(
+    "R12.3-6",
+    "A CANCEL with Origin 0 for an object id the recipient has never announced is a protocol violation "
+    "(PROTOCOL_VIOLATION).",
+    slug="refusal-of-unannounced",
+)
+def refusal_unannounced(ctx: Context) -> None:
+    """CANCEL (Origin 0) for object 0, which the target never announced: CLOSE PROTOCOL_VIOLATION."""
+    s = ctx.session()
+    s.send(Cancel(0, 0, ErrorCode.REFUSED))
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "a refusal of an object the target never announced")
+
+
+@case("R12.3-7", "A CANCEL for an object that is already finished at its recipient MUST be ignored.", slug="cancel-after-finish")
+def cancel_after_finish(ctx: Context) -> None:
+    """Object 0 completes, then its sender CANCELs it: ignored, a PROBE still draws COMPLETE."""
+    s = ctx.session()
+    obj = small_object(ctx, 2)
+    must_complete(s.transfer(obj), "object 0")
+    s.send(Cancel(0, 1, ErrorCode.CANCELLED))
+    s.settle()
+    s.probe(obj)
+    rx = s.expect(lambda d: isinstance(d.packet, Complete | Cancel) and d.packet.object_id == 0, "COMPLETE, unchanged")
+    if not isinstance(rx.packet, Complete):
+        raise CaseFailed("COMPLETE: the late CANCEL was ignored", str(rx))
+
+
+@case(
+    "R12.4-3",
+    "While closing it MUST NOT send anything but that CLOSE",
+    slug="closing-sends-only-close",
+)
+def closing(ctx: Context) -> None:
+    """The target aborts (a chunk index out of range); then a PING and a chunk draw CLOSE again or nothing."""
+    s = ctx.session()
+    obj = small_object(ctx, 2)
+    s.announce(obj)
+    s.send(Data(0, 5, obj.chunk(0)))
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "the abort that starts the closing period")
+    s.closed = True
+    s.ping()
+    s.data(obj, 1)
+    others = [rx for rx in s.collect(s.quiet) if not isinstance(rx.packet, Close)]
+    if others:
+        raise CaseFailed("only CLOSE while closing", str(others[0]))
+
+
+@case(
+    "R12.4-4",
+    "While draining it MUST NOT send anything, except that, in answer to a CLOSE with NO_ERROR, it MAY send one CLOSE "
+    "with NO_ERROR so that the closer can stop early.",
+    slug="draining-after-abort",
+)
+def draining_abort(ctx: Context) -> None:
+    """CLOSE APPLICATION_ERROR from the tester, then a PING: nothing at all comes back."""
+    s = ctx.session()
+    s.send(Close(ErrorCode.APPLICATION_ERROR, "tester aborts"))
+    s.closed = True
+    s.ping()
+    s.silent("the target is draining", ignore=())
+
+
+@case(
+    "R12.4-4",
+    "While draining it MUST NOT send anything, except that, in answer to a CLOSE with NO_ERROR, it MAY send one CLOSE "
+    "with NO_ERROR so that the closer can stop early.",
+    slug="draining-after-clean-close",
+)
+def draining_clean(ctx: Context) -> None:
+    """CLOSE NO_ERROR from the tester, then a PING: at most one CLOSE NO_ERROR comes back."""
+    s = ctx.session()
+    s.send(Close(ErrorCode.NO_ERROR))
+    s.closed = True
+    s.ping()
+    got = s.collect(s.quiet)
+    closes = [rx for rx in got if isinstance(rx.packet, Close) and rx.packet.error_code == ErrorCode.NO_ERROR]
+    others = [rx for rx in got if rx not in closes]
+    if others or len(closes) > 1:
+        raise CaseFailed("nothing, or one CLOSE NO_ERROR", "; ".join(str(r) for r in got))
+
+
+@case(
+    "R12.4-6",
+    "The recipient of a CLOSE whose error code is not in section 13 MUST treat it as an abort and report the number it "
+    "carried.",
+    slug="close-unknown-code",
+)
+def close_unknown_code(ctx: Context) -> None:
+    """CLOSE with the unassigned code 0x7777: an abort; the target drains and answers nothing."""
+    s = ctx.session()
+    s.send(Close(0x7777, "a code from the future"))
+    s.closed = True
+    s.ping()
+    s.silent("the target is draining after an abort", ignore=())
+
+
+# ================================================================================================
+# Sender role
+
+
+@case(
+    "R12.4-4",
+    "While draining it MUST NOT send anything, except that, in answer to a CLOSE with NO_ERROR, it MAY send one CLOSE "
+    "with NO_ERROR so that the closer can stop early.",
+    slug="sender-draining",
+    role="sender",
+)
+def sender_draining(ctx: Context) -> None:
+    """CLOSE APPLICATION_ERROR to a sender in mid-transfer: it sends nothing more."""
+    peer = ctx.sender()
+    peer.policy.complete = False
+    peer.accept()
+    peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    peer.send(Close(ErrorCode.APPLICATION_ERROR, "tester aborts"))
+    peer.closed = True
+    sent = ctx.target.clock()
+    late = [rx for rx in peer.collect(3 * peer.quiet) if rx.at - sent > ctx.target.slack and rx.decoded is not None
+            and rx.decoded.session_id == peer.session_id]
+    if late:
+        raise CaseFailed("nothing from a draining sender", str(late[0]))
+
+
+@case(
+    "R12.3-6",
+    "On a CANCEL with Origin 0 (its peer refuses one of its objects), an endpoint MUST stop sending anything for the "
+    "object and report it failed with the CANCEL's error code.",
+    slug="sender-stops-refused-object",
+    role="sender",
+)
+def sender_refused(ctx: Context) -> None:
+    """CANCEL (Origin 0, REFUSED) of the sender's object: nothing more about it arrives."""
+    peer = ctx.sender()
+    peer.policy.complete = False
+    peer.accept()
+    peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    peer.send(Cancel(0, 0, ErrorCode.REFUSED, "no thanks"))
+    sent = ctx.target.clock()
+    late = [rx for rx in peer.collect(3 * peer.quiet) if rx.at - sent > ctx.target.slack
+            and isinstance(rx.packet, Announce | Data | Probe) and rx.packet.object_id == 0]
+    if late:
+        raise CaseFailed("nothing about a refused object", str(late[0]))
+
+
+@case(
+    "R12.1-1",
+    "If an endpoint receives no attributed datagram for the effective idle timeout (R6-6), it MUST close the session "
+    "silently",
+    slug="sender-idle-timeout",
+    role="sender",
+)
+def sender_idle(ctx: Context) -> None:
+    """The tester's ACCEPT advertises a short idle timeout, then the tester says nothing: the sender falls silent."""
+    idle = _short_idle(ctx)
+    peer = ctx.sender()
+    peer.policy.ack = peer.policy.answer_probes = peer.policy.complete = False
+    peer.accept(params=SessionParams(idle_timeout_ms=int(idle * 1000)))
+    accepted = ctx.target.clock()
+    peer.closed = True  # the session is meant to die: no CLOSE from the tester at the end
+    got = peer.collect(3 * idle)
+    session = [rx for rx in got if rx.decoded is not None and rx.decoded.session_id == peer.session_id]
+    closes = [rx for rx in session if isinstance(rx.packet, Close)]
+    if closes:
+        raise CaseFailed("a silent close", str(closes[0]))
+    late = [rx for rx in session if rx.at - accepted > idle + 2 * ctx.target.slack]
+    if late:
+        raise CaseFailed(f"nothing {idle:.3g} s after the tester's last datagram", f"{late[0]} at +{late[0].at - accepted:.3f} s")
+
+
+@case(
+    "R12.3-2",
+    "An object sender that announced an object with deadline_ms > 0 MUST cancel it (CANCEL with Origin 1 and "
+    "DEADLINE_EXPIRED) and report it failed if it has not received COMPLETE for it by the time its deadline runs out",
+    slug="sender-deadline",
+    role="sender",
+)
+def sender_deadline(ctx: Context) -> None:
+    """The tester holds back COMPLETE: by the ANNOUNCE's deadline a CANCEL (Origin 1, DEADLINE_EXPIRED) arrives."""
+    peer = ctx.sender()
+    peer.policy.complete = False
+    peer.accept()
+    rx = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    assert isinstance(rx.packet, Announce)
+    deadline = rx.packet.deadline_ms / 1000
+    if deadline <= 0:
+        ctx.unsupported("the sender's object has no deadline")
+    if deadline > 10 and not (ctx.target.virtual or ctx.options.slow):
+        ctx.unsupported(f"the deadline is {deadline:.0f} s; run with --slow to wait for it")
+    cancel = peer.expect_session(
+        "CANCEL of the object", lambda p: isinstance(p, Cancel) and p.object_id == 0, deadline + 2 * peer.quiet
+    )
+    packet = cancel.packet
+    assert isinstance(packet, Cancel)
+    if packet.origin != 1 or packet.error_code != ErrorCode.DEADLINE_EXPIRED:
+        raise CaseFailed("CANCEL (Origin 1, DEADLINE_EXPIRED)", str(cancel))
+    if cancel.at - rx.at > deadline + 2 * ctx.target.slack + 0.05:
+        raise CaseFailed(f"the CANCEL by the {deadline:.3g} s deadline", f"after {cancel.at - rx.at:.3f} s")

@@ -1,0 +1,106 @@
+"""Deliberately broken endpoints: the cases that check what they break fail, and only those."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from apps.conformance.model import Verdict
+from apps.conformance.runner import run, select
+from apps.conformance.sim_target import EndpointFactory, default_endpoint, sim_factory
+from protocol import codec, connection, endpoint, receiving
+from protocol.config import SessionConfig
+from protocol.endpoint import Endpoint
+
+from .conftest import ALL, IN_PROCESS, KNOWN_BUGS
+
+Addr = tuple[str, int]
+
+
+class CrcBlind(Endpoint):
+    """(a) skips the CRC32C check: every datagram gets a matching trailer before it is read."""
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        if len(data) >= 22 and data[:2] == b"SN":
+            data = data[:-4] + codec.crc32c(data[:-4]).to_bytes(4, "big")
+        super().receive_datagram(data, addr, now)
+
+
+def crc_blind(config: SessionConfig, server: bool, random_bytes: Callable[[int], bytes]) -> Endpoint:
+    return CrcBlind(config, server=server, random_bytes=random_bytes)
+
+
+class NackOnce(receiving.IncomingObject):
+    """(b) reports each missing chunk once and never again."""
+
+    def _mark_reported(self, chunks: list[int], now: float, renack: float, largest_pn: int, gap_time: float) -> None:
+        for index in chunks:
+            if index not in self.last_nacked:
+                self.nacked += 1
+                self.nacked_at_pn[index] = largest_pn
+                self.gap_seen[index] = gap_time
+            self.last_nacked[index] = now
+
+
+class Amplifier(connection.Connection):
+    """(c) ignores the anti-amplification limit: every client address counts as validated."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.address_validated = True
+
+
+def _failures(factory: EndpointFactory = default_endpoint) -> dict[str, str]:
+    summary = run(select(ALL, role="receiver"), sim_factory("receiver", seed=1, endpoint_factory=factory), IN_PROCESS)
+    assert summary.count(Verdict.PASSED) > 130
+    return {r.case.id: r.message for r in summary.results if r.verdict is Verdict.FAILED}
+
+
+@pytest.fixture
+def patched(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    yield monkeypatch
+
+
+def test_the_correct_endpoint_fails_only_the_known_bugs() -> None:
+    assert set(_failures()) == set(KNOWN_BUGS)
+
+
+def test_skipping_the_crc_check_is_caught() -> None:
+    failed = _failures(crc_blind)
+    assert set(failed) - set(KNOWN_BUGS) == {
+        "3/R3-9/unknown-version-bad-crc",
+        "4.2/R4.2-1/bad-initial-not-answered",
+        "4.2/R4.2-3/bad-crc",
+        "4.2/R4.2-3/bad-crc-close-ignored",
+        "4.2/R4.2-10/junk-flood",
+        "10.1/R10.1-1/corrupted-chunk-dropped",
+    }
+
+
+def test_never_re_nacking_is_caught(patched: pytest.MonkeyPatch) -> None:
+    patched.setattr(connection, "IncomingObject", NackOnce)
+    failed = _failures()
+    assert set(failed) - set(KNOWN_BUGS) == {"9.1/R9.1-4/re-nack"}
+    assert "1 NACK(s) naming it" in failed["9.1/R9.1-4/re-nack"]
+
+
+def test_ignoring_the_amplification_limit_is_caught(patched: pytest.MonkeyPatch) -> None:
+    patched.setattr(endpoint, "Connection", Amplifier)
+    failed = _failures()
+    assert set(failed) - set(KNOWN_BUGS) == {"7.4/R7.4-2/anti-amplification"}
+    # The limit itself is what fails, by the bytes sent to an unvalidated address.
+    assert "at most 3600 bytes before the address is validated; got" in failed["7.4/R7.4-2/anti-amplification"]
+
+
+def test_delivering_without_the_digest_check_is_caught(patched: pytest.MonkeyPatch) -> None:
+    patched.setattr(receiving.IncomingObject, "verify", lambda self: True)
+    failed = _failures()
+    assert set(failed) - set(KNOWN_BUGS) == {
+        "10.2/R10.2-2/digest-mismatch-never-complete",
+        "10.2/R10.2-3/empty-object-wrong-digest",
+        "10.3/R10.3-1/digest-mismatch-nacks-all",
+        "10.3/R10.3-2/digest-mismatch-twice-cancels",
+    }
+    assert all("COMPLETE" in failed[case] for case in set(failed) - set(KNOWN_BUGS))

@@ -1,0 +1,289 @@
+"""End to end over real sockets: protocol.aio for snip, netsim's UDP relay for the bad link.
+
+Skipped, with the reason, in a checkout that lacks either. Everything is on loopback and seeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from apps.cli import CommandError
+from tests.apps.conftest import blob_with_signature, free_udp_port, image_bytes, run_send, start_receiver
+
+try:
+    import protocol.aio  # noqa: F401
+    from netsim.relay import UdpRelay
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the checkout
+    pytest.skip(f"needs protocol.aio and netsim.relay ({exc})", allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _within(seconds: float, coro: Any) -> Any:
+    """Run ``coro``, failing (not hanging) when it takes longer than ``seconds``."""
+    return asyncio.run(asyncio.wait_for(coro, seconds))
+
+
+def _sizes(count: int, seed: int) -> list[int]:
+    """1 KB and 5 MB, and the rest log-uniform from 1 KB to 500 KB (about 10 MB in all)."""
+    rng = np.random.default_rng(seed)
+    inner = np.exp(rng.uniform(math.log(1_000), math.log(500_000), size=count - 2)).astype(int)
+    return [1_000, 5_000_000, *(int(s) for s in inner)]
+
+
+# The protocol's own rate control, and a fixed rate that takes rate control out of the picture.
+@pytest.mark.parametrize("rate", [None, "fixed:50mbit"])
+def test_fifty_images_through_a_lossy_jittery_link(tmp_path: Path, rate: str | None) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    sizes = _sizes(50, seed=4)
+    digests = {}
+    for i, size in enumerate(sizes):
+        data = blob_with_signature(100 + i, size)
+        (src / f"img{i:02d}.jpg").write_bytes(data)
+        digests[f"img{i:02d}.jpg"] = hashlib.sha256(data).hexdigest()
+    rate_args = ["--rate", rate] if rate else []
+
+    async def scenario() -> tuple[int, str, str, dict[str, Any], str]:
+        receiver = await start_receiver(tmp_path / "out", *rate_args)
+        async with UdpRelay("127.0.0.1:0", receiver.address, "loss=10% delay=5ms jitter=5ms", seed=7) as relay:
+            target = f"{relay.listen_addr[0]}:{relay.listen_addr[1]}"
+            code, out, err = await run_send(target, str(src), "--json", *rate_args)
+            link = relay.stats()["link"]
+        await receiver.finish()
+        return code, out, err, link, receiver.stdout.getvalue()
+
+    code, out, err, link, log = _within(90, scenario())
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = doc["images"]
+    assert len(rows) == 50
+    for row in rows:
+        assert row["delivered"] and row["answered"], row
+        assert row["reply"]["sha256"] == digests[row["name"]]  # the reply belongs to this image
+        assert hashlib.sha256(Path(row["reply"]["saved"]).read_bytes()).hexdigest() == digests[row["name"]]
+        assert row["chunks"] == math.ceil(row["size"] / 1024)
+        assert row["chunks_sent"] >= row["chunks"]
+    totals = doc["totals"]
+    assert totals["bytes"] == sum(sizes)
+    assert totals["chunks"] == sum(row["chunks"] for row in rows)
+    assert totals["chunks_sent"] == sum(row["chunks_sent"] for row in rows)
+    # The link really lost about 10% each way, and snip repaired it all.
+    for direction in ("fwd", "rev"):
+        assert 0.07 < link[direction]["dropped"] / link[direction]["sent"] < 0.13
+    assert totals["retransmitted"] >= link["fwd"]["dropped_by_cause"]["loss"] * 0.5
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(digests)
+    assert "total: 50 images" in log
+
+
+def test_twenty_senders_over_real_sockets(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for s in range(20):
+        for k in range(2):
+            (src / f"s{s:02d}-{k}.jpg").write_bytes(image_bytes(s * 10 + k, size=96))
+
+    async def scenario() -> list[int]:
+        receiver = await start_receiver(tmp_path / "out")
+        results = await asyncio.gather(*(
+            run_send(receiver.address, str(src / f"s{s:02d}-0.jpg"), str(src / f"s{s:02d}-1.jpg")) for s in range(20)
+        ))
+        await receiver.finish()
+        return [code for code, _, _ in results]
+
+    assert _within(60, scenario()) == [0] * 20
+    stored = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert stored == {p.name: p.read_bytes() for p in src.iterdir()}
+
+
+def test_ipv6_receiver(tmp_path: Path) -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+            port = int(probe.getsockname()[1])
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here ({exc})")
+    (tmp_path / "a.jpg").write_bytes(image_bytes(11))
+
+    async def scenario() -> tuple[int, str, str]:
+        from apps.receiver.cli import receive_command
+        from tests.apps.conftest import parse
+
+        stop = asyncio.Event()
+        args = parse("receive", "--listen", f"[::1]:{port}", "--out", str(tmp_path / "out"))
+        receiving = asyncio.create_task(receive_command(args, stop=stop, stdout=io.StringIO(), stderr=io.StringIO()))
+        await asyncio.sleep(0.3)
+        code, out, err = await run_send(f"[::1]:{port}", str(tmp_path / "a.jpg"))
+        stop.set()
+        await receiving
+        return code, out, err
+
+    code, out, err = _within(30, scenario())
+    assert code == 0, err
+    assert (tmp_path / "out" / "a.jpg").read_bytes() == image_bytes(11)
+    assert "[::1]" in out
+
+
+def test_unreachable_receivers(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(image_bytes(1))
+
+    async def nothing_listening() -> None:
+        await run_send(f"127.0.0.1:{free_udp_port()}", str(tmp_path / "a.jpg"), "--connect-timeout", "5")
+
+    async def black_hole() -> None:
+        async with UdpRelay("127.0.0.1:0", f"127.0.0.1:{free_udp_port()}", "loss=100%", seed=1) as relay:
+            await run_send(f"127.0.0.1:{relay.listen_addr[1]}", str(tmp_path / "a.jpg"), "--connect-timeout", "1")
+
+    for scenario in (nothing_listening, black_hole):
+        started = time.monotonic()
+        with pytest.raises(CommandError) as caught:
+            _within(20, scenario())
+        assert caught.value.exit_code == 1
+        assert "no snip receiver answered" in str(caught.value)
+        assert time.monotonic() - started < 6
+
+
+def test_image_above_the_receivers_limit_over_real_sockets(tmp_path: Path) -> None:
+    (tmp_path / "big.jpg").write_bytes(blob_with_signature(5, 200_000))
+
+    async def scenario() -> tuple[int, str]:
+        receiver = await start_receiver(tmp_path / "out", "--max-size", "100K")
+        code, _, err = await run_send(receiver.address, str(tmp_path / "big.jpg"))
+        await receiver.finish()
+        return code, err
+
+    code, err = _within(30, scenario())
+    assert code == 1 and "too large for the receiver" in err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def _spawn_receiver(out: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """`snip receive` as a real process; returns it and the address it listens on."""
+    port = free_udp_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", "receive", "--listen", f"127.0.0.1:{port}", "--out", str(out), *extra],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "listening on" in line, line + proc.stderr.read()
+    return proc, f"127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("grace", ["0.1", "10"])
+def test_receiver_stopped_mid_transfer(tmp_path: Path, grace: str) -> None:
+    """SIGTERM with a short grace abandons the transfer (sender told, no file); a long one finishes it."""
+    image = tmp_path / "big.jpg"
+    image.write_bytes(blob_with_signature(6, 600_000))  # about 1.2 s at 4 Mbit/s
+    proc, address = _spawn_receiver(tmp_path / "out", "--grace", grace)
+
+    async def scenario() -> tuple[int, str]:
+        async with UdpRelay("127.0.0.1:0", address, "rate=4mbit", seed=2) as relay:
+            sending = asyncio.create_task(run_send(f"127.0.0.1:{relay.listen_addr[1]}", str(image)))
+            await asyncio.sleep(0.4)
+            proc.send_signal(signal.SIGTERM)
+            code, _, err = await sending
+        return code, err
+
+    try:
+        code, err = _within(60, scenario())
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    saved = list((tmp_path / "out").iterdir())
+    if grace == "0.1":
+        assert code == 1 and "connection lost" in err
+        assert saved == []  # no partial file, not even a hidden temporary one
+    else:
+        assert code == 0, err
+        assert [p.read_bytes() for p in saved] == [image.read_bytes()]
+
+
+def test_sender_killed_mid_transfer_frees_the_transfer(tmp_path: Path) -> None:
+    from apps.receiver.app import ReceiverApp, ReceiverOptions
+    from apps.receiver.storage import ImageStore
+    from apps.transports.snip import SnipReceiver, session_config
+
+    image = tmp_path / "big.jpg"
+    image.write_bytes(blob_with_signature(7, 2_000_000))  # 4 s at 4 Mbit/s
+
+    async def scenario() -> tuple[int, int, int]:
+        app = ReceiverApp(ImageStore(tmp_path / "out"), ReceiverOptions(), log=lambda line: None)
+        receiver = SnipReceiver("127.0.0.1", 0, config=session_config(idle_timeout=1.0), grace=0)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(receiver.serve(app.handle, stop))
+        address = await receiver.wait_listening()
+        server: Any = receiver.server
+        async with UdpRelay("127.0.0.1:0", address, "rate=4mbit", seed=3) as relay:
+            sender = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "apps.cli", "send", f"127.0.0.1:{relay.listen_addr[1]}", str(image),
+                cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )
+            for _ in range(200):  # wait until the transfer is under way
+                if server.incoming_in_progress():
+                    break
+                await asyncio.sleep(0.05)
+            during = server.incoming_in_progress()
+            sender.kill()
+            await sender.wait()
+            for _ in range(100):  # the idle timeout (1 s) frees it
+                if not server.incoming_in_progress():
+                    break
+                await asyncio.sleep(0.05)
+            after = server.incoming_in_progress()
+        stop.set()
+        await serving
+        return during, after, app.totals.images
+
+    during, after, images = _within(60, scenario())
+    assert during == 1 and after == 0 and images == 0
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "apps.cli", "demo", "--images", "4", "--classify", "none", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "4/4 delivered" in result.stdout and "relay:" in result.stdout
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        first = await start_receiver(tmp_path / "one")
+        try:
+            await start_receiver(tmp_path / "two", port=int(first.address.rsplit(":", 1)[1]))
+        finally:
+            await first.finish()
+
+    with pytest.raises(CommandError) as caught:
+        _within(30, scenario())
+    assert caught.value.exit_code == 1 and "cannot listen" in str(caught.value)
+
+
+def test_apps_bench_runs() -> None:
+    from benchmarks.apps_bench import run_apps_bench
+
+    figures = run_apps_bench("snip", large_mb=0.5, small_count=10, small_kb=5)
+    assert figures["large"]["images"] == 1 and figures["small"]["images"] == 10
+    assert figures["large"]["goodput_mbps"] > 0 and figures["small"]["cpu_ms_per_image"] > 0

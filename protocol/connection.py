@@ -389,7 +389,8 @@ class Connection:
 
     @property
     def _reorder_allowance(self) -> float:
-        base = max(0.001, self.rtt.min_rtt / 8) if self.rtt.has_sample else 0.005
+        # Delay variation is what reorders packets on a path: rttvar bounds the allowance from below.
+        base = max(0.001, self.rtt.min_rtt / 8, self.rtt.variance) if self.rtt.has_sample else 0.005
         cap = self.rtt.smoothed + 4 * self.rtt.variance
         return min(max(base, self._reorder_observed), max(cap, base))
 

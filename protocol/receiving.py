@@ -143,7 +143,9 @@ class IncomingObject:
             "chunks": self.chunk_count,
             "chunks_received": self.chunks_received,
             "duplicates": self.duplicates,
-            "nacked": self.nacked,
+            # lost: reported missing and really lost (not merely overtaken by later chunks)
+            "nacked": self.nacked - self.late_arrivals,
+            "reported_missing": self.nacked,
             "recovered": self.recovered,
             "late_arrivals": self.late_arrivals,
             "digest_failures": self.digest_failures,

@@ -14,20 +14,22 @@ This is the only module of protocol/ that reads a clock (the event loop's) or to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from . import events as ev
+from .codec import Announce
 from .config import SessionConfig
 from .connection import Connection
 from .constants import ErrorCode
 from .endpoint import Endpoint
 from .errors import LocalProtocolError, SnipError
-from .events import ConnectionClosed, Event, HandshakeCompleted, ObjectDelivered, ObjectReceived, ObjectStarted
+from .events import ConnectionClosed, Event, HandshakeCompleted, ObjectDelivered, ObjectReceived
 from .params import SessionParams
 
 __all__ = [
@@ -45,6 +47,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("snip.aio")
+SOCKET_BUFFER = 4 << 20  # bytes; the kernel caps it at net.core.rmem_max / wmem_max
+READ_BATCH = 256  # datagrams read per wake-up before the endpoint is pumped
+RECV_SIZE = 65535
 Addr = tuple[str, int]
 
 
@@ -104,14 +109,85 @@ def _norm(addr: Any) -> Addr:
     return (str(addr[0]), int(addr[1]))
 
 
-class _Driver(asyncio.DatagramProtocol):
+class _UdpSocket:
+    """A non-blocking UDP socket read in batches: asyncio's datagram transport wakes the loop once per
+    datagram, and at tens of thousands of datagrams a second that wake-up is most of the cost."""
+
+    def __init__(self, sock: socket.socket, driver: _Driver) -> None:
+        self.sock = sock
+        self._driver = driver
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        sock.setblocking(False)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                # Room for a burst: a full receive buffer drops datagrams that then cost repairs.
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        batch: list[tuple[bytes, Any]] = []
+        for _ in range(READ_BATCH):
+            try:
+                batch.append(self.sock.recvfrom(RECV_SIZE))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # ICMP errors surface here on a connected socket
+                self._driver.socket_error = exc
+                break
+        if batch:
+            self._driver.datagrams_received(batch)
+
+    def sendto(self, data: bytes, addr: Addr | None) -> None:
+        try:
+            if addr is None:
+                self.sock.send(data)
+            else:
+                self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._driver.send_dropped += 1  # a full send buffer drops, as the network would
+        except OSError as exc:
+            self._driver.socket_error = exc
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.sock.getsockname() if name == "sockname" else None
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self._driver.connection_lost(None)
+
+
+def _open_socket(host: str, port: int, family: int, *, remote: Addr | None = None) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        if remote is not None:
+            sock.connect(remote)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Driver:
     """Feeds the endpoint from the socket and the loop clock, and flushes what it wants to send."""
 
     def __init__(self, endpoint: Endpoint, on_event: Callable[[Event], None]) -> None:
         self.endpoint = endpoint
         self._on_event = on_event
         self._loop = asyncio.get_running_loop()
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transport: _UdpSocket | None = None
+        self.send_dropped = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._pump_scheduled = False
@@ -119,17 +195,16 @@ class _Driver(asyncio.DatagramProtocol):
         self.socket_error: Exception | None = None
         self.connected = False
 
-    # asyncio.DatagramProtocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def attach(self, sock: socket.socket) -> _UdpSocket:
+        self.transport = _UdpSocket(sock, self)
+        return self.transport
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.endpoint.receive_datagram(data, _norm(addr), self._loop.time())
-        self.schedule_pump()
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable) on a connected client socket: remembered for connect().
-        self.socket_error = exc
+    def datagrams_received(self, batch: list[tuple[bytes, Any]]) -> None:
+        now = self._loop.time()
+        receive = self.endpoint.receive_datagram
+        for data, addr in batch:
+            receive(data, _norm(addr), now)
+        self.pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed.set()
@@ -151,12 +226,10 @@ class _Driver(asyncio.DatagramProtocol):
         timer = self.endpoint.get_timer()
         if timer is not None and timer <= now:
             self.endpoint.handle_timer(now)
+        transport = self.transport
         for datagram, addr in self.endpoint.datagrams_to_send(now):
-            try:
-                # A connected (client) socket takes no address; its peer may be an IPv6 4-tuple.
-                self.transport.sendto(datagram, None if self.connected else addr)
-            except OSError as exc:  # e.g. no route: the protocol's timers handle the rest
-                self.socket_error = exc
+            # A connected (client) socket takes no address; its peer may be an IPv6 4-tuple.
+            transport.sendto(datagram, None if self.connected else addr)
         while (event := self.endpoint.next_event()) is not None:
             self._on_event(event)
         self._arm_timer()
@@ -228,7 +301,8 @@ class OutgoingObject:
 
     # fed by the session
     def _set_delivered(self, stats: dict[str, Any]) -> None:
-        self._final_stats = stats
+        if self._final_stats is None or len(stats) >= len(self._final_stats):
+            self._final_stats = stats
         if not self._delivered.done():
             self._delivered.set_result(None)
 
@@ -292,7 +366,7 @@ class _SessionBase:
             handle = self._objects.get(event.object_id)
             if handle is not None:
                 handle._set_delivered(event.stats)
-                if not handle.want_reply:
+                if not handle.want_reply or handle._reply.done():
                     self._objects.pop(event.object_id, None)
         elif isinstance(event, ev.ObjectFailed) and event.outgoing:
             handle = self._objects.pop(event.object_id, None)
@@ -302,13 +376,17 @@ class _SessionBase:
     def _deliver_reply(self, reply: ReceivedObject) -> bool:
         if reply.in_reply_to is None:
             return False
-        handle = self._objects.pop(reply.in_reply_to, None)
+        handle = self._objects.get(reply.in_reply_to)
         if handle is None:
             return False
-        # A reply can overtake the COMPLETE (lost or reordered): it proves the receiver verified
-        # the whole object, so the object counts as delivered.
-        handle._set_delivered(handle.stats())
         handle._set_reply(reply)
+        obj = self.connection.outgoing.get(reply.in_reply_to)
+        if obj is not None:
+            # The reply overtook the COMPLETE (lost or reordered): it proves the receiver verified
+            # the whole object, so the object counts as delivered.
+            handle._set_delivered(obj.stats())
+        if handle.done:
+            del self._objects[reply.in_reply_to]
         return True
 
     def _fail_all(self, code: int, reason: str) -> None:
@@ -414,11 +492,11 @@ async def connect(
         if session_holder:
             session_holder[0]._handle_event(event)
 
+    driver = _Driver(endpoint, on_event)
     try:
-        transport, driver = await loop.create_datagram_endpoint(
-            lambda: _Driver(endpoint, on_event), remote_addr=(str(sockaddr[0]), int(sockaddr[1])),
-            local_addr=local_addr, family=family,
-        )
+        bind_host = local_addr[0] if local_addr else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+        sock = _open_socket(bind_host, local_addr[1] if local_addr else 0, family, remote=remote)
+        transport = driver.attach(sock)
     except OSError as exc:
         raise SessionError(ErrorCode.HANDSHAKE_TIMEOUT, f"cannot open a UDP socket to {host}:{port}: {exc}") from None
     driver.connected = True
@@ -488,15 +566,7 @@ class Server:
     def _handle_event(self, event: Event) -> None:
         if self.on_event is not None:
             self.on_event(event)
-        if isinstance(event, ObjectStarted) and self._accept is not None:
-            conn = self.endpoint.sessions.get(event.session_id)
-            if conn is not None:
-                info = IncomingInfo(event.session_id, conn.peer, event.object_id, event.name, event.content_type, event.size)
-                refusal = self._accept(info)
-                if refusal is not None:
-                    conn.refuse_object(event.object_id, asyncio.get_running_loop().time(), ErrorCode.REFUSED, refusal)
-                    self._driver.schedule_pump()
-        elif isinstance(event, ObjectReceived):
+        if isinstance(event, ObjectReceived):
             session = self._session(event.session_id)
             if session is None:
                 return
@@ -571,14 +641,20 @@ async def serve(
     accept: AcceptHook | None = None,
 ) -> Server:
     """Listen for SNIP sessions on host:port (IPv4 or IPv6)."""
-    loop = asyncio.get_running_loop()
     endpoint = Endpoint(config, server=True)
     server = Server(endpoint, handler, accept)
+    if accept is not None:
+        hook = accept
+
+        def admit(conn: Connection, announce: Announce) -> str | None:
+            return hook(IncomingInfo(conn.session_id, conn.peer, announce.object_id, announce.name,
+                                     announce.content_type, announce.total_length))
+
+        endpoint.admit = admit
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    driver = _Driver(endpoint, server._handle_event)
     try:
-        _, driver = await loop.create_datagram_endpoint(
-            lambda: _Driver(endpoint, server._handle_event), local_addr=(host, port), family=family
-        )
+        driver.attach(_open_socket(host, port, family))
     except OSError as exc:
         raise SessionError(ErrorCode.INTERNAL_ERROR, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     server._driver = driver

@@ -98,6 +98,7 @@ class Connection:
         peer_params: SessionParams | None = None,
         address_validated: bool = False,
         on_closed: Callable[[Connection], None] | None = None,
+        admit: Callable[[Connection, Announce], str | None] | None = None,
     ) -> None:
         self.config = config
         self.is_client = is_client
@@ -107,6 +108,7 @@ class Connection:
         self.created = now
         self._events = events
         self._on_closed = on_closed
+        self._admit = admit  # the application's say on each announced object, before any data is kept
         self.local_params = config.params()
         self.peer_params = peer_params or SessionParams()
         self.state = State.CLIENT_INITIAL if is_client else State.SERVER_UNVALIDATED
@@ -436,6 +438,13 @@ class Connection:
             return
         if self._in_announced_bytes + packet.total_length > self._in_announce_limit:
             raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, "announced bytes beyond the advertised limit")
+        refusal = self._admit(self, packet) if self._admit is not None else None
+        if refusal is not None:
+            self._drop_unannounced(oid)
+            self._finish_incoming_id(oid, ErrorCode.REFUSED, 0)
+            self._control.append(Cancel(oid, CANCEL_ORIGIN_RECIPIENT, ErrorCode.REFUSED, refusal[:200]))
+            self._events.append(ObjectFailed(self.session_id, oid, False, ErrorCode.REFUSED, refusal, by_peer=False))
+            return
         obj = IncomingObject(packet, now)
         self.incoming[oid] = obj
         self._in_announced_bytes += packet.total_length

@@ -46,6 +46,8 @@ class Endpoint:
         self._stateless: deque[tuple[bytes, Addr]] = deque()
         self._events: deque[Event] = deque()
         self.drops: Counter[str] = Counter()
+        # The application's admission check for announced objects: None accepts, a string refuses.
+        self.admit: Callable[[Connection, codec.Announce], str | None] | None = None
         self.counters: Counter[str] = Counter()
 
     # ------------------------------------------------------------------------------------------
@@ -62,6 +64,7 @@ class Endpoint:
             now=now,
             events=self._events,
             on_closed=self._forget,
+            admit=self._admit_object,
         )
         self._pending_clients[initial_id] = conn
         return conn
@@ -173,6 +176,7 @@ class Endpoint:
             peer_params=packet.params,
             address_validated=validated,
             on_closed=self._forget,
+            admit=self._admit_object,
         )
         conn.on_initial_repeat(size, now)  # count the INITIAL toward the amplification budget
         self.sessions[session_id] = conn
@@ -217,6 +221,9 @@ class Endpoint:
                 conn.handle_timer(now)
 
     # ------------------------------------------------------------------------------------------
+
+    def _admit_object(self, conn: Connection, announce: codec.Announce) -> str | None:
+        return self.admit(conn, announce) if self.admit is not None else None
 
     def _fresh_id(self, taken: dict[int, Connection]) -> int:
         while True:

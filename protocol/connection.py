@@ -392,14 +392,14 @@ class Connection:
     @property
     def _reorder_allowance(self) -> float:
         # Delay variation is what reorders packets on a path: rttvar bounds the allowance from below.
-        base = max(0.001, self.rtt.min_rtt / 8, self.rtt.variance) if self.rtt.has_sample else 0.005
+        base = max(0.001, self.rtt.min_rtt / 8, self.rtt.settled_variance) if self.rtt.has_sample else 0.005
         cap = self.rtt.smoothed + 4 * self.rtt.variance
         return min(max(base, self._reorder_observed), max(cap, base))
 
     @property
     def _sender_reorder_allowance(self) -> float:
         # How much later than a newer packet an older copy may still arrive: jitter shows in rttvar.
-        return max(GRANULARITY, 2 * self.rtt.variance) if self.rtt.has_sample else GRANULARITY
+        return max(GRANULARITY, 2 * self.rtt.settled_variance)
 
     @property
     def _renack_interval(self) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 GRANULARITY = 0.001  # 1 ms: the floor under rttvar terms, as in RFC 9002
+SETTLED_SAMPLES = 8
 
 
 class RttEstimator:
@@ -13,10 +14,12 @@ class RttEstimator:
         self.smoothed = initial_rtt
         self.variance = initial_rtt / 2
         self.min_rtt = float("inf")
+        self.samples = 0
 
     def update(self, sample: float, ack_delay: float = 0.0) -> None:
         if sample <= 0:
             return
+        self.samples += 1
         self.min_rtt = min(self.min_rtt, sample)
         # Subtract the peer's ack delay only when that keeps the sample plausible (RFC 9002 5.3).
         adjusted = sample - ack_delay if sample - ack_delay >= self.min_rtt else sample
@@ -28,6 +31,11 @@ class RttEstimator:
             return
         self.variance = 0.75 * self.variance + 0.25 * abs(self.smoothed - adjusted)
         self.smoothed = 0.875 * self.smoothed + 0.125 * adjusted
+
+    @property
+    def settled_variance(self) -> float:
+        """rttvar once it has had samples enough to mean something (it starts at half the RTT)."""
+        return self.variance if self.samples >= SETTLED_SAMPLES else 0.0
 
     @property
     def min_or_smoothed(self) -> float:

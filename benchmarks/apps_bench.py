@@ -32,10 +32,12 @@ def _payload(seed: int, size: int) -> bytes:
     return b"\xff\xd8\xff\xe0" + body
 
 
-def _transport_args(role: str, max_size: int) -> argparse.Namespace:
+def _transport_args(role: str, max_size: int, chunk_size: int | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_transport_arguments(parser, role)  # type: ignore[arg-type]
     args = parser.parse_args([])
+    if chunk_size is not None and hasattr(args, "chunk_size"):
+        args.chunk_size = chunk_size
     args.max_size, args.max_transfers, args.grace = max_size, 64, 1.0
     return args
 
@@ -45,18 +47,18 @@ async def _entries(items: Sequence[SourceItem]) -> AsyncIterator[Entry]:
         yield item
 
 
-async def _phase(via: str, sizes: Sequence[int]) -> dict[str, float]:
+async def _phase(via: str, sizes: Sequence[int], chunk_size: int | None = None) -> dict[str, float]:
     """Send images of ``sizes`` over loopback once; the figures of that run."""
     module = load(via)
     items = [SourceItem(f"img{i:05d}.jpg", _payload(i, size), "image/jpeg", "bench") for i, size in enumerate(sizes)]
     with tempfile.TemporaryDirectory(prefix="snip-bench-") as folder:
         app = ReceiverApp(ImageStore(Path(folder)), ReceiverOptions(max_size=max(sizes) + 1), log=lambda line: None)
-        receiver = module.receiver_from_args(_transport_args("receiver", max(sizes) + 1), "127.0.0.1:0")
+        receiver = module.receiver_from_args(_transport_args("receiver", max(sizes) + 1, chunk_size), "127.0.0.1:0")
         stop = asyncio.Event()
         serving = asyncio.create_task(receiver.serve(app.handle, stop))
         try:
             address = await listening_address(receiver, serving, "127.0.0.1:0")
-            sender = module.sender_from_args(_transport_args("sender", 0), address)
+            sender = module.sender_from_args(_transport_args("sender", 0, chunk_size), address)
             cpu, wall = time.process_time(), time.perf_counter()
             report = await send_images(sender, _entries(items), SendOptions(want_reply=True), planned=len(items))
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -79,10 +81,10 @@ async def _phase(via: str, sizes: Sequence[int]) -> dict[str, float]:
 
 
 def run_apps_bench(via: str = "snip", large_mb: float = 16.0, small_count: int = 200,
-                   small_kb: float = 20.0) -> dict[str, dict[str, float]]:
+                   small_kb: float = 20.0, chunk_size: int | None = None) -> dict[str, dict[str, float]]:
     """Both phases; returns {"large": figures, "small": figures}."""
-    large = asyncio.run(_phase(via, [int(large_mb * 1e6)]))
-    small = asyncio.run(_phase(via, [int(small_kb * 1e3)] * small_count))
+    large = asyncio.run(_phase(via, [int(large_mb * 1e6)], chunk_size))
+    small = asyncio.run(_phase(via, [int(small_kb * 1e3)] * small_count, chunk_size))
     return {"large": large, "small": small}
 
 
@@ -92,9 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--large-mb", type=float, default=16.0, help="size of the one large image (default 16)")
     parser.add_argument("--small-count", type=int, default=200, help="how many small images (default 200)")
     parser.add_argument("--small-kb", type=float, default=20.0, help="size of each small image (default 20)")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="snip payload bytes per datagram (default the protocol's 1024; loopback carries 8192 well)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    figures = run_apps_bench(args.via, args.large_mb, args.small_count, args.small_kb)
+    figures = run_apps_bench(args.via, args.large_mb, args.small_count, args.small_kb, args.chunk_size)
     if args.json:
         print(json.dumps({"via": args.via, **figures}, indent=2))
         return 0

@@ -38,6 +38,7 @@ from .constants import (
     DATA_PREFIX_LEN,
     MAX_OBJECT_ID,
     MAX_PN,
+    MIN_CHUNK_SIZE,
     NON_ACK_ELICITING,
     OVERHEAD,
     ErrorCode,
@@ -234,7 +235,10 @@ class Connection:
             data,
             name=name,
             content_type=content_type,
-            chunk_size=self.config.chunk_size,
+            # Never larger than the peer accepts (spec 8.1): a reply on a session opened with big
+            # chunks still fits a peer that takes only small datagrams.
+            chunk_size=max(MIN_CHUNK_SIZE, min(self.config.chunk_size,
+                                               self.peer_params.max_datagram_size - OVERHEAD - DATA_PREFIX_LEN)),
             want_reply=want_reply,
             in_reply_to=in_reply_to,
             deadline=None if deadline is None else now + deadline,

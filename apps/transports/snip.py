@@ -179,6 +179,7 @@ def sender_from_args(args: argparse.Namespace, target: str) -> SnipSender:
     config = session_config(
         chunk_size=args.chunk_size, rate=args.rate, idle_timeout=_positive(args.idle_timeout, "--idle-timeout"),
         handshake_timeout=_positive(args.connect_timeout, "--connect-timeout"),
+        max_datagram_size=max(1472, args.chunk_size + 30) if args.chunk_size else None,
     )
     return SnipSender(host, port, config=config, max_in_flight=max(1, args.max_in_flight),
                       reply_timeout=_positive(args.reply_timeout, "--reply-timeout") or 120.0)
@@ -194,6 +195,8 @@ def receiver_from_args(args: argparse.Namespace, listen: str) -> SnipReceiver:
     config = session_config(
         chunk_size=args.chunk_size, rate=args.rate, idle_timeout=_positive(args.idle_timeout, "--idle-timeout"),
         max_object_size=max_size, max_concurrent_objects=getattr(args, "max_transfers", None),
+        # A receiver told of a chunk size accepts datagrams that large (spec 6: max_datagram_size).
+        max_datagram_size=max(1472, args.chunk_size + 30) if args.chunk_size else None,
         # The protocol insists the buffer holds at least one whole object.
         max_buffered_bytes=max(256 << 20, max_size) if max_size else None,
     )

@@ -1,0 +1,125 @@
+"""What each transport looks like to the benchmark worker: one receiver and one sender shape.
+
+Each transport module (``snip_end``, ``tcp_end``, ``mail_end``, ``quic_end``) offers
+``unavailable() -> str | None`` (why it cannot run here, or None), ``start_receiver(options,
+handler) -> Receiver`` and ``make_sender(options, peer) -> Sender``. The worker measures time
+itself; senders only carry one image at a time and return the receiver's reply.
+
+The registry below says, per benchmark transport name, which module drives it, which TCP
+congestion control its namespaces are pinned to, and whether it can cross the UDP relay (only
+UDP transports can; kernel TCP needs the TUN link).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from benchmarks.workloads import BenchImage
+
+__all__ = [
+    "CORE_TRANSPORTS",
+    "DEFAULT_TRANSPORTS",
+    "TRANSPORTS",
+    "EndpointModule",
+    "EndpointOptions",
+    "Handler",
+    "Receiver",
+    "Sender",
+    "Sent",
+    "TransportInfo",
+    "load",
+]
+
+JSON = dict[str, Any]
+# (name, data, peer) -> the reply to send back (JSON).
+Handler = Callable[[str, bytes, str], Awaitable[JSON]]
+
+
+@dataclass(frozen=True)
+class EndpointOptions:
+    host: str  # receiver: where to listen; sender: where the receiver is
+    port: int
+    timeout: float = 60.0  # per image: the transport's own timeouts must not fire first
+    cc: str | None = None  # TCP congestion control to pin on sockets
+    extra: dict[str, str] = field(default_factory=dict)  # transport-specific settings (--snip-option)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One image's fate as the sender saw it. Times are seconds since ``send`` was called."""
+
+    acked_s: float | None  # the transport confirmed delivery (snip DONE, TCP ACK frame, SMTP accept)
+    reply: JSON | None
+    error: str | None = None
+    stats: JSON = field(default_factory=dict)
+
+
+class Receiver(Protocol):
+    info: JSON  # what the sender needs (port chosen, mail server ports and logins, ...)
+
+    async def stop(self) -> None: ...
+
+    def stats(self) -> JSON: ...
+
+
+class Sender(Protocol):
+    async def open(self) -> None: ...
+
+    async def send(self, image: BenchImage) -> Sent: ...
+
+    def stats(self) -> JSON: ...
+
+    async def close(self) -> None: ...
+
+
+class EndpointModule(Protocol):
+    def unavailable(self) -> str | None: ...
+
+    async def start_receiver(self, options: EndpointOptions, handler: Handler) -> Receiver: ...
+
+    def make_sender(self, options: EndpointOptions, peer: JSON) -> Sender: ...
+
+
+@dataclass(frozen=True)
+class TransportInfo:
+    name: str
+    label: str
+    module: str | None  # None: no driver (an optional peer the benchmark only looks for)
+    link_cc: str | None = None  # pin the namespaces' default TCP congestion control
+    udp: bool = False  # crosses the UDP relay too (no root needed)
+    optional: bool = False
+    install_hint: str = ""
+
+
+TRANSPORTS: dict[str, TransportInfo] = {
+    t.name: t
+    for t in (
+        TransportInfo("snip", "snip", "benchmarks.endpoints.snip_end", udp=True),
+        TransportInfo("tcp-cubic", "TCP CUBIC", "benchmarks.endpoints.tcp_end", link_cc="cubic"),
+        TransportInfo("tcp-bbr", "TCP BBR", "benchmarks.endpoints.tcp_end", link_cc="bbr"),
+        # Mail servers run the kernel's default, which is CUBIC on most Linux systems; --email-cc changes it.
+        TransportInfo("email", "email (SMTP/POP3)", "benchmarks.endpoints.mail_end", link_cc="cubic"),
+        TransportInfo("quic", "QUIC (aioquic)", "benchmarks.endpoints.quic_end", udp=True, optional=True,
+                      install_hint="pip install aioquic"),
+        TransportInfo("srt", "SRT file mode", None, optional=True,
+                      install_hint="srt-file-transmit not found (Debian: srt-tools); snip bench has no SRT driver yet"),
+        TransportInfo("kcp", "KCP", None, optional=True,
+                      install_hint="no KCP implementation found (none is packaged for Python or Debian)"),
+    )
+}
+# Everything: the optional peers run when installed and are a "not installed" row otherwise.
+DEFAULT_TRANSPORTS = tuple(TRANSPORTS)
+CORE_TRANSPORTS = ("snip", "tcp-cubic", "tcp-bbr", "email")
+
+
+def load(name: str) -> EndpointModule:
+    """The endpoint module of a transport (raises ValueError for unknown names or no driver)."""
+    info = TRANSPORTS.get(name)
+    if info is None:
+        raise ValueError(f"unknown transport {name!r}; choose from {', '.join(TRANSPORTS)}")
+    if info.module is None:
+        raise ValueError(f"{name}: no driver in snip bench ({info.install_hint})")
+    return cast(EndpointModule, importlib.import_module(info.module))

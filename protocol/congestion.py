@@ -21,6 +21,9 @@ PROBE_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 BW_WINDOW_ROUNDS = 10
 MIN_RTT_WINDOW = 10.0  # seconds
 MAX_COMPENSATED_LOSS = 0.35
+# The initial window leaves within this time at most, so that the path, not our pacing, spaces
+# its arrivals and the ACKs of that first train tell the bottleneck's rate (spec 11.3).
+INITIAL_TRAIN_SPREAD = 0.010
 
 
 class RateController(Protocol):
@@ -119,7 +122,7 @@ class SnipBbr:
 
     @property
     def pacing_rate(self) -> float:
-        initial = STARTUP_GAIN * self._initial_cwnd / self.min_rtt
+        initial = max(STARTUP_GAIN * self._initial_cwnd / self.min_rtt, self._initial_cwnd / INITIAL_TRAIN_SPREAD)
         if self.bw <= 0:
             return initial
         rate = self._pacing_gain * self.bw
@@ -160,6 +163,8 @@ class SnipBbr:
             rate /= 1.0 - sample.loss_rate
         if rate > 0 and (not sample.app_limited or rate > self.bw):
             self._add_bw_sample(rate)
+        if self.phase is Phase.STARTUP and sample.train_rate > 0:
+            self._on_train(sample)
         if round_start:
             self._check_full_pipe(sample.app_limited)
         self._advance_phase(now)
@@ -173,6 +178,19 @@ class SnipBbr:
         while self._bw_samples and self._bw_samples[0][0] <= self._round - BW_WINDOW_ROUNDS:
             self._bw_samples.popleft()
         self.bw = max(value for _, value in self._bw_samples)
+
+    def _on_train(self, sample: RateSample) -> None:
+        """The path spread a train we sent faster than it could carry: its arrival rate is the
+        bottleneck's, so startup has found what it was looking for and ends without overshoot."""
+        rate = sample.train_rate
+        if not self._queueing and sample.loss_rate <= MAX_COMPENSATED_LOSS:
+            rate /= 1.0 - sample.loss_rate
+        if rate > self.bw:
+            self._add_bw_sample(rate)
+        self._full_bw = self.bw
+        self.phase = Phase.DRAIN
+        self._pacing_gain = 1 / STARTUP_GAIN
+        self._cwnd_gain = STARTUP_GAIN
 
     def _check_full_pipe(self, app_limited: bool) -> None:
         if self.phase is not Phase.STARTUP or app_limited:

@@ -65,6 +65,7 @@ Addr = tuple[str, int]
 _NACK_FIXED_LEN = OVERHEAD + 10  # header + crc + object_id, flags, encoding, largest_pn
 MAX_RETRIES_FOLLOWED = 3
 MAX_FINAL_WORDS = 4096
+REORDER_RTT_PART_CAP = 0.010
 TAIL_REPAIRS = 4  # at most this many repairs waiting: the object is in its tail
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
 
@@ -396,7 +397,9 @@ class Connection:
     @property
     def _reorder_allowance(self) -> float:
         # Delay variation is what reorders packets on a path: rttvar bounds the allowance from below.
-        base = max(0.001, self.rtt.min_rtt / 8, self.rtt.settled_variance) if self.rtt.has_sample else 0.005
+        # A long path is not a jittery one: the RTT-proportional part stops at REORDER_RTT_PART_CAP.
+        rtt_part = min(self.rtt.min_rtt / 8, REORDER_RTT_PART_CAP)
+        base = max(0.001, rtt_part, self.rtt.settled_variance) if self.rtt.has_sample else 0.005
         cap = self.rtt.smoothed + 4 * self.rtt.variance
         return min(max(base, self._reorder_observed), max(cap, base))
 
@@ -701,8 +704,8 @@ class Connection:
                 raise _Violation(ErrorCode.PROTOCOL_VIOLATION, "NACK lists chunks beyond the object's chunk count")
         if packet.announce_missing:
             obj.announce_pending = True
-        seen_time = self.sent.send_time(packet.largest_pn)
-        queued = obj.on_nack(packet.missing, packet.largest_pn, now, seen_time, self._sender_reorder_allowance)
+        wait = min(self.rtt.smoothed, self.rtt.latest) + self._sender_reorder_allowance
+        queued = obj.on_nack(packet.missing, packet.largest_pn, now, wait)
         self.counters["chunks_nacked_by_peer"] += queued
 
     def _on_complete(self, packet: Complete, now: float) -> None:

@@ -10,6 +10,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+# A train tells the bottleneck's rate when it arrived this much slower than it was sent and is
+# long enough to span several of the peer's ACKs (it acknowledges every 8 packets by default).
+TRAIN_SPREAD = 1.25
+TRAIN_MIN_BYTES = 24 * 1000
+TRAIN_GAP = 0.010  # a pause this long in our sending starts a new train
+
 
 @dataclass(frozen=True, slots=True)
 class RateSample:
@@ -20,6 +26,9 @@ class RateSample:
     rtt: float | None  # latest RTT sample, if this ACK gave one
     loss_rate: float  # smoothed fraction of our packets that did not arrive
     inflight: int
+    # Arrival rate of a train the path spread out: bytes/s between two ACKs of this sending
+    # period, when those bytes left us markedly faster than they arrived. 0 when there is none.
+    train_rate: float = 0.0
 
 
 class _Sent:
@@ -55,6 +64,11 @@ class SentLog:
         self.first_sent_time = 0.0
         self._received_packets = 0
         self.loss_rate = 0.0
+        # The first ACK of the current sending period: (arrival, peer's received_bytes, send time
+        # of the packet it acknowledged). Train rates are measured from it.
+        self._train_ref: tuple[float, int, float] | None = None
+        self._train_start_pn = 0
+        self._last_send_time = float("-inf")
 
     @property
     def inflight(self) -> int:
@@ -70,6 +84,10 @@ class SentLog:
             # Nothing in flight: a new sending period starts, and its samples measure from here.
             self.delivered_time = now
             self.first_sent_time = now
+        if now - self._last_send_time >= TRAIN_GAP:
+            self._train_ref = None
+            self._train_start_pn = pn
+        self._last_send_time = now
         self.sent_bytes += size
         self._log.append(
             _Sent(now, self.sent_bytes, self.delivered, self.delivered_time, self.first_sent_time, app_limited)
@@ -84,6 +102,7 @@ class SentLog:
         self._acked_cum_bytes = self.sent_bytes
         self.delivered_time = now
         self.first_sent_time = now
+        self._train_ref = None
 
     def send_time(self, pn: int) -> float | None:
         i = pn - self._base_pn
@@ -116,6 +135,17 @@ class SentLog:
         ack_elapsed = now - sent.delivered_time
         interval = max(send_elapsed, ack_elapsed)
         rate = (delivered - sent.delivered) / interval if interval > 0 else 0.0
+        train_rate = 0.0
+        if largest_pn < self._train_start_pn:
+            pass
+        elif self._train_ref is None:
+            self._train_ref = (now, delivered, sent.time)
+        else:
+            ref_time, ref_delivered, ref_sent = self._train_ref
+            train_bytes = delivered - ref_delivered
+            train_time = now - ref_time
+            if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * (sent.time - ref_sent):
+                train_rate = train_bytes / train_time
         result = RateSample(
             delivery_rate=rate,
             app_limited=sent.app_limited,
@@ -124,6 +154,7 @@ class SentLog:
             rtt=rtt,
             loss_rate=self.loss_rate,
             inflight=self.inflight,
+            train_rate=train_rate,
         )
         self.delivered = delivered
         self.delivered_time = now

@@ -10,6 +10,11 @@ from typing import Any
 
 from .codec import Announce
 
+# A lost ANNOUNCE stalls its object for a round trip and may cost every chunk the receiver could not
+# buffer meanwhile; the ANNOUNCE is therefore sent again after these chunks (or after the last one,
+# in a smaller object): three copies, spread so that a short burst of loss does not take them all.
+ANNOUNCE_ECHO_AFTER = (8, 32)
+
 
 class OutState(Enum):
     QUEUED = "queued"  # waiting for the handshake or for the peer's flow-control credit
@@ -59,6 +64,7 @@ class OutgoingObject:
         self.retransmitted = 0
         self.nacked = 0
         self.extra_copies_left = max(4, self.chunk_count // 50)  # tail redundancy budget (2%)
+        self._announce_echoes = sorted({min(after, self.chunk_count) for after in ANNOUNCE_ECHO_AFTER} - {0})
 
     def announce(self) -> Announce:
         return Announce(
@@ -97,6 +103,9 @@ class OutgoingObject:
             self.next_new += 1
             if self.next_new == self.chunk_count:
                 self.tail_probe_pending = True
+            if self._announce_echoes and self.next_new == self._announce_echoes[0]:
+                self._announce_echoes.pop(0)
+                self.announce_pending = True
             return index, False
         return None
 
@@ -112,14 +121,14 @@ class OutgoingObject:
         ranges: tuple[tuple[int, int], ...],
         largest_pn: int,
         now: float,
-        seen_send_time: float | None,
-        reorder: float,
+        wait: float,
     ) -> int:
         """Queue the NACKed chunks whose last copy is really lost; returns how many were queued.
 
-        The NACK's writer had seen our packet ``largest_pn``. A copy sent after that packet cannot
-        be judged yet; a copy sent before it by less than the reordering allowance may just be late
-        (spec 9.3). ``seen_send_time`` is when we sent ``largest_pn``, if we still know.
+        The NACK's writer had seen our packet ``largest_pn``: a copy sent after that packet cannot
+        be judged yet. A copy sent less than ``wait`` (a round trip plus the reordering allowance)
+        ago may still be on its way (spec 9.3, R9.3-4): the time the receiver already waited before
+        writing the NACK counts, which a comparison of send times alone would not credit.
         """
         self.last_feedback = now
         self.probe_count = 0
@@ -130,7 +139,7 @@ class OutgoingObject:
                     continue
                 if self.last_pn[index] >= largest_pn:
                     continue
-                if seen_send_time is not None and seen_send_time - self.last_sent[index] < reorder:
+                if now - self.last_sent[index] < wait:
                     continue
                 self._queued[index] = 1
                 self.retx.append(index)

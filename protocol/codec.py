@@ -24,10 +24,12 @@ from .constants import (
     MAX_CONTENT_TYPE_LEN,
     MAX_NAME_LEN,
     MAX_REASON_LEN,
+    MAX_REPAIR_WINDOW,
     MAX_TOKEN_LEN,
     MIN_CHUNK_SIZE,
     MIN_INITIAL_DATAGRAM,
     NACK_FLAG_ANNOUNCE_MISSING,
+    VERSION,
     VERSION_NEGOTIATION,
     NackEncoding,
     PacketType,
@@ -49,6 +51,7 @@ _PROBE = struct.Struct(">II")
 _CANCEL_FIXED = struct.Struct(">IBHB")
 _CLOSE_FIXED = struct.Struct(">HB")
 _NACK_FIXED = struct.Struct(">IBBI")
+_REPAIR_PREFIX = struct.Struct(">IIIH")  # object id, first index, seed, count
 
 crc32c = _crc32c.crc32c
 _RUN_OF_ONES = re.compile("1+")
@@ -111,6 +114,17 @@ class Data:
     object_id: int
     chunk_index: int
     chunk: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """spec 5.14: the XOR of pseudo-randomly chosen chunks of a window of one object."""
+
+    object_id: int
+    first_index: int
+    seed: int
+    count: int
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +191,7 @@ class Close:
 
 Packet = (
     Initial | Retry | Accept | VersionNegotiation | Announce | Data | Nack | Ack | Complete | Cancel
-    | Probe | Ping | Close
+    | Probe | Ping | Close | Repair
 )
 
 PACKET_TYPE_OF: dict[type, PacketType] = {
@@ -194,6 +208,7 @@ PACKET_TYPE_OF: dict[type, PacketType] = {
     Probe: PacketType.PROBE,
     Ping: PacketType.PING,
     Close: PacketType.CLOSE,
+    Repair: PacketType.REPAIR,
 }
 
 
@@ -250,6 +265,12 @@ def _encode_payload(packet: Packet) -> bytes:
         if not packet.chunk:
             raise ValueError("a DATA chunk holds at least one byte")
         return _DATA_PREFIX.pack(packet.object_id, packet.chunk_index) + packet.chunk
+    if isinstance(packet, Repair):
+        if not 1 <= packet.count <= MAX_REPAIR_WINDOW:
+            raise ValueError(f"a REPAIR window holds 1..{MAX_REPAIR_WINDOW} chunks")
+        if not packet.payload:
+            raise ValueError("a REPAIR payload holds at least one byte")
+        return _REPAIR_PREFIX.pack(packet.object_id, packet.first_index, packet.seed, packet.count) + packet.payload
     if isinstance(packet, Ack):
         return _ACK.pack(
             packet.largest_pn,
@@ -324,7 +345,7 @@ def _encode_payload(packet: Packet) -> bytes:
     raise TypeError(f"not a SNIP packet: {packet!r}")
 
 
-def encode(packet: Packet, session_id: int, packet_number: int, version: int = 1) -> bytes:
+def encode(packet: Packet, session_id: int, packet_number: int, version: int = VERSION) -> bytes:
     """One datagram: header, payload, CRC32C (spec 4.1)."""
     ptype = PACKET_TYPE_OF[type(packet)]
     if ptype is PacketType.VERSION:
@@ -340,7 +361,7 @@ def encode(packet: Packet, session_id: int, packet_number: int, version: int = 1
 def encode_data(session_id: int, packet_number: int, object_id: int, chunk_index: int, chunk: bytes) -> bytes:
     """Fast path for the hot packet type; byte-identical to ``encode(Data(...))``."""
     body = (
-        _HEADER.pack(MAGIC, 1, PacketType.DATA, session_id, packet_number, DATA_PREFIX_LEN + len(chunk))
+        _HEADER.pack(MAGIC, VERSION, PacketType.DATA, session_id, packet_number, DATA_PREFIX_LEN + len(chunk))
         + _DATA_PREFIX.pack(object_id, chunk_index)
         + chunk
     )
@@ -426,7 +447,7 @@ def _decode(data: bytes) -> Decoded:
     if kind is PacketType.VERSION:
         if version != VERSION_NEGOTIATION:
             raise DecodeError("malformed", "VERSION packet must carry version 0")
-    elif version != 1:
+    elif version != VERSION:
         raise DecodeError("unknown_version", f"version {version}")
     payload = memoryview(data)[HEADER_LEN : HEADER_LEN + length]
     return Decoded(version, session_id, pn, _decode_payload(kind, payload, n, session_id))
@@ -463,6 +484,14 @@ def _decode_payload(kind: PacketType, payload: memoryview, datagram_len: int, se
         _need(payload, DATA_PREFIX_LEN + 1, "DATA")
         object_id, index = _DATA_PREFIX.unpack_from(payload)
         return Data(object_id, index, bytes(payload[DATA_PREFIX_LEN:]))
+    if kind is PacketType.REPAIR:
+        _need(payload, _REPAIR_PREFIX.size + 1, "REPAIR")
+        object_id, first, seed, count = _REPAIR_PREFIX.unpack_from(payload)
+        if not 1 <= count <= MAX_REPAIR_WINDOW:
+            raise DecodeError("malformed", f"REPAIR window of {count} chunks (1..{MAX_REPAIR_WINDOW})")
+        if first + count > 0x100000000:
+            raise DecodeError("malformed", "REPAIR window runs past chunk index 2^32 - 1")
+        return Repair(object_id, first, seed, count, bytes(payload[_REPAIR_PREFIX.size :]))
     if kind is PacketType.ACK:
         _exact(payload, _ACK.size, "ACK")
         return Ack(*_ACK.unpack_from(payload))

@@ -43,6 +43,7 @@ class SessionConfig:
     keepalive: bool = True
     ack_every: int = 8  # ack-eliciting packets per ACK (spec 9.2)
     unannounced_buffer: int = 256 << 10  # bytes of chunks held for objects not yet announced
+    repair: bool = True  # forward repair (spec 9.6): decode REPAIR, and send it to a peer that does
     max_digest_failures: int = 2
     # Server only.
     retry: str = "auto"  # "auto": RETRY when many handshakes are unvalidated; "always"; "never"
@@ -58,6 +59,7 @@ class SessionConfig:
             max_buffered_bytes=self.max_buffered_bytes,
             idle_timeout_ms=int(self.idle_timeout * 1000),
             max_ack_delay_ms=max(1, round(self.max_ack_delay * 1000)),
+            repair_decoder=int(self.repair),
         )
 
     def validate(self) -> None:

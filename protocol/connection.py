@@ -27,6 +27,7 @@ from .codec import (
     Packet,
     Ping,
     Probe,
+    Repair,
     Retry,
     VersionNegotiation,
 )
@@ -41,6 +42,7 @@ from .constants import (
     MIN_CHUNK_SIZE,
     NON_ACK_ELICITING,
     OVERHEAD,
+    REPAIR_PREFIX_LEN,
     ErrorCode,
 )
 from .delivery import SentLog
@@ -56,6 +58,7 @@ from .events import (
 )
 from .params import SessionParams
 from .receiving import IncomingObject, to_ranges
+from .repair import coefficients as repair_coefficients
 from .rtt import GRANULARITY, RttEstimator
 from .sending import OutgoingObject, OutState
 from .state import OPEN_STATES, Input, State, next_state
@@ -67,6 +70,11 @@ MAX_RETRIES_FOLLOWED = 3
 MAX_FINAL_WORDS = 4096
 REORDER_RTT_PART_CAP = 0.010
 TAIL_REPAIRS = 4  # at most this many repairs waiting: the object is in its tail
+# Forward repair at an object's tail (spec 9.6): the reference covers at most this many chunks, and
+# sends expected losses + REPAIR_SIGMAS standard deviations + REPAIR_SPARE REPAIRs.
+REPAIR_WINDOW = 1024
+REPAIR_SIGMAS = 2.0
+REPAIR_SPARE = 1
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
 
 
@@ -170,6 +178,7 @@ class Connection:
         self._unannounced_bytes = 0
         self._final_word_sent: dict[int, float] = {}
         self._reorder_observed = 0.0  # the largest reordering seen, in seconds
+        self._repair_seed = 0
 
         self.counters: dict[str, int] = {
             "packets_sent": 0,
@@ -183,6 +192,10 @@ class Connection:
             "chunks_nacked_by_us": 0,
             "chunks_nacked_by_peer": 0,
             "chunks_recovered": 0,
+            "repairs_sent": 0,
+            "repairs_received": 0,
+            "chunks_repaired": 0,
+            "repair_mismatches": 0,
             "late_arrivals": 0,
             "nacks_sent": 0,
             "nacks_received": 0,
@@ -360,6 +373,8 @@ class Connection:
     def _dispatch(self, packet: Packet, pn: int, now: float) -> None:
         if isinstance(packet, Data):
             self._on_data(packet, pn, now)
+        elif isinstance(packet, Repair):
+            self._on_repair(packet, now)
         elif isinstance(packet, Ack):
             self._on_ack(packet, now)
         elif isinstance(packet, Nack):
@@ -479,8 +494,42 @@ class Connection:
             self._hold_unannounced(packet, pn, now)
             return
         self._store_chunk(obj, packet.chunk_index, packet.chunk, pn, now)
+        if obj.decoder is not None and obj.covers(packet.chunk_index):
+            self._apply_repaired(obj, obj.try_decode(), now)
         if obj.complete and oid in self.incoming:
             self._complete_incoming(obj, now)
+
+    def _on_repair(self, packet: Repair, now: float) -> None:
+        oid = packet.object_id
+        self.counters["repairs_received"] += 1
+        obj = self.incoming.get(oid)
+        if obj is None:
+            if self._in_finished(oid):
+                self.counters["duplicates"] += 1
+                self._repeat_final_word_in(oid, now)
+            elif oid >= self._in_id_limit:
+                raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"REPAIR for object {oid} beyond the id limit")
+            else:
+                self.counters["ignored_packets"] += 1  # not announced yet: a REPAIR is not worth buffering
+            return
+        if packet.first_index + packet.count > obj.chunk_count:
+            raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"REPAIR window runs past chunk {obj.chunk_count - 1}")
+        if len(packet.payload) != obj.chunk_size:
+            raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"REPAIR payload of {len(packet.payload)} bytes, chunk size {obj.chunk_size}")
+        if not self.config.repair:
+            self.counters["ignored_packets"] += 1  # we did not offer to decode (spec R9.6-1)
+            return
+        self._apply_repaired(obj, obj.add_repair(packet.first_index, packet.seed, packet.count, packet.payload), now)
+        if obj.complete and oid in self.incoming:
+            self._complete_incoming(obj, now)
+
+    def _apply_repaired(self, obj: IncomingObject, chunks: dict[int, bytes] | None, now: float) -> None:
+        if not chunks:
+            return
+        for index, chunk in sorted(chunks.items()):
+            if not obj.store_recovered(index, chunk, now):
+                return
+            self.counters["chunks_repaired"] += 1
 
     def _store_chunk(self, obj: IncomingObject, index: int, chunk: bytes, pn: int, now: float) -> None:
         if index >= obj.chunk_count:
@@ -518,6 +567,11 @@ class Connection:
             self._control.append(Nack(oid, (), announce_missing=True, largest_pn=max(self._largest_pn, 0)))
 
     def _complete_incoming(self, obj: IncomingObject, now: float) -> None:
+        if not obj.verify() and obj.repaired:
+            # A wrong REPAIR, not the sender's data, may be to blame: fetch the rebuilt chunks again.
+            self.counters["repair_mismatches"] += 1
+            obj.undo_repairs(now)
+            return
         if not obj.verify():
             self.counters["digest_failures"] += 1
             # An empty object cannot be re-requested: its digest is simply wrong (spec R10.2-3).
@@ -1016,11 +1070,56 @@ class Connection:
                 if pick is not None:
                     return obj, pick[0], pick[1]
         for obj in self.outgoing.values():
+            if obj.repairs_pending and obj.state is OutState.SENDING:
+                return obj, -1, False
+        for obj in self.outgoing.values():
             if obj.state is OutState.SENDING and obj.next_new < obj.chunk_count:
                 pick = obj.next_chunk()
                 if pick is not None:
                     return obj, pick[0], pick[1]
         return None
+
+    def _repair_possible(self, obj: OutgoingObject) -> bool:
+        """Both ends agreed to forward repair (spec R9.6-1), and a REPAIR fits the peer's datagrams."""
+        return (
+            self.config.repair
+            and self.peer_params.repair_decoder == 1
+            and OVERHEAD + REPAIR_PREFIX_LEN + obj.chunk_size <= self.peer_params.max_datagram_size
+        )
+
+    def _plan_repairs(self, obj: OutgoingObject, now: float) -> None:
+        """The last chunk of an object just left: cover the chunks whose fate no NACK can tell us
+        about for a round trip yet with REPAIRs, enough for the losses the path is showing (spec 9.6).
+
+        Those are the chunks sent in the last round trip (plus the peer's ack delay and the
+        reordering allowance), first copies and retransmissions alike, and those waiting to be
+        retransmitted: a loss among them would cost a round trip to repair by NACK. The window runs
+        from the lowest of them to the end; chunks in it that arrived long ago cost the receiver
+        nothing, so only the uncertain ones count towards the REPAIRs needed.
+        """
+        if not self._repair_possible(obj) or obj.chunk_count == 0:
+            return
+        horizon = now - (self.rtt.smoothed + self._sender_reorder_allowance + self.peer_params.max_ack_delay_ms / 1000)
+        floor = max(0, obj.chunk_count - REPAIR_WINDOW)
+        last_sent = obj.last_sent
+        uncertain = [i for i in range(floor, obj.chunk_count) if last_sent[i] >= horizon or obj.is_queued(i)]
+        if not uncertain:
+            return
+        first = uncertain[0]
+        count = obj.chunk_count - first
+        loss = self.sent.loss_for_planning
+        expected = len(uncertain) * loss
+        # REPAIRs are lost too: send enough that those arriving cover the chunks lost.
+        needed = expected + REPAIR_SIGMAS * math.sqrt(expected) + REPAIR_SPARE
+        repairs = min(count, math.ceil(needed / (1 - loss)))
+        obj.plan_repairs(first, count, repairs)
+
+    def _next_repair_seed(self, obj: OutgoingObject) -> int:
+        # Any u32 will do; a seed whose bit stream picks no chunk of the window is skipped.
+        while True:
+            self._repair_seed = (self._repair_seed + 1) & 0xFFFFFFFF
+            if repair_coefficients(self._repair_seed, obj.repair_count):
+                return self._repair_seed
 
     def _tail_copies(self, obj: OutgoingObject) -> int:
         """Copies of a repair to send at an object's tail, where each lost copy costs a round trip.
@@ -1057,6 +1156,13 @@ class Connection:
                 self._app_limited = True
                 break
             obj, index, is_retx = pick
+            if index < 0:
+                datagram = self._emit(obj.repair_packet(self._next_repair_seed(obj)), now)
+                out.append(datagram)
+                obj.on_repair_sent(self.sent.next_pn - 1)
+                self.counters["repairs_sent"] += 1
+                self._next_send_time += len(datagram) / rate
+                continue
             copies = self._tail_copies(obj) if is_retx else 1
             chunk = obj.chunk(index)
             for _ in range(copies):
@@ -1068,6 +1174,8 @@ class Connection:
                 if is_retx:
                     self.counters["chunks_retransmitted"] += 1
                 self._next_send_time += len(datagram) / rate
+            if not is_retx and obj.next_new == obj.chunk_count and obj.repair_count == 0:
+                self._plan_repairs(obj, now)
             if obj.tail_probe_pending or (is_retx and not obj.retx and obj.next_new == obj.chunk_count):
                 # spec 9.4: a status request right behind the last chunk of a round
                 obj.tail_probe_pending = False

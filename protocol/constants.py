@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 MAGIC = b"SN"  # spec 4.1
-VERSION = 1  # spec 3: the only version this implementation speaks
+VERSION = 2  # spec 3: the only version this implementation speaks
 SUPPORTED_VERSIONS: tuple[int, ...] = (VERSION,)
 VERSION_NEGOTIATION = 0  # spec 3: the version field of a VERSION packet
 
@@ -16,6 +16,8 @@ HEADER_LEN = 18  # spec 4.1: magic(2) version(1) type(1) session_id(8) pn(4) len
 CRC_LEN = 4  # spec 4.1: CRC32C trailer
 OVERHEAD = HEADER_LEN + CRC_LEN
 DATA_PREFIX_LEN = 8  # spec 5.6: object_id(4) chunk_index(4)
+REPAIR_PREFIX_LEN = 14  # spec 5.14: object_id(4) first_index(4) seed(4) count(2)
+MAX_REPAIR_WINDOW = 4096  # spec 5.14: chunks one REPAIR may combine
 MIN_INITIAL_DATAGRAM = 1200  # spec R5.1-1: INITIAL datagrams are padded to at least this
 MIN_MAX_DATAGRAM = 1200  # spec 6: smallest max_datagram_size a peer may advertise
 MAX_DATAGRAM = 65507  # largest UDP payload over IPv4
@@ -44,6 +46,7 @@ class PacketType(IntEnum):
     COMPLETE = 0x14  # spec 5.9
     CANCEL = 0x15  # spec 5.10
     PROBE = 0x16  # spec 5.11
+    REPAIR = 0x17  # spec 5.14
     PING = 0x20  # spec 5.12
     CLOSE = 0x21  # spec 5.13
 
@@ -82,6 +85,7 @@ class ParamId(IntEnum):
     MAX_BUFFERED_BYTES = 0x0004
     IDLE_TIMEOUT_MS = 0x0005
     MAX_ACK_DELAY_MS = 0x0006
+    REPAIR_DECODER = 0x0007
 
 
 class NackEncoding(IntEnum):

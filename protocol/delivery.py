@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 # A train tells the bottleneck's rate when it arrived this much slower than it was sent and is
 # long enough to span several of the peer's ACKs (it acknowledges every 8 packets by default).
@@ -64,11 +65,20 @@ class SentLog:
         self.first_sent_time = 0.0
         self._received_packets = 0
         self.loss_rate = 0.0
-        # The first ACK of the current sending period: (arrival, peer's received_bytes, send time
-        # of the packet it acknowledged). Train rates are measured from it.
-        self._train_ref: tuple[float, int, float] | None = None
-        self._train_start_pn = 0
+        self._counted_sent = 0  # datagrams the loss samples covered, and how many of them were lost
+        self._counted_lost = 0
+        # The last few trains: [first pn, last pn, reference] where the reference is taken from the
+        # first ACK of a packet of the train: (arrival, peer's received_bytes, send time of the
+        # packet it acknowledged). Several, because a later train may start (a probe, a reply)
+        # before the ACKs of the one before come back.
+        self._trains: deque[list[Any]] = deque(maxlen=4)
         self._last_send_time = float("-inf")
+
+    @property
+    def loss_for_planning(self) -> float:
+        """A loss rate to provision repair for: the smoothed rate, but not below what the session's
+        whole count supports, (lost + 1) / (sent + 2), which is cautious while samples are few."""
+        return min(max(self.loss_rate, (self._counted_lost + 1) / (self._counted_sent + 2)), 0.9)
 
     @property
     def inflight(self) -> int:
@@ -84,9 +94,10 @@ class SentLog:
             # Nothing in flight: a new sending period starts, and its samples measure from here.
             self.delivered_time = now
             self.first_sent_time = now
-        if now - self._last_send_time >= TRAIN_GAP:
-            self._train_ref = None
-            self._train_start_pn = pn
+        if now - self._last_send_time >= TRAIN_GAP or not self._trains:
+            self._trains.append([pn, pn, None])
+        else:
+            self._trains[-1][1] = pn
         self._last_send_time = now
         self.sent_bytes += size
         self._log.append(
@@ -102,7 +113,7 @@ class SentLog:
         self._acked_cum_bytes = self.sent_bytes
         self.delivered_time = now
         self.first_sent_time = now
-        self._train_ref = None
+        self._trains.clear()
 
     def send_time(self, pn: int) -> float | None:
         i = pn - self._base_pn
@@ -127,6 +138,8 @@ class SentLog:
             sample = min(max(1.0 - recv_delta / sent_delta, 0.0), 1.0)
             weight = min(1.0, sent_delta / 64)
             self.loss_rate += (sample - self.loss_rate) * weight
+            self._counted_sent += sent_delta
+            self._counted_lost += max(sent_delta - recv_delta, 0)
         self._received_packets = received_packets
         self.largest_acked = largest_pn
         self._acked_cum_bytes = sent.cum_bytes
@@ -136,12 +149,13 @@ class SentLog:
         interval = max(send_elapsed, ack_elapsed)
         rate = (delivered - sent.delivered) / interval if interval > 0 else 0.0
         train_rate = 0.0
-        if largest_pn < self._train_start_pn:
+        train = next((t for t in self._trains if t[0] <= largest_pn <= t[1]), None)
+        if train is None:
             pass
-        elif self._train_ref is None:
-            self._train_ref = (now, delivered, sent.time)
+        elif train[2] is None:
+            train[2] = (now, delivered, sent.time)
         else:
-            ref_time, ref_delivered, ref_sent = self._train_ref
+            ref_time, ref_delivered, ref_sent = train[2]
             train_bytes = delivered - ref_delivered
             train_time = now - ref_time
             if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * (sent.time - ref_sent):

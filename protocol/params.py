@@ -18,6 +18,7 @@ _LAYOUT: dict[int, tuple[str, int]] = {
     ParamId.MAX_BUFFERED_BYTES: ("max_buffered_bytes", 8),
     ParamId.IDLE_TIMEOUT_MS: ("idle_timeout_ms", 4),
     ParamId.MAX_ACK_DELAY_MS: ("max_ack_delay_ms", 2),
+    ParamId.REPAIR_DECODER: ("repair_decoder", 1),
 }
 
 
@@ -31,6 +32,7 @@ class SessionParams:
     max_buffered_bytes: int = 256 << 20
     idle_timeout_ms: int = 30_000
     max_ack_delay_ms: int = 10
+    repair_decoder: int = 0  # 1: this endpoint decodes REPAIR (spec 5.14, 9.6); 0: send it none
 
     def validate(self) -> None:
         """Raise ValueError when a value is outside what spec 6 allows."""
@@ -44,6 +46,8 @@ class SessionParams:
             raise ValueError("idle_timeout_ms must be at least 1")
         if not 1 <= self.max_ack_delay_ms <= 1000:
             raise ValueError("max_ack_delay_ms must be 1..1000")
+        if self.repair_decoder not in (0, 1):
+            raise ValueError("repair_decoder must be 0 or 1")
 
 
 _DEFAULTS = SessionParams()

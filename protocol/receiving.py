@@ -7,6 +7,7 @@ import heapq
 from typing import Any
 
 from .codec import Announce
+from .repair import RepairDecoder, chunk_value
 
 
 class IncomingObject:
@@ -38,6 +39,13 @@ class IncomingObject:
         self.nacked = 0
         self.recovered = 0
         self.late_arrivals = 0
+        # Forward repair (spec 9.6): bit i set while chunk i is missing; the decoder, once a REPAIR
+        # came; the chunks it produced (provisional: a digest mismatch sends them back to ARQ).
+        self.missing_mask = (1 << self.chunk_count) - 1
+        self.decoder: RepairDecoder | None = None
+        self.repair_disabled = False
+        self.repaired: set[int] = set()
+        self.repairs_received = 0
 
     def expected_len(self, index: int) -> int:
         return min(self.chunk_size, self.size - index * self.chunk_size)
@@ -56,6 +64,7 @@ class IncomingObject:
         self.buffer[start : start + len(chunk)] = chunk
         self.received[index] = 1
         self.received_count += 1
+        self.missing_mask ^= 1 << index
         self.chunks_received += 1
         self.last_progress = now
         late = 0.0
@@ -73,6 +82,84 @@ class IncomingObject:
         if index >= self.high:
             self.high = index + 1
         return late
+
+    # -- forward repair --------------------------------------------------------------------------
+    def known_value(self, index: int) -> int:
+        start = index * self.chunk_size
+        return chunk_value(memoryview(self.buffer)[start : start + self.expected_len(index)])
+
+    def add_repair(self, first: int, seed: int, count: int, payload: bytes) -> dict[int, bytes] | None:
+        """Take a REPAIR over chunks [first, first + count); chunks it lets us rebuild, if any."""
+        self.repairs_received += 1
+        if self.repair_disabled or not (self.missing_mask >> first) & ((1 << count) - 1):
+            return None  # nothing missing there: the REPAIR came too late to matter
+        if self.decoder is None:
+            self.decoder = RepairDecoder(self.chunk_size)
+        elif len(self.decoder.rows) > self.chunk_count - self.received_count + 8:
+            return None  # more equations than unknowns already: this one cannot help
+        if not self.decoder.add(first, seed, count, payload, self.missing_mask, self.known_value):
+            return None
+        return self.try_decode()
+
+    def try_decode(self) -> dict[int, bytes] | None:
+        decoder = self.decoder
+        if decoder is None or not decoder.rows or decoder.deficit(self.missing_mask) > 0:
+            return None
+        return decoder.solve(self.missing_mask, self.known_value)
+
+    def covers(self, index: int) -> bool:
+        return self.decoder is not None and bool((self.decoder.union >> index) & 1)
+
+    def store_recovered(self, index: int, chunk: bytes, now: float) -> bool:
+        """A chunk the decoder rebuilt. False (and no more decoding) if its padding is not zero,
+        which only a wrong REPAIR can cause."""
+        length = self.expected_len(index)
+        if self.received[index]:
+            return True
+        if any(chunk[length:]):
+            self._disable_repair()
+            return False
+        start = index * self.chunk_size
+        self.buffer[start : start + length] = chunk[:length]
+        self.received[index] = 1
+        self.received_count += 1
+        self.missing_mask ^= 1 << index
+        self.repaired.add(index)
+        self.last_progress = now
+        if index in self.last_nacked:
+            del self.last_nacked[index]
+            self.nacked_at_pn.pop(index, None)
+            self.gap_seen.pop(index, None)
+        return True
+
+    def undo_repairs(self, now: float) -> None:
+        """The digest failed with rebuilt chunks in the object: distrust them, not the chunks that
+        came as DATA, and fetch them again by NACK."""
+        for index in self.repaired:
+            self.received[index] = 0
+            self.received_count -= 1
+            self.missing_mask |= 1 << index
+        for first, count in to_ranges(sorted(self.repaired)):
+            heapq.heappush(self.nack_queue, (now, first, first + count - 1))
+        self.repaired.clear()
+        self._disable_repair()
+
+    def _disable_repair(self) -> None:
+        self.repair_disabled = True
+        self.decoder = None
+
+    def _hold_for_repair(self, due: list[int]) -> tuple[list[int], list[int]]:
+        """Split due reports into those to send and those REPAIRs already held will answer: when
+        the decoder lacks d equations, only d of the chunks it names are asked for."""
+        decoder = self.decoder
+        if decoder is None or not decoder.rows:
+            return due, []
+        covered = [index for index in due if (decoder.union >> index) & 1]
+        if not covered:
+            return due, []
+        deficit = max(decoder.deficit(self.missing_mask), 0)
+        held = set(covered[: len(covered) - deficit])
+        return [index for index in due if index not in held], sorted(held)
 
     def next_due(self) -> float | None:
         return self.nack_queue[0][0] if self.nack_queue else None
@@ -93,6 +180,9 @@ class IncomingObject:
                 out.append(index)
         if out:
             out = sorted(set(out))  # overlapping queue entries may name a chunk twice
+            out, held = self._hold_for_repair(out)
+            for index in held:  # looked at again later, in case the REPAIRs fall short
+                heapq.heappush(self.nack_queue, (now + renack, index, index))
             self._mark_reported(out, now, renack, largest_pn, now - reorder)
         return out
 
@@ -105,7 +195,7 @@ class IncomingObject:
             heapq.heappush(self.nack_queue, (now + reorder, self.high, limit - 1))
             self.high = limit
         received = self.received
-        out = sorted(i for i in self.last_nacked if i < limit and not received[i])
+        out, _ = self._hold_for_repair(sorted(i for i in self.last_nacked if i < limit and not received[i]))
         if out:
             self._mark_reported(out, now, renack, largest_pn, now)
         return out
@@ -127,6 +217,9 @@ class IncomingObject:
         self.digest_failures += 1
         self.received = bytearray(self.chunk_count)
         self.received_count = 0
+        self.missing_mask = (1 << self.chunk_count) - 1
+        self.repaired.clear()
+        self._disable_repair()
         self.last_nacked.clear()
         self.nacked_at_pn.clear()
         self.gap_seen.clear()
@@ -148,6 +241,8 @@ class IncomingObject:
             "reported_missing": self.nacked,
             "recovered": self.recovered,
             "late_arrivals": self.late_arrivals,
+            "repairs_received": self.repairs_received,
+            "chunks_repaired": len(self.repaired),
             "digest_failures": self.digest_failures,
             "elapsed_s": round(self.last_progress - self.started, 6),
         }

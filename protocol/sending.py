@@ -8,7 +8,8 @@ from collections import deque
 from enum import Enum
 from typing import Any
 
-from .codec import Announce
+from . import repair
+from .codec import Announce, Repair
 
 # A lost ANNOUNCE stalls its object for a round trip and may cost every chunk the receiver could not
 # buffer meanwhile; the ANNOUNCE is therefore sent again after these chunks (or after the last one,
@@ -64,6 +65,14 @@ class OutgoingObject:
         self.retransmitted = 0
         self.nacked = 0
         self.extra_copies_left = max(4, self.chunk_count // 50)  # tail redundancy budget (2%)
+        # Forward repair (spec 9.6): the window the tail's REPAIRs cover, how many are still to go,
+        # and the packet number of the last one sent (NACKs written before it arrived are premature).
+        self.repair_first = 0
+        self.repair_count = 0
+        self.repairs_pending = 0
+        self.repair_last_pn = -1
+        self.repairs_sent = 0
+        self._values: dict[int, int] = {}
         self._announce_echoes = sorted({min(after, self.chunk_count) for after in ANNOUNCE_ECHO_AFTER} - {0})
 
     def announce(self) -> Announce:
@@ -84,12 +93,45 @@ class OutgoingObject:
         start = index * self.chunk_size
         return bytes(self.data[start : start + self.chunk_size])
 
+    def is_queued(self, index: int) -> bool:
+        return bool(self._queued[index])
+
+    def plan_repairs(self, first: int, count: int, repairs: int) -> None:
+        self.repair_first = first
+        self.repair_count = count
+        self.repairs_pending = repairs
+
+    def repair_packet(self, seed: int) -> Repair:
+        """The next REPAIR over the planned window; ``seed`` must choose at least one chunk."""
+        value = repair.repair_value(self.repair_first, seed, self.repair_count, self._value)
+        return Repair(self.object_id, self.repair_first, seed, self.repair_count, repair.encode_payload(value, self.chunk_size))
+
+    def on_repair_sent(self, pn: int) -> None:
+        self.repairs_pending -= 1
+        self.repairs_sent += 1
+        self.repair_last_pn = pn
+        if not self.repairs_pending:
+            self._values.clear()
+
+    def _value(self, index: int) -> int:
+        value = self._values.get(index)
+        if value is None:
+            start = index * self.chunk_size
+            value = self._values[index] = repair.chunk_value(self.data[start : start + self.chunk_size])
+        return value
+
+    def covered_by_repairs(self, index: int, largest_pn: int) -> bool:
+        """A NACK written before the peer could have seen this chunk's REPAIRs speaks too soon."""
+        if not self.repair_first <= index < self.repair_first + self.repair_count:
+            return False
+        return self.repairs_pending > 0 or self.repair_last_pn >= largest_pn
+
     def chunk_len(self, index: int) -> int:
         return min(self.chunk_size, self.size - index * self.chunk_size)
 
     @property
     def has_data_to_send(self) -> bool:
-        return bool(self.retx) or self.next_new < self.chunk_count
+        return bool(self.retx) or self.next_new < self.chunk_count or self.repairs_pending > 0
 
     def next_chunk(self) -> tuple[int, bool] | None:
         """(chunk index, is retransmission) to send next; retransmissions first."""
@@ -137,7 +179,7 @@ class OutgoingObject:
             for index in range(first, min(first + count, self.next_new)):
                 if self._queued[index]:
                     continue
-                if self.last_pn[index] >= largest_pn:
+                if self.last_pn[index] >= largest_pn or self.covered_by_repairs(index, largest_pn):
                     continue
                 if now - self.last_sent[index] < wait:
                     continue
@@ -164,6 +206,7 @@ class OutgoingObject:
             "chunks_sent": self.chunks_sent,
             "retransmitted": self.retransmitted,
             "nacked": self.nacked,
+            "repairs_sent": self.repairs_sent,
             "state": self.state.value,
             "elapsed_s": round(max(elapsed, 0.0), 6),
         }

@@ -30,6 +30,7 @@ from .codec import (
     Packet,
     Ping,
     Probe,
+    Repair,
     Retry,
     VersionNegotiation,
     crc32c,
@@ -56,8 +57,8 @@ class Vector:
 
     @property
     def version(self) -> int:
-        """The header's version field: 0 for VERSION packets (spec 3), 1 otherwise."""
-        return 0 if isinstance(self.packet, VersionNegotiation) else 1
+        """The header's version field: 0 for VERSION packets (spec 3), 2 otherwise."""
+        return 0 if isinstance(self.packet, VersionNegotiation) else 2
 
 
 # Readable field values shared by the vectors.
@@ -75,7 +76,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=INITIAL_ID,
         packet_number=0,
         note="A client's first INITIAL: no token, every parameter at its default (an empty list), padded to 1200 bytes.",
-        hex=("534e0101112233445566778800000000049a" + "00" * 1178 + "91bd1d95"),
+        hex=("534e0201112233445566778800000000049a" + "00" * 1178 + "c99d3d13"),
     ),
     Vector(
         name="initial_with_token",
@@ -85,8 +86,31 @@ VECTORS: tuple[Vector, ...] = (
         packet_number=1,
         note="The INITIAL re-sent after a RETRY: it carries the RETRY's token and two non-default parameters.",
         hex=(
-            "534e0101112233445566778800000001049a146553f100a0a1a2a3a4a5a6a7a8a9aaabacadaeaf000e00010002057800"
-            "0500040000ea60" + "00" * 1141 + "3c87d0ab"
+            "534e0201112233445566778800000001049a146553f100a0a1a2a3a4a5a6a7a8a9aaabacadaeaf000e00010002057800"
+            "0500040000ea600000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000064a7f02d"
         ),
     ),
     Vector(
@@ -96,7 +120,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=INITIAL_ID,
         packet_number=0,
         note="A server's stateless RETRY, echoing the initial id; the token is 4 bytes of timestamp and 16 bytes of MAC.",
-        hex="534e01021122334455667788000000000015146553f100a0a1a2a3a4a5a6a7a8a9aaabacadaeaf3d17843d",
+        hex="534e02021122334455667788000000000015146553f100a0a1a2a3a4a5a6a7a8a9aaabacadaeaf3954602a",
     ),
     Vector(
         name="accept",
@@ -110,8 +134,8 @@ VECTORS: tuple[Vector, ...] = (
         note="ACCEPT, echoing the initial id in the header and assigning the session id in the payload; "
         "the server takes objects up to 16 MiB, 16 at a time, 64 MiB in all.",
         hex=(
-            "534e0103112233445566778800000000002a0123456789abcdef00200002000800000000010000000003000400000010"
-            "000400080000000004000000a64760ae"
+            "534e0203112233445566778800000000002a0123456789abcdef00200002000800000000010000000003000400000010"
+            "0004000800000000040000007c357543"
         ),
     ),
     Vector(
@@ -140,9 +164,9 @@ VECTORS: tuple[Vector, ...] = (
         packet_number=2,
         note="The first object of a session: 100 bytes (00 01 02 ... 63) in two chunks of at most 64 bytes; the sender wants a reply.",
         hex=(
-            "534e01100123456789abcdef00000002004e000000000000000000000064004000000002010000000000000000bce0af"
+            "534e02100123456789abcdef00000002004e000000000000000000000064004000000002010000000000000000bce0af"
             "f19cf5aa6a7469a30d61d04e4376e4bbf6381052ee9e7f33925c954d520a696d6167652f6a706567076361742e6a7067"
-            "f51eab04"
+            "a62e9158"
         ),
     ),
     Vector(
@@ -163,9 +187,9 @@ VECTORS: tuple[Vector, ...] = (
         packet_number=5,
         note="The other endpoint's first object, a 34-byte JSON reply to object 0, with a 5-second deadline.",
         hex=(
-            "534e01100123456789abcdef00000005005900000000000000000000002204000000000102000000000000138805701f"
+            "534e02100123456789abcdef00000005005900000000000000000000002204000000000102000000000000138805701f"
             "1f004c59ad8ec83dae0776c2efbe99347a4667779026231cb0ed8f2156106170706c69636174696f6e2f6a736f6e0c63"
-            "61742e6a70672e6a736f6e8cdc72d0"
+            "61742e6a70672e6a736f6ec4458c28"
         ),
     ),
     Vector(
@@ -184,9 +208,9 @@ VECTORS: tuple[Vector, ...] = (
         packet_number=6,
         note="An empty object: no chunks, the digest of the empty string.",
         hex=(
-            "534e01100123456789abcdef00000006005a000000010000000000000000040000000000000000000000000000e3b0c4"
+            "534e02100123456789abcdef00000006005a000000010000000000000000040000000000000000000000000000e3b0c4"
             "4298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855186170706c69636174696f6e2f6f637465742d"
-            "73747265616d05656d707479d3d4f883"
+            "73747265616d05656d707479aa2b56c7"
         ),
     ),
     Vector(
@@ -197,8 +221,8 @@ VECTORS: tuple[Vector, ...] = (
         packet_number=4,
         note="The last chunk of the announce vector's object: bytes 64..99, 36 bytes.",
         hex=(
-            "534e01110123456789abcdef00000004002c0000000000000001404142434445464748494a4b4c4d4e4f505152535455"
-            "565758595a5b5c5d5e5f60616263830bf78a"
+            "534e02110123456789abcdef00000004002c0000000000000001404142434445464748494a4b4c4d4e4f505152535455"
+            "565758595a5b5c5d5e5f606162631dc71b67"
         ),
     ),
     Vector(
@@ -209,7 +233,10 @@ VECTORS: tuple[Vector, ...] = (
         packet_number=17,
         note="Chunks 2-4 and 1000-1004 of object 5 are missing; two ranges (18 bytes) beat a bitmap "
         "(129 bytes). The NACK's writer had received packets up to number 1012.",
-        hex=("534e01120123456789abcdef00000011001c000000050000000003f400020000000200000003000003e8000000059256e4f6"),
+        hex=(
+            "534e02120123456789abcdef00000011001c000000050000000003f400020000000200000003000003e80000000532a5"
+            "88b7"
+        ),
     ),
     Vector(
         name="nack_bitmap",
@@ -218,7 +245,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=18,
         note="Chunks 16, 18, 19 and 23 of object 5 are missing; a bitmap (5 bytes) beats three ranges (26 bytes).",
-        hex="534e01120123456789abcdef00000012000f0000000500010000001e00000010b1c23bf9ec",
+        hex="534e02120123456789abcdef00000012000f0000000500010000001e00000010b14bd2587b",
     ),
     Vector(
         name="nack_announce_missing",
@@ -227,7 +254,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=19,
         note="The receiver got DATA or PROBE for object 6 but has no ANNOUNCE for it.",
-        hex="534e01120123456789abcdef00000013000c0000000601000000000f0000c12abef8",
+        hex="534e02120123456789abcdef00000013000c0000000601000000000f000022f85555",
     ),
     Vector(
         name="nack_nothing_missing",
@@ -236,7 +263,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=20,
         note="The answer to the probe vector's PROBE (packet 11) when no chunk below sent_through is missing: zero ranges.",
-        hex="534e01120123456789abcdef00000014000c0000000000000000000b000016d2fa61",
+        hex="534e02120123456789abcdef00000014000c0000000000000000000b0000f50011cc",
     ),
     Vector(
         name="ack",
@@ -253,7 +280,10 @@ VECTORS: tuple[Vector, ...] = (
         packet_number=7,
         note="Packet 41 is the largest received, 2.5 ms ago; 40 datagrams (52000 bytes) have arrived; "
         "one 100-byte object has finished, so both limits rose by one object.",
-        hex=("534e01130123456789abcdef00000007002000000029000009c4000000000000cb20000000280000004100000000100000642f0b38c7"),
+        hex=(
+            "534e02130123456789abcdef00000007002000000029000009c4000000000000cb200000002800000041000000001000"
+            "00640b701fcb"
+        ),
     ),
     Vector(
         name="complete",
@@ -262,7 +292,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=8,
         note="Object 0 arrived whole, its digest matched, and it was delivered.",
-        hex="534e01140123456789abcdef00000008000400000000adbd42e8",
+        hex="534e02140123456789abcdef00000008000400000000f4795a2f",
     ),
     Vector(
         name="cancel_refusal",
@@ -271,7 +301,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=9,
         note="The receiver of object 3 refuses it (origin 0: the object is one the CANCEL's recipient sends).",
-        hex="534e01150123456789abcdef00000009000c00000003000008046275737944e46408",
+        hex="534e02150123456789abcdef00000009000c000000030000080462757379a7368fa5",
     ),
     Vector(
         name="cancel_abandon",
@@ -280,7 +310,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=10,
         note="The sender of object 4 abandons it (origin 1: the object is one the CANCEL's sender sends).",
-        hex="534e01150123456789abcdef0000000a0017000000040100070f646561646c696e6520706173736564497340a9",
+        hex="534e02150123456789abcdef0000000a0017000000040100070f646561646c696e65207061737365642871432b",
     ),
     Vector(
         name="probe",
@@ -289,7 +319,30 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=11,
         note="Sent right behind the last chunk of object 0: chunks 0 and 1 have both been sent.",
-        hex="534e01160123456789abcdef0000000b00080000000000000002ae869d2b",
+        hex="534e02160123456789abcdef0000000b0008000000000000000265baac48",
+    ),
+    Vector(
+        name="repair",
+        section="5.14",
+        packet=Repair(
+            object_id=0,
+            first_index=0,
+            seed=7,
+            count=2,
+            payload=bytes(a ^ b for a, b in zip(OBJECT[:64], OBJECT[64:] + bytes(28), strict=True)),
+        ),
+        session_id=SESSION_ID,
+        packet_number=5,
+        note=(
+            "Forward repair over both chunks of the announce vector's object (chunk size 64): seed 7 chooses "
+            "chunks 0 and 1 (o_0 = 0x63CBE1E459320DD7: bits 0 and 1 set), so Repair Data is chunk 0 XOR chunk 1 "
+            "extended with 28 zero bytes."
+        ),
+        hex=(
+            "534e02170123456789abcdef00000005004e000000000000000000000007000240404040404040404040404040404040"
+            "40404040404040404040404040404040404040402425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+            "9e77454a"
+        ),
     ),
     Vector(
         name="ping",
@@ -298,7 +351,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=12,
         note="A keepalive: an empty payload.",
-        hex="534e01200123456789abcdef0000000c0000a6080b12",
+        hex="534e02200123456789abcdef0000000c0000b5f06be1",
     ),
     Vector(
         name="close",
@@ -307,7 +360,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=13,
         note="A clean close without a reason.",
-        hex="534e01210123456789abcdef0000000d0003000000fef85fbe",
+        hex="534e02210123456789abcdef0000000d00030000003059fc66",
     ),
     Vector(
         name="close_abort",
@@ -316,7 +369,10 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=14,
         note="An abort for a protocol violation, with a reason.",
-        hex=("534e01210123456789abcdef0000000e001b0002186368756e6b20696e646578206f7574206f662072616e67653b210f7e"),
+        hex=(
+            "534e02210123456789abcdef0000000e001b0002186368756e6b20696e646578206f7574206f662072616e6765882005"
+            "3c"
+        ),
     ),
     Vector(
         name="close_server_busy",
@@ -325,7 +381,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=INITIAL_ID,
         packet_number=0,
         note="A server's stateless refusal of an INITIAL (section 7.3): it echoes the initial id.",
-        hex="534e01211122334455667788000000000014000911746f6f206d616e792073657373696f6e73bae567a2",
+        hex="534e02211122334455667788000000000014000911746f6f206d616e792073657373696f6e73eeb0ab66",
     ),
 )
 
@@ -462,6 +518,14 @@ def _payload_fields(packet: Packet) -> list[_Field]:
         ]
     if isinstance(packet, Ping):
         return []
+    if isinstance(packet, Repair):
+        return [
+            (f"object_id = {packet.object_id}", _u(packet.object_id, 4)),
+            (f"first_index = {packet.first_index}", _u(packet.first_index, 4)),
+            (f"seed = {packet.seed}", _u(packet.seed, 4)),
+            (f"count = {packet.count}", _u(packet.count, 2)),
+            (f"repair data ({len(packet.payload)} bytes)", packet.payload),
+        ]
     if isinstance(packet, Cancel):
         reason = packet.reason.encode("utf-8")
         origin = "recipient's object: a refusal" if packet.origin == 0 else "sender's object: abandoned"
@@ -497,6 +561,7 @@ _TYPE_OF: dict[type, PacketType] = {
     Probe: PacketType.PROBE,
     Ping: PacketType.PING,
     Close: PacketType.CLOSE,
+    Repair: PacketType.REPAIR,
 }
 
 

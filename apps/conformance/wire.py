@@ -11,7 +11,7 @@ from dataclasses import fields, is_dataclass
 
 from protocol import codec
 from protocol.codec import Announce, Data, Decoded, Nack, Packet
-from protocol.constants import CRC_LEN, HEADER_LEN, MIN_INITIAL_DATAGRAM, ErrorCode, PacketType
+from protocol.constants import CRC_LEN, HEADER_LEN, MIN_INITIAL_DATAGRAM, VERSION, ErrorCode, PacketType
 
 HEADER = struct.Struct(">2sBBQIH")
 OFFSET_VERSION = 2
@@ -31,7 +31,7 @@ def raw(
     pn: int,
     payload: bytes = b"",
     *,
-    version: int = 1,
+    version: int = VERSION,
     magic: bytes = b"SN",
     length: int | None = None,
 ) -> bytes:
@@ -76,7 +76,7 @@ def initial(
     params: bytes = b"",
     size: int = MIN_INITIAL_DATAGRAM,
     pad: int = 0,
-    version: int = 1,
+    version: int = VERSION,
 ) -> bytes:
     """An INITIAL of exactly ``size`` bytes (if it fits), padded with ``pad`` bytes."""
     body = bytes([len(token)]) + token + struct.pack(">H", len(params)) + params

@@ -53,6 +53,7 @@ def image_figures(result: ImageResult) -> dict[str, Any]:
         "chunks_sent": sent,
         "chunks_lost": lost,
         "retransmitted": _int(stats, "retransmitted"),
+        "repairs": _int(stats, "repairs_sent"),  # forward repair (snip only; spec 9.6)
         # Share of the transmitted chunks the network lost (what the link did) ...
         "loss_pct": _pct(lost, sent),
         # ... and share of the image's chunks that got through in the end (what the user got).
@@ -92,6 +93,7 @@ def total_figures(report: SendReport) -> dict[str, Any]:
         "chunks_sent": sent,
         "chunks_lost": lost,
         "retransmitted": _sum(rows, "retransmitted"),
+        "repairs": _sum(rows, "repairs"),
         "loss_pct": _pct(lost, sent),
         "success_pct": _pct(delivered_chunks or 0, chunks) if chunks else None,
         "goodput_mbps": delivered_bytes * 8 / report.elapsed_s / 1e6 if report.elapsed_s > 0 else None,

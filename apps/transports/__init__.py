@@ -14,7 +14,7 @@ dependencies) still offers the others and says clearly what is missing.
 
 Stats keys the apps display when a transport provides them (``SendOutcome.stats`` and
 ``ReceivedImage.stats``): ``chunks``, ``chunks_sent``, ``chunks_received``, ``chunks_lost``,
-``recovered``, ``duplicates``, ``retransmitted``, ``rtt_ms``, ``bytes_sent``; ``expired: True`` marks
+``recovered``, ``duplicates``, ``retransmitted``, ``repairs_sent``, ``rtt_ms``, ``bytes_sent``; ``expired: True`` marks
 an image dropped because its live-mode deadline passed.
 """
 

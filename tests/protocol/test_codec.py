@@ -43,6 +43,7 @@ from protocol.constants import (
     DEFAULT_CHUNK_SIZE,
     HEADER_LEN,
     MIN_INITIAL_DATAGRAM,
+    VERSION,
     ErrorCode,
     PacketType,
     ParamId,
@@ -55,7 +56,7 @@ SPEC = (Path(__file__).resolve().parents[2] / "protocol" / "spec.md").read_text(
 DIGEST = hashlib.sha256(b"x").digest()
 
 
-def raw(ptype: int, payload: bytes, *, sid: int = SID, pn: int = 7, version: int = 1) -> bytes:
+def raw(ptype: int, payload: bytes, *, sid: int = SID, pn: int = 7, version: int = VERSION) -> bytes:
     """A datagram with any payload, correctly framed and checksummed (spec 4.1)."""
     body = struct.pack(">2sBBQIH", b"SN", version, ptype, sid, pn, len(payload)) + payload
     return body + struct.pack(">I", crc32c(body))
@@ -133,7 +134,7 @@ def test_crc_trailer_is_big_endian_over_header_and_payload() -> None:
 def test_header_layout() -> None:
     datagram = encode(Complete(0x0A0B0C0D), 0x1112131415161718, 0x21222324)
     assert datagram[:2] == b"SN"
-    assert datagram[2] == 1
+    assert datagram[2] == VERSION
     assert datagram[3] == PacketType.COMPLETE
     assert datagram[4:12] == bytes.fromhex("1112131415161718")
     assert datagram[12:16] == bytes.fromhex("21222324")
@@ -175,7 +176,7 @@ def test_checksum_mismatch() -> None:
 # Type and version (spec 3, 4.2 steps 4-5)
 
 
-@pytest.mark.parametrize("ptype", [0x00, 0x05, 0x0F, 0x17, 0x1F, 0x22, 0x80, 0xFF])
+@pytest.mark.parametrize("ptype", [0x00, 0x05, 0x0F, 0x18, 0x1F, 0x22, 0x80, 0xFF])
 def test_unknown_type(ptype: int) -> None:
     assert reason_of(raw(ptype, b"")) == "unknown_type"
 
@@ -184,8 +185,8 @@ def test_unknown_type_is_reported_before_unknown_version() -> None:
     assert reason_of(raw(0x99, b"", version=7)) == "unknown_type"
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
-def test_non_version_packet_needs_version_1(version: int) -> None:
+@pytest.mark.parametrize("version", [0, 1, 3, 255])
+def test_non_version_packet_needs_version_2(version: int) -> None:
     assert reason_of(raw(PacketType.PING, b"", version=version)) == "unknown_version"
 
 
@@ -214,10 +215,10 @@ def test_empty_version_list_is_malformed() -> None:
 
 def test_unknown_version_initial_is_recognisable_for_version_negotiation() -> None:
     """spec 3: the server needs type and session id of an INITIAL it cannot parse."""
-    data = raw(PacketType.INITIAL, initial_payload(b""), version=2)
+    data = raw(PacketType.INITIAL, initial_payload(b""), version=3)
     assert len(data) == MIN_INITIAL_DATAGRAM
     assert reason_of(data) == "unknown_version"
-    assert peek_header(data) == (2, PacketType.INITIAL, SID)
+    assert peek_header(data) == (3, PacketType.INITIAL, SID)
 
 
 def test_peek_header_rejects_non_snip() -> None:
@@ -279,7 +280,7 @@ def test_params_decode_in_any_order() -> None:
     assert decode_params(listed) == SessionParams(max_ack_delay_ms=25, max_datagram_size=1300)
 
 
-@pytest.mark.parametrize("pid", [0x0000, 0x0007, 0x1234, 0xFFFF])
+@pytest.mark.parametrize("pid", [0x0000, 0x0008, 0x1234, 0xFFFF])
 @pytest.mark.parametrize("value", [b"", b"\x01", bytes(9)])
 def test_unknown_params_are_skipped(pid: int, value: bytes) -> None:
     listed = tlv(pid, value) + tlv(ParamId.IDLE_TIMEOUT_MS, struct.pack(">I", 5000))

@@ -27,6 +27,7 @@ from protocol.codec import (
     Packet,
     Ping,
     Probe,
+    Repair,
     Retry,
     VersionNegotiation,
     crc32c,
@@ -34,7 +35,7 @@ from protocol.codec import (
     encode,
     normalize_missing,
 )
-from protocol.constants import PacketType
+from protocol.constants import VERSION, PacketType
 from protocol.errors import DecodeError
 from protocol.params import SessionParams
 
@@ -118,6 +119,14 @@ packets: st.SearchStrategy[Packet] = st.one_of(
     st.builds(Complete, object_id=u32),
     st.builds(Cancel, object_id=u32, origin=st.integers(0, 1), error_code=u16, reason=utf8_text(255)),
     st.builds(Probe, object_id=u32, sent_through=u32),
+    st.builds(
+        Repair,
+        object_id=u32,
+        first_index=st.integers(0, 0xFFFFFFFF - 4096),
+        seed=u32,
+        count=st.integers(1, 4096),
+        payload=st.binary(min_size=1, max_size=1400),
+    ),
     st.just(Ping()),
     st.builds(Close, error_code=u16, reason=utf8_text(255)),
 )
@@ -156,7 +165,7 @@ def test_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
     payload=st.binary(max_size=1400),
     session_id=u64,
     pn=u32,
-    version=st.sampled_from([0, 1, 1, 1, 2]),
+    version=st.sampled_from([0, 1, VERSION, VERSION, VERSION, 3]),
 )
 def test_well_framed_garbage_decodes_or_raises_decode_error(ptype: int, payload: bytes, session_id: int, pn: int, version: int) -> None:
     """Valid framing and CRC32C, arbitrary payload: the payload parsers are reached and must hold."""
@@ -193,7 +202,7 @@ def test_mutated_packets_decode_or_raise_decode_error(packet: Packet, session_id
 @given(packet=packets, session_id=session_ids, pn=u32)
 def test_every_packet_round_trips(packet: Packet, session_id: int, pn: int) -> None:
     datagram = encode(packet, session_id, pn)
-    version = 0 if isinstance(packet, VersionNegotiation) else 1
+    version = 0 if isinstance(packet, VersionNegotiation) else VERSION
     assert decode(datagram) == Decoded(version, session_id, pn, packet)
     assert len(datagram) == 18 + int.from_bytes(datagram[16:18], "big") + 4
 

@@ -132,7 +132,7 @@ def test_unknown_version_initial_gets_version_negotiation() -> None:
     [(reply, addr)] = ep.datagrams_to_send(0.0)
     decoded = codec.decode(reply)
     assert addr == CLIENT and decoded.session_id == 55
-    assert decoded.packet == codec.VersionNegotiation((1,))
+    assert decoded.packet == codec.VersionNegotiation((codec.VERSION,))
     assert len(reply) <= len(raw)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from protocol.codec import VersionNegotiation
-from protocol.constants import PacketType
+from protocol.constants import VERSION, PacketType
 
 from .. import wire
 from ..context import Context
@@ -12,7 +12,7 @@ from ..peer import Rx
 from ..registry import case
 from .common import dropped, sample_traffic, session_starts, still_handshaking
 
-UNKNOWN_VERSION = 2
+UNKNOWN_VERSION = 3
 
 
 def _negotiate(ctx: Context, size: int = 1200) -> tuple[bytes, Rx]:
@@ -24,7 +24,7 @@ def _negotiate(ctx: Context, size: int = 1200) -> tuple[bytes, Rx]:
     if rx is None:
         ctx.unsupported("the target answers an INITIAL of an unknown version with silence, which R3-3 allows")
     if not isinstance(rx.packet, VersionNegotiation):
-        raise CaseFailed("VERSION (or silence) in answer to an INITIAL of version 2", str(rx))
+        raise CaseFailed("VERSION (or silence) in answer to an INITIAL of version 3", str(rx))
     return datagram, rx
 
 
@@ -37,18 +37,18 @@ def _negotiate(ctx: Context, size: int = 1200) -> tuple[bytes, Rx]:
     level="SHOULD",
 )
 def version_negotiation(ctx: Context) -> None:
-    """Send a 1200-byte INITIAL of version 2: a VERSION packet comes back."""
+    """Send a 1200-byte INITIAL of version 3: a VERSION packet comes back."""
     _negotiate(ctx)
 
 
-@case("R3-4", "lists every version the server supports", slug="version-lists-1")
+@case("R3-4", "lists every version the server supports", slug="version-lists-2")
 def version_lists_versions(ctx: Context) -> None:
-    """The VERSION answer lists version 1 (spoken by the target) and not version 2 (which it refused)."""
+    """The VERSION answer lists version 2 (spoken by the target) and not version 3 (which it refused)."""
     _, rx = _negotiate(ctx)
     assert isinstance(rx.packet, VersionNegotiation)
     versions = rx.packet.versions
-    if 1 not in versions or UNKNOWN_VERSION in versions:
-        raise CaseFailed("a version list holding 1 and not 2", f"versions {list(versions)}")
+    if VERSION not in versions or UNKNOWN_VERSION in versions:
+        raise CaseFailed(f"a version list holding {VERSION} and not {UNKNOWN_VERSION}", f"versions {list(versions)}")
 
 
 @case("R3-5", "carries in its Session ID field the Session ID field of the datagram it answers", slug="version-echoes-id")
@@ -92,26 +92,26 @@ _R3_9 = (
 
 @case("R3-9", _R3_9, slug="short-unknown-version")
 def short_unknown_version(ctx: Context) -> None:
-    """A 1199-byte INITIAL of version 2 draws nothing."""
+    """A 1199-byte INITIAL of version 3 draws nothing."""
     _no_version_answer(ctx, wire.initial(ctx.new_id(), 0, size=1199, version=UNKNOWN_VERSION), "an INITIAL under 1200 bytes")
 
 
 @case("R3-9", _R3_9, slug="unknown-version-not-initial")
 def unknown_version_not_initial(ctx: Context) -> None:
-    """A 1200-byte PING-typed datagram of version 2 draws nothing."""
+    """A 1200-byte PING-typed datagram of version 3 draws nothing."""
     datagram = wire.raw(PacketType.PING, ctx.new_id(), 0, bytes(1178), version=UNKNOWN_VERSION)
     _no_version_answer(ctx, datagram, "a datagram of an unknown version that is not an INITIAL")
 
 
 @case("R3-9", _R3_9, slug="unknown-version-session-id-0")
 def unknown_version_zero_id(ctx: Context) -> None:
-    """A 1200-byte INITIAL of version 2 with Session ID 0 draws nothing."""
+    """A 1200-byte INITIAL of version 3 with Session ID 0 draws nothing."""
     _no_version_answer(ctx, wire.initial(0, 0, version=UNKNOWN_VERSION), "an INITIAL with Session ID 0")
 
 
 @case("R3-9", _R3_9, slug="unknown-version-bad-crc")
 def unknown_version_bad_crc(ctx: Context) -> None:
-    """A 1200-byte INITIAL of version 2 with a wrong CRC32C draws nothing."""
+    """A 1200-byte INITIAL of version 3 with a wrong CRC32C draws nothing."""
     datagram = wire.break_crc(wire.initial(ctx.new_id(), 0, version=UNKNOWN_VERSION))
     _no_version_answer(ctx, datagram, "an INITIAL whose CRC32C fails")
 
@@ -126,15 +126,15 @@ def version_never_answered(ctx: Context) -> None:
 
 @case(
     "R3-2",
-    "An endpoint implementing only this document MUST set the Version field to 1 in every datagram it sends except "
+    "An endpoint implementing only this document MUST set the Version field to 2 in every datagram it sends except "
     "VERSION, and to 0 in VERSION",
-    slug="version-field-1",
+    slug="version-field-2",
 )
-def version_field_is_1(ctx: Context) -> None:
-    """Every datagram of a session with a transfer carries Version 1 (VERSION answers: 0)."""
+def version_field_is_2(ctx: Context) -> None:
+    """Every datagram of a session with a transfer carries Version 2 (VERSION answers: 0)."""
     for rx in sample_traffic(ctx):
         version = rx.data[2] if len(rx.data) > 2 else None
-        want = 0 if len(rx.data) > 3 and rx.data[3] == PacketType.VERSION else 1
+        want = 0 if len(rx.data) > 3 and rx.data[3] == PacketType.VERSION else VERSION
         if version != want:
             raise CaseFailed(f"Version field {want}", f"{version} in {rx}")
 

@@ -181,14 +181,14 @@ def unknown_types(ctx: Context) -> None:
 
 @case(
     "R4.2-5",
-    "A receiver MUST drop a datagram of type other than VERSION whose Version field is not 1, and a VERSION packet "
+    "A receiver MUST drop a datagram of type other than VERSION whose Version field is not 2, and a VERSION packet "
     "whose Version field is not 0.",
     slug="wrong-version-field",
 )
 def wrong_version(ctx: Context) -> None:
-    """PINGs of version 0, 2 and 255 draw nothing; the session still works."""
+    """PINGs of version 0, 1 (SNIP/1), 3 and 255 draw nothing; the session still works."""
     s = ctx.session()
-    for version in (0, 2, 255):
+    for version in (0, 1, 3, 255):
         dropped(s, wire.raw(PacketType.PING, s.session_id, s.take_pn(), version=version), f"a PING of version {version}")
 
 

@@ -1,0 +1,176 @@
+"""Forward repair (spec 5.14, 9.6): the coefficient stream, the decoder, and whole transfers.
+
+The transfers run in netsim's virtual time with the real endpoints; REPAIRs travel as real
+datagrams through the same lossy link as everything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from protocol import codec
+from protocol.config import SessionConfig
+from protocol.connection import Connection
+from protocol.events import ObjectReceived
+from protocol.receiving import IncomingObject
+from protocol.repair import RepairDecoder, chunk_value, coefficients, encode_payload, repair_value, set_bits
+
+from .harness import Pair
+
+
+def payload(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+# -- the coefficient stream (spec 5.14) ---------------------------------------------------------
+
+
+def test_seed_0_gives_splitmix64s_published_first_output() -> None:
+    # SplitMix64 from state 0: 0xE220A8397B1DCDAF is its well-known first output.
+    assert coefficients(0, 64) == 0xE220A8397B1DCDAF
+    assert set_bits(coefficients(0, 8)) == [0, 1, 2, 3, 5, 7]  # the example in spec 5.14
+
+
+def test_longer_windows_take_one_output_per_64_chunks() -> None:
+    wide = coefficients(99, 200)
+    assert wide & ((1 << 64) - 1) == coefficients(99, 64)
+    assert wide >> 200 == 0
+    assert 60 < wide.bit_count() < 140  # about half the window is chosen
+
+
+# -- the decoder ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lost_count", [1, 5, 40])
+def test_decoder_rebuilds_any_missing_chunks_from_enough_repairs(lost_count: int) -> None:
+    rng = random.Random(lost_count)
+    chunk_size, n = 64, 150
+    data = rng.randbytes(chunk_size * (n - 1) + 10)  # a short last chunk: zero padding
+    chunks = [data[i * chunk_size : (i + 1) * chunk_size] for i in range(n)]
+    values = [chunk_value(c) for c in chunks]
+    lost = set(rng.sample(range(n), lost_count))
+    missing = sum(1 << i for i in lost)
+    decoder = RepairDecoder(chunk_size)
+    solved = None
+    seed = 0
+    while solved is None:
+        seed += 1
+        assert seed < lost_count + 30, "a dense random code needs only a few spare equations"
+        value = repair_value(0, seed, n, lambda i: values[i])
+        decoder.add(0, seed, n, encode_payload(value, chunk_size), missing, lambda i: values[i])
+        if decoder.deficit(missing) <= 0:
+            solved = decoder.solve(missing, lambda i: values[i])
+    assert set(solved) == lost
+    for index in lost:
+        assert solved[index][: len(chunks[index])] == chunks[index]
+        assert not any(solved[index][len(chunks[index]) :])
+
+
+def test_a_repair_over_chunks_all_present_is_discarded() -> None:
+    decoder = RepairDecoder(16)
+    values = [chunk_value(bytes([i]) * 16) for i in range(8)]
+    assert not decoder.add(0, 5, 8, encode_payload(1234, 16), 0, lambda i: values[i])
+    assert decoder.rows == [] and decoder.discarded == 1
+
+
+def _incoming(size: int, chunk_size: int = 64) -> tuple[IncomingObject, bytes]:
+    data = payload(size, 3)
+    announce = codec.Announce(
+        object_id=0,
+        total_length=size,
+        chunk_size=chunk_size,
+        chunk_count=-(-size // chunk_size),
+        digest=hashlib.sha256(data).digest(),
+    )
+    return IncomingObject(announce, 0.0), data
+
+
+def test_incoming_object_keeps_no_more_repairs_than_it_can_use() -> None:
+    obj, _ = _incoming(64 * 20)
+    obj.add_chunk(0, bytes(64), 1, 0.0, 0.0)  # 19 missing
+    for seed in range(1, 200):
+        obj.add_repair(0, seed, 20, bytes(64))
+    assert obj.decoder is not None
+    assert len(obj.decoder.rows) <= 19 + 9
+    assert obj.repairs_received == 199
+
+
+def test_rebuilt_chunk_with_nonzero_padding_is_refused_and_repair_stops() -> None:
+    obj, _ = _incoming(64 * 2 + 10)  # last chunk: 10 bytes, 54 bytes of padding in a REPAIR
+    assert not obj.store_recovered(2, bytes(10) + b"\x01" + bytes(53), 0.0)
+    assert obj.repair_disabled and obj.decoder is None
+    assert not obj.received[2]
+    assert obj.add_repair(0, 1, 3, bytes(64)) is None  # ignored from now on
+
+
+# -- whole transfers -----------------------------------------------------------------------------
+
+
+def _deliver(link: str, data: bytes, seed: int, config: SessionConfig | None = None) -> tuple[Pair, float]:
+    pair = Pair(link, seed=seed, client_config=config, server_config=config)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    start = pair.sim.now
+    oid = pair.send(data, name="img")
+    pair.run_until(lambda: pair.finished([oid]))
+    [event] = pair.server_log.of(ObjectReceived)
+    assert event.data == data
+    return pair, next(t for t, e in pair.server_log.events if isinstance(e, ObjectReceived)) - start
+
+
+def test_forward_repair_spares_the_round_trip_at_a_long_rtt() -> None:
+    """300 ms RTT, 5% loss: with REPAIRs the image arrives about when its last chunk does; by NACK
+    alone every loss costs at least one more round trip."""
+    data = payload(256 << 10, 7)
+    link = "rate=50mbit queue=250kb rtt=300ms loss=5%"
+    with_repair = []
+    without = []
+    for seed in (1, 2, 3):
+        pair, took = _deliver(link, data, seed)
+        with_repair.append(took)
+        assert pair.conn.stats()["repairs_sent"] > 0
+        assert pair.server.sessions and next(iter(pair.server.sessions.values())).counters["chunks_repaired"] > 0
+        pair, took = _deliver(link, data, seed, SessionConfig(repair=False))
+        without.append(took)
+        assert pair.conn.stats()["repairs_sent"] == 0
+    assert max(with_repair) < min(without)
+    assert sorted(with_repair)[1] < 0.6  # one-way 150 ms + transmission, not + 300 ms repair rounds
+
+
+def test_no_repair_for_a_peer_that_does_not_decode() -> None:
+    """R9.6-1: the server advertises repair_decoder = 0, so the client sends no REPAIR."""
+    data = payload(100_000, 8)
+    pair = Pair("loss=10% rtt=40ms", seed=4, server_config=SessionConfig(repair=False))
+    oid = pair.send(data)
+    pair.run_until(lambda: pair.finished([oid]))
+    assert pair.conn.peer_params.repair_decoder == 0
+    assert pair.conn.stats()["repairs_sent"] == 0
+    [event] = pair.server_log.of(ObjectReceived)
+    assert event.data == data
+
+
+class _LyingSender(Connection):
+    """Sends REPAIRs whose Repair Data is garbage: a faulty peer, or an attacker inside a session."""
+
+    def _emit(self, packet: codec.Packet, now: float, session_id: int | None = None) -> bytes:
+        if isinstance(packet, codec.Repair):
+            packet = codec.Repair(packet.object_id, packet.first_index, packet.seed, packet.count, payload(len(packet.payload), 1))
+        return super()._emit(packet, now, session_id)
+
+
+def test_wrong_repairs_cost_a_retry_never_a_failed_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    """R9.6-4: chunks rebuilt from bad REPAIRs fail the digest; only they are fetched again."""
+    from protocol import endpoint
+
+    monkeypatch.setattr(endpoint, "Connection", _LyingSender)
+    data = payload(200_000, 9)
+    pair = Pair("loss=10% rtt=40ms", seed=6)
+    oid = pair.send(data)
+    pair.run_until(lambda: pair.finished([oid]))
+    [event] = pair.server_log.of(ObjectReceived)
+    assert event.data == data
+    server = next(iter(pair.server.sessions.values()))
+    assert server.counters["repair_mismatches"] >= 1
+    assert server.counters["digest_failures"] == 0

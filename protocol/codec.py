@@ -1,4 +1,4 @@
-"""SNIP/1 codec: datagrams to packets and back (spec sections 4 and 5).
+"""SNIP/2 codec: datagrams to packets and back (spec sections 4 and 5).
 
 Pure functions over bytes; no connection state. ``decode`` either returns a ``Decoded`` or raises
 ``DecodeError`` — never anything else, whatever the input (the fuzz tests hold it to that).

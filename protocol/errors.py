@@ -14,7 +14,7 @@ class SnipError(Exception):
 
 
 class DecodeError(SnipError):
-    """A datagram that is not a valid SNIP/1 packet. ``reason`` names the cause for the counters."""
+    """A datagram that is not a valid SNIP/2 packet. ``reason`` names the cause for the counters."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)

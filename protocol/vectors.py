@@ -1,4 +1,4 @@
-"""Golden test vectors of SNIP/1 (spec Appendix A).
+"""Golden test vectors of SNIP/2 (spec Appendix A).
 
 One table, ``VECTORS``, drives the encoder tests, the decoder tests and the spec's Appendix A. Each
 vector names the spec section that defines its packet and holds the datagram as hex. The hex was

@@ -1,4 +1,4 @@
-"""Black-box conformance and fuzz runners for SNIP/1 (``snip conformance``, ``snip fuzz``).
+"""Black-box conformance and fuzz runners for SNIP/2 (``snip conformance``, ``snip fuzz``).
 
 The tester speaks SNIP on the wire, knowing nothing of the implementation under test: it crafts
 datagrams with the project's codec (and wrong ones by hand), sends them through a ``Target`` and

@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "conformance",
         help="test a live SNIP endpoint against the spec, one case per requirement",
-        description="Black-box conformance test of a SNIP/1 implementation over the network: one case per "
+        description="Black-box conformance test of a SNIP/2 implementation over the network: one case per "
         "testable MUST/SHOULD of protocol/spec.md.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -162,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
     )
     text = None if args.json else TextReport(sys.stdout, verbose=args.verbose)
     if text is not None:
-        text.header(f"SNIP/1 conformance: {description}, {len(cases)} cases")
+        text.header(f"SNIP/2 conformance: {description}, {len(cases)} cases")
         if lossy:
             text.header(
                 f"note: the link loses datagrams; a case that waits in vain runs up to {attempts} times, but one "

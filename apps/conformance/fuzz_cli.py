@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "fuzz",
         help="send malformed and adversarial datagrams to a SNIP receiver, with a transfer alongside",
-        description="Fuzz a SNIP/1 receiver over the network (or in-process) and minimise what breaks it.",
+        description="Fuzz a SNIP/2 receiver over the network (or in-process) and minimise what breaks it.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,7 +6,7 @@ import struct
 from collections.abc import Callable
 
 from protocol import codec
-from protocol.codec import Complete, Initial
+from protocol.codec import Complete, Initial, Repair
 from protocol.constants import ErrorCode, PacketType
 
 from .. import wire
@@ -477,3 +477,37 @@ def malformed_version(ctx: Context) -> None:
     peer.send_raw(wire.raw(PacketType.VERSION, peer.initial_id, 0, b"", version=0))
     still_handshaking(peer, "the VERSION packets were malformed")
     session_starts(peer, "a valid ACCEPT after them")
+
+
+# ================================================================================================
+# 5.14 REPAIR
+
+
+@case(
+    "R5.14-2",
+    "A REPAIR whose window runs past the object's Chunk Count, or whose Repair Data is not Chunk Size bytes long, is "
+    "a protocol violation (PROTOCOL_VIOLATION)",
+    slug="repair-window-past-count",
+)
+def repair_window_past_count(ctx: Context) -> None:
+    """A REPAIR over chunks 2 and 3 of a 3-chunk object: CLOSE PROTOCOL_VIOLATION."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    s.announce(obj)
+    s.send(Repair(obj.object_id, 2, 1, 2, bytes(obj.chunk_size)))
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "a REPAIR window (chunks 2..3) past a 3-chunk object")
+
+
+@case(
+    "R5.14-2",
+    "A REPAIR whose window runs past the object's Chunk Count, or whose Repair Data is not Chunk Size bytes long, is "
+    "a protocol violation (PROTOCOL_VIOLATION)",
+    slug="repair-data-wrong-length",
+)
+def repair_data_wrong_length(ctx: Context) -> None:
+    """Repair Data one byte shorter than the chunk size: CLOSE PROTOCOL_VIOLATION."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    s.announce(obj)
+    s.send(Repair(obj.object_id, 0, 1, 3, bytes(obj.chunk_size - 1)))
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "Repair Data one byte shorter than the chunk size")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from protocol import codec
-from protocol.codec import Ack, Announce, Complete, Data, Nack, Ping, Probe
+from protocol import codec, repair
+from protocol.codec import Ack, Announce, Complete, Data, Nack, Ping, Probe, Repair
 from protocol.constants import ErrorCode
 
 from ..client import Client, TestObject
 from ..context import Context
-from ..model import CaseFailed
+from ..model import CaseFailed, Unsupported
 from ..peer import Rx
 from ..receiving_model import listed
 from ..registry import case
@@ -596,3 +596,31 @@ def sender_acks_ping(ctx: Context) -> None:
     rx = peer.expect_session("an ACK of the PING", lambda p: isinstance(p, Ack) and p.largest_pn >= pn)
     if rx.at - sent > ctx.target.slack + 0.002:
         raise CaseFailed("the ACK at once", f"after {(rx.at - sent) * 1000:.1f} ms")
+
+
+# ================================================================================================
+# 9.6 Forward repair
+
+
+@case(
+    "R9.6-2",
+    "A receiver that advertised repair_decoder = 1 SHOULD use REPAIRs to rebuild missing chunks when the equations "
+    "they give, together with the chunks it holds, determine them.",
+    level="SHOULD",
+    slug="repair-rebuilds-chunk",
+)
+def repair_rebuilds_chunk(ctx: Context) -> None:
+    """Chunks 0 and 2 of 3, then a REPAIR that is chunk 1 (a window of one): COMPLETE without chunk 1."""
+    s = ctx.session()
+    if s.target_params.repair_decoder != 1:
+        raise Unsupported("the target advertises repair_decoder = 0")
+    obj = small_object(ctx, 3)
+    s.announce(obj)
+    s.send(Data(obj.object_id, 0, obj.chunk(0)))
+    s.send(Data(obj.object_id, 2, obj.chunk(2)))
+    seed = next(seed for seed in range(1, 64) if repair.coefficients(seed, 1))
+    s.send(Repair(obj.object_id, 1, seed, 1, obj.chunk(1)))
+    s.expect(
+        lambda d: isinstance(d.packet, Complete) and d.packet.object_id == obj.object_id,
+        "COMPLETE: chunk 1 is the REPAIR's Repair Data",
+    )

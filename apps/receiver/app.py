@@ -71,6 +71,7 @@ class Totals:
     chunks_received: int = 0
     chunks_lost: int = 0
     recovered: int = 0
+    chunks_repaired: int = 0  # rebuilt from REPAIRs (snip's forward repair)
     duplicates: int = 0
     peers: set[str] = field(default_factory=set)
 
@@ -199,7 +200,7 @@ class ReceiverApp:
         t.images += 1
         t.bytes += size
         t.peers.add(image.peer.rsplit(":", 1)[0])
-        for key in ("chunks", "chunks_received", "chunks_lost", "recovered", "duplicates"):
+        for key in ("chunks", "chunks_received", "chunks_lost", "recovered", "chunks_repaired", "duplicates"):
             value = _stat(image.stats, key)
             if value is not None:
                 setattr(t, key, getattr(t, key) + value)
@@ -211,9 +212,11 @@ class ReceiverApp:
         chunks, received = _stat(stats, "chunks"), _stat(stats, "chunks_received")
         lost, recovered = _stat(stats, "chunks_lost"), _stat(stats, "recovered")
         if chunks is not None:
+            repaired = _stat(stats, "chunks_repaired")
             pieces.append(
                 f"{chunks} chunks, {opt(received)} received, {opt(lost)} lost, {opt(recovered)} recovered, "
-                f"loss {opt(_loss_pct(lost, received), '.1f')}%, success 100.0%"
+                + (f"{repaired} rebuilt from REPAIRs, " if repaired else "")
+                + f"loss {opt(_loss_pct(lost, received), '.1f')}%, success 100.0%"
             )
         elapsed = stats.get("elapsed_s")
         if isinstance(elapsed, int | float):
@@ -233,7 +236,7 @@ class ReceiverApp:
         if t.chunks:
             loss = _loss_pct(t.chunks_lost, t.chunks_received)
             line += (f"; chunks: {t.chunks_received} received, {t.chunks_lost} lost, {t.recovered} recovered, "
-                     f"{t.duplicates} duplicates, loss {opt(loss, '.1f')}%")
+                     f"{t.chunks_repaired} rebuilt from REPAIRs, {t.duplicates} duplicates, loss {opt(loss, '.1f')}%")
         return line
 
 

@@ -485,13 +485,8 @@ class Connection:
         oid = packet.object_id
         obj = self.incoming.get(oid)
         if obj is None:
-            if self._in_finished(oid):
-                self.counters["duplicates"] += 1
-                self._repeat_final_word_in(oid, now)
-                return
-            if oid >= self._in_id_limit:
-                raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"data for object {oid} beyond the id limit")
-            self._hold_unannounced(packet, pn, now)
+            if self._unannounced_id(oid, "data", now):
+                self._hold_unannounced(packet, pn, now)
             return
         self._store_chunk(obj, packet.chunk_index, packet.chunk, pn, now)
         if obj.decoder is not None and obj.covers(packet.chunk_index):
@@ -499,17 +494,23 @@ class Connection:
         if obj.complete and oid in self.incoming:
             self._complete_incoming(obj, now)
 
+    def _unannounced_id(self, oid: int, what: str, now: float) -> bool:
+        """DATA or REPAIR for an object we are not receiving: answered with its final word if we
+        finished it, a violation past the id limit; True when it may still be announced."""
+        if self._in_finished(oid):
+            self.counters["duplicates"] += 1
+            self._repeat_final_word_in(oid, now)
+            return False
+        if oid >= self._in_id_limit:
+            raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"{what} for object {oid} beyond the id limit")
+        return True
+
     def _on_repair(self, packet: Repair, now: float) -> None:
         oid = packet.object_id
         self.counters["repairs_received"] += 1
         obj = self.incoming.get(oid)
         if obj is None:
-            if self._in_finished(oid):
-                self.counters["duplicates"] += 1
-                self._repeat_final_word_in(oid, now)
-            elif oid >= self._in_id_limit:
-                raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"REPAIR for object {oid} beyond the id limit")
-            else:
+            if self._unannounced_id(oid, "REPAIR", now):
                 self.counters["ignored_packets"] += 1  # not announced yet: a REPAIR is not worth buffering
             return
         if packet.first_index + packet.count > obj.chunk_count:
@@ -567,12 +568,12 @@ class Connection:
             self._control.append(Nack(oid, (), announce_missing=True, largest_pn=max(self._largest_pn, 0)))
 
     def _complete_incoming(self, obj: IncomingObject, now: float) -> None:
-        if not obj.verify() and obj.repaired:
-            # A wrong REPAIR, not the sender's data, may be to blame: fetch the rebuilt chunks again.
-            self.counters["repair_mismatches"] += 1
-            obj.undo_repairs(now)
-            return
         if not obj.verify():
+            if obj.repaired:
+                # A wrong REPAIR, not the sender's data, may be to blame: fetch the rebuilt chunks again.
+                self.counters["repair_mismatches"] += 1
+                obj.undo_repairs(now)
+                return
             self.counters["digest_failures"] += 1
             # An empty object cannot be re-requested: its digest is simply wrong (spec R10.2-3).
             if obj.chunk_count == 0 or obj.digest_failures + 1 >= self.config.max_digest_failures:

@@ -150,11 +150,9 @@ class SentLog:
         rate = (delivered - sent.delivered) / interval if interval > 0 else 0.0
         train_rate = 0.0
         train = next((t for t in self._trains if t[0] <= largest_pn <= t[1]), None)
-        if train is None:
-            pass
-        elif train[2] is None:
+        if train is not None and train[2] is None:
             train[2] = (now, delivered, sent.time)
-        else:
+        elif train is not None:
             ref_time, ref_delivered, ref_sent = train[2]
             train_bytes = delivered - ref_delivered
             train_time = now - ref_time

@@ -60,13 +60,8 @@ class IncomingObject:
         if self.received[index]:
             self.duplicates += 1
             return None
-        start = index * self.chunk_size
-        self.buffer[start : start + len(chunk)] = chunk
-        self.received[index] = 1
-        self.received_count += 1
-        self.missing_mask ^= 1 << index
+        self._keep(index, chunk, now)
         self.chunks_received += 1
-        self.last_progress = now
         late = 0.0
         if index in self.last_nacked:
             del self.last_nacked[index]
@@ -82,6 +77,14 @@ class IncomingObject:
         if index >= self.high:
             self.high = index + 1
         return late
+
+    def _keep(self, index: int, chunk: bytes, now: float) -> None:
+        start = index * self.chunk_size
+        self.buffer[start : start + len(chunk)] = chunk
+        self.received[index] = 1
+        self.received_count += 1
+        self.missing_mask ^= 1 << index
+        self.last_progress = now
 
     # -- forward repair --------------------------------------------------------------------------
     def known_value(self, index: int) -> int:
@@ -119,13 +122,8 @@ class IncomingObject:
         if any(chunk[length:]):
             self._disable_repair()
             return False
-        start = index * self.chunk_size
-        self.buffer[start : start + length] = chunk[:length]
-        self.received[index] = 1
-        self.received_count += 1
-        self.missing_mask ^= 1 << index
+        self._keep(index, chunk[:length], now)
         self.repaired.add(index)
-        self.last_progress = now
         if index in self.last_nacked:
             del self.last_nacked[index]
             self.nacked_at_pn.pop(index, None)

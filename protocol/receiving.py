@@ -7,7 +7,7 @@ import heapq
 from typing import Any
 
 from .codec import Announce
-from .repair import RepairDecoder, chunk_value
+from .repair import RepairDecoder, xor_chunks
 
 
 class IncomingObject:
@@ -87,9 +87,9 @@ class IncomingObject:
         self.last_progress = now
 
     # -- forward repair --------------------------------------------------------------------------
-    def known_value(self, index: int) -> int:
-        start = index * self.chunk_size
-        return chunk_value(memoryview(self.buffer)[start : start + self.expected_len(index)])
+    def known_xor(self, mask: int) -> int:
+        """The XOR of the held chunks ``mask`` names (chunks not yet held read as zeros)."""
+        return xor_chunks(self.buffer, self.chunk_size, mask)
 
     def add_repair(self, first: int, seed: int, count: int, payload: bytes) -> dict[int, bytes] | None:
         """Take a REPAIR over chunks [first, first + count); chunks it lets us rebuild, if any."""
@@ -100,7 +100,7 @@ class IncomingObject:
             self.decoder = RepairDecoder(self.chunk_size)
         elif len(self.decoder.rows) > self.chunk_count - self.received_count + 8:
             return None  # more equations than unknowns already: this one cannot help
-        if not self.decoder.add(first, seed, count, payload, self.missing_mask, self.known_value):
+        if not self.decoder.add(first, seed, count, payload, self.missing_mask, self.known_xor):
             return None
         return self.try_decode()
 
@@ -108,7 +108,7 @@ class IncomingObject:
         decoder = self.decoder
         if decoder is None or not decoder.rows or decoder.deficit(self.missing_mask) > 0:
             return None
-        return decoder.solve(self.missing_mask, self.known_value)
+        return decoder.solve(self.missing_mask, self.known_xor)
 
     def covers(self, index: int) -> bool:
         return self.decoder is not None and bool((self.decoder.union >> index) & 1)

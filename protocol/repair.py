@@ -3,13 +3,16 @@
 A REPAIR carries the XOR of some chunks of a window of one object; which ones is decided by a
 pseudo-random bit stream (SplitMix64) from the REPAIR's seed, so both ends derive the same set from
 four bytes. A receiver missing m chunks of a window and holding m REPAIRs over it solves for them
-by Gaussian elimination over GF(2). Payloads and coefficient sets are Python ints: XOR of two ints
-runs in C, which keeps both ends free of per-byte Python loops.
+by Gaussian elimination over GF(2). Coefficient sets and the rows being solved are Python ints (XOR
+of two ints runs in C); the XOR of many stored chunks, which every REPAIR needs at both ends, is one
+numpy gather-and-reduce over the object's bytes, about ten times faster than a loop of int XORs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import numpy as np
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -42,7 +45,30 @@ def set_bits(mask: int) -> list[int]:
     return out
 
 
-def chunk_value(chunk: bytes | memoryview) -> int:
+def positions(mask: int) -> np.ndarray:
+    """Positions of the set bits of ``mask`` as an index array, ascending."""
+    raw = mask.to_bytes((mask.bit_length() + 7) // 8, "little")
+    return np.flatnonzero(np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little"))
+
+
+def xor_chunks(data: bytes | bytearray | memoryview, chunk_size: int, mask: int) -> int:
+    """The XOR of the chunks of ``data`` whose indices are set in ``mask``, as an int; a short last
+    chunk reads as if padded with zero bytes."""
+    indices = positions(mask)
+    whole = len(data) // chunk_size
+    value = 0
+    if indices.size and indices[-1] >= whole:
+        value = chunk_value(memoryview(data)[whole * chunk_size :])
+        indices = indices[:-1]
+    if indices.size:
+        # uint64 words where the chunk size allows: fewer, wider XORs
+        dtype = np.dtype(np.uint64 if chunk_size % 8 == 0 else np.uint8)
+        rows = np.frombuffer(data, dtype=dtype, count=whole * chunk_size // dtype.itemsize).reshape(whole, -1)
+        value ^= int.from_bytes(np.bitwise_xor.reduce(rows[indices], axis=0).tobytes(), "little")
+    return value
+
+
+def chunk_value(chunk: bytes | bytearray | memoryview) -> int:
     """A chunk as an int; a short (last) chunk reads as if padded with zero bytes (spec 5.14)."""
     return int.from_bytes(chunk, "little")
 
@@ -51,12 +77,10 @@ def encode_payload(value: int, chunk_size: int) -> bytes:
     return value.to_bytes(chunk_size, "little")
 
 
-def repair_value(first: int, seed: int, count: int, chunk_at: Callable[[int], int]) -> int:
-    """The XOR of the chosen chunks of window [first, first + count), as an int."""
-    value = 0
-    for offset in set_bits(coefficients(seed, count)):
-        value ^= chunk_at(first + offset)
-    return value
+def repair_value(first: int, seed: int, count: int, xor_of: Callable[[int], int]) -> int:
+    """The XOR of the chosen chunks of window [first, first + count), as an int; ``xor_of`` gives
+    the XOR of the chunks whose absolute indices a mask names."""
+    return xor_of(coefficients(seed, count) << first)
 
 
 class RepairDecoder:
@@ -75,12 +99,11 @@ class RepairDecoder:
         self.discarded = 0  # rows that named no missing chunk
         self.dependent = 0  # rows the last attempt found to add nothing (a random code's spares)
 
-    def add(self, first: int, seed: int, count: int, payload: bytes, missing: int, known: Callable[[int], int]) -> bool:
-        """Keep a REPAIR as a row over the missing chunks. False if it names none of them."""
+    def add(self, first: int, seed: int, count: int, payload: bytes, missing: int, known_xor: Callable[[int], int]) -> bool:
+        """Keep a REPAIR as a row over the missing chunks. False if it names none of them.
+        ``known_xor`` gives the XOR of the held chunks a mask names."""
         mask = coefficients(seed, count) << first
-        value = chunk_value(payload)
-        for index in set_bits(mask & ~missing):
-            value ^= known(index)
+        value = chunk_value(payload) ^ known_xor(mask & ~missing)
         mask &= missing
         if not mask:
             self.discarded += 1
@@ -96,12 +119,13 @@ class RepairDecoder:
         """How many more equations (REPAIRs or chunks) the rows need before they can be solved."""
         return self.unknowns(missing) - (len(self.rows) - self.dependent)
 
-    def solve(self, missing: int, known: Callable[[int], int]) -> dict[int, bytes] | None:
+    def solve(self, missing: int, known_xor: Callable[[int], int]) -> dict[int, bytes] | None:
         """Every chunk the rows name, if they determine them all; None while they do not."""
         rows = []
         for mask, value in self.rows:
-            for index in set_bits(mask & ~missing):
-                value ^= known(index)
+            arrived = mask & ~missing
+            if arrived:
+                value ^= known_xor(arrived)
             mask &= missing
             if mask:
                 rows.append((mask, value))

@@ -72,7 +72,6 @@ class OutgoingObject:
         self.repairs_pending = 0
         self.repair_last_pn = -1
         self.repairs_sent = 0
-        self._values: dict[int, int] = {}
         self._announce_echoes = sorted({min(after, self.chunk_count) for after in ANNOUNCE_ECHO_AFTER} - {0})
 
     def announce(self) -> Announce:
@@ -103,22 +102,16 @@ class OutgoingObject:
 
     def repair_packet(self, seed: int) -> Repair:
         """The next REPAIR over the planned window; ``seed`` must choose at least one chunk."""
-        value = repair.repair_value(self.repair_first, seed, self.repair_count, self._value)
+        value = repair.repair_value(self.repair_first, seed, self.repair_count, self._xor_of)
         return Repair(self.object_id, self.repair_first, seed, self.repair_count, repair.encode_payload(value, self.chunk_size))
 
     def on_repair_sent(self, pn: int) -> None:
         self.repairs_pending -= 1
         self.repairs_sent += 1
         self.repair_last_pn = pn
-        if not self.repairs_pending:
-            self._values.clear()
 
-    def _value(self, index: int) -> int:
-        value = self._values.get(index)
-        if value is None:
-            start = index * self.chunk_size
-            value = self._values[index] = repair.chunk_value(self.data[start : start + self.chunk_size])
-        return value
+    def _xor_of(self, mask: int) -> int:
+        return repair.xor_chunks(self.data, self.chunk_size, mask)
 
     def covered_by_repairs(self, index: int, largest_pn: int) -> bool:
         """A NACK written before the peer could have seen this chunk's REPAIRs speaks too soon."""

@@ -16,7 +16,7 @@ from protocol.config import SessionConfig
 from protocol.connection import Connection
 from protocol.events import ObjectReceived
 from protocol.receiving import IncomingObject
-from protocol.repair import RepairDecoder, chunk_value, coefficients, encode_payload, repair_value, set_bits
+from protocol.repair import RepairDecoder, chunk_value, coefficients, encode_payload, repair_value, set_bits, xor_chunks
 
 from .harness import Pair
 
@@ -50,29 +50,48 @@ def test_decoder_rebuilds_any_missing_chunks_from_enough_repairs(lost_count: int
     chunk_size, n = 64, 150
     data = rng.randbytes(chunk_size * (n - 1) + 10)  # a short last chunk: zero padding
     chunks = [data[i * chunk_size : (i + 1) * chunk_size] for i in range(n)]
-    values = [chunk_value(c) for c in chunks]
     lost = set(rng.sample(range(n), lost_count))
     missing = sum(1 << i for i in lost)
+
+    def known_xor(mask: int) -> int:
+        assert not mask & missing, "the decoder asked for a chunk it does not hold"
+        return xor_chunks(data, chunk_size, mask)
+
     decoder = RepairDecoder(chunk_size)
     solved = None
     seed = 0
     while solved is None:
         seed += 1
         assert seed < lost_count + 30, "a dense random code needs only a few spare equations"
-        value = repair_value(0, seed, n, lambda i: values[i])
-        decoder.add(0, seed, n, encode_payload(value, chunk_size), missing, lambda i: values[i])
+        value = repair_value(0, seed, n, lambda mask: xor_chunks(data, chunk_size, mask))
+        decoder.add(0, seed, n, encode_payload(value, chunk_size), missing, known_xor)
         if decoder.deficit(missing) <= 0:
-            solved = decoder.solve(missing, lambda i: values[i])
+            solved = decoder.solve(missing, known_xor)
     assert set(solved) == lost
     for index in lost:
         assert solved[index][: len(chunks[index])] == chunks[index]
         assert not any(solved[index][len(chunks[index]) :])
 
 
+@pytest.mark.parametrize(("chunk_size", "size"), [(64, 64 * 20), (64, 64 * 19 + 5), (100, 100 * 7 + 1), (1024, 3000)])
+def test_xor_chunks_matches_chunk_by_chunk_xor(chunk_size: int, size: int) -> None:
+    # uint64 words (chunk size a multiple of 8) and bytes, with and without a short last chunk
+    rng = random.Random(size)
+    data = bytearray(rng.randbytes(size))
+    count = -(-size // chunk_size)
+    for _ in range(20):
+        mask = rng.getrandbits(count)
+        expected = 0
+        for index in set_bits(mask):
+            expected ^= chunk_value(data[index * chunk_size : (index + 1) * chunk_size])
+        assert xor_chunks(data, chunk_size, mask) == expected
+    assert xor_chunks(data, chunk_size, 0) == 0
+
+
 def test_a_repair_over_chunks_all_present_is_discarded() -> None:
     decoder = RepairDecoder(16)
-    values = [chunk_value(bytes([i]) * 16) for i in range(8)]
-    assert not decoder.add(0, 5, 8, encode_payload(1234, 16), 0, lambda i: values[i])
+    data = b"".join(bytes([i]) * 16 for i in range(8))
+    assert not decoder.add(0, 5, 8, encode_payload(1234, 16), 0, lambda mask: xor_chunks(data, 16, mask))
     assert decoder.rows == [] and decoder.discarded == 1
 
 

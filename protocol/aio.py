@@ -18,6 +18,9 @@ import contextlib
 import json
 import logging
 import socket
+import struct
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +53,10 @@ log = logging.getLogger("snip.aio")
 SOCKET_BUFFER = 4 << 20  # bytes; the kernel caps it at net.core.rmem_max / wmem_max
 READ_BATCH = 256  # datagrams read per wake-up before the endpoint is pumped
 RECV_SIZE = 65535
+# Linux's SO_TIMESTAMPNS (asm-generic value; Python does not name it): the kernel stamps each datagram
+# with its arrival time, so a loop busy sending does not shift the ACK arrival times rate samples use.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
 Addr = tuple[str, int]
 
 
@@ -123,13 +130,31 @@ class _UdpSocket:
             with contextlib.suppress(OSError):
                 # Room for a burst: a full receive buffer drops datagrams that then cost repairs.
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        self._stamped = False
+        if sys.platform == "linux":
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self._stamped = True
         self._loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        batch: list[tuple[bytes, Any]] = []
+        batch: list[tuple[bytes, Any, float | None]] = []
+        if self._stamped:
+            # kernel stamps are wall-clock time: carried over to the loop's clock
+            offset = self._loop.time() - time.time()
         for _ in range(READ_BATCH):
             try:
-                batch.append(self.sock.recvfrom(RECV_SIZE))
+                if self._stamped:
+                    data, ancillary, _flags, addr = self.sock.recvmsg(RECV_SIZE, 64)
+                    arrival = None
+                    for level, kind, value in ancillary:
+                        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                            seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                            arrival = seconds + nanoseconds * 1e-9 + offset
+                    batch.append((data, addr, arrival))
+                else:
+                    data, addr = self.sock.recvfrom(RECV_SIZE)
+                    batch.append((data, addr, None))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # ICMP errors surface here on a connected socket
@@ -191,6 +216,7 @@ class _Driver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._pump_scheduled = False
+        self._last_now = float("-inf")  # the latest time given to the endpoint
         self.closed = asyncio.Event()
         self.socket_error: Exception | None = None
         self.connected = False
@@ -199,17 +225,26 @@ class _Driver:
         self.transport = _UdpSocket(sock, self)
         return self.transport
 
-    def datagrams_received(self, batch: list[tuple[bytes, Any]]) -> None:
+    def datagrams_received(self, batch: list[tuple[bytes, Any, float | None]]) -> None:
         now = self._loop.time()
         receive = self.endpoint.receive_datagram
-        for data, addr in batch:
-            receive(data, _norm(addr), now)
+        for data, addr, arrival in batch:
+            # The kernel's arrival time where there is one, kept between the last time the endpoint
+            # was given and now, so that its clock never runs backwards.
+            at = now if arrival is None else min(max(arrival, self._last_now), now)
+            self._last_now = at
+            receive(data, _norm(addr), at)
         self.pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed.set()
         if self._timer is not None:
             self._timer.cancel()
+
+    def now(self) -> float:
+        """The loop's time, noted as the latest the endpoint was given."""
+        self._last_now = self._loop.time()
+        return self._last_now
 
     # pumping
     def schedule_pump(self) -> None:
@@ -222,7 +257,7 @@ class _Driver:
         self._pump_scheduled = False
         if self.transport is None or self.transport.is_closing():
             return
-        now = self._loop.time()
+        now = self._last_now = self._loop.time()
         timer = self.endpoint.get_timer()
         if timer is not None and timer <= now:
             self.endpoint.handle_timer(now)
@@ -296,7 +331,7 @@ class OutgoingObject:
     def cancel(self) -> None:
         conn = self._session.connection
         if self.object_id in conn.outgoing:
-            conn.cancel_object(self.object_id, asyncio.get_running_loop().time())
+            conn.cancel_object(self.object_id, self._session.driver.now())
             self._session.driver.schedule_pump()
 
     # fed by the session
@@ -340,7 +375,7 @@ class _SessionBase:
         conn = self.connection
         if not conn.is_open and conn.state.value != "client_initial":
             raise SessionError(conn.close_code or ErrorCode.INTERNAL_ERROR, conn.close_reason or "session closed")
-        now = asyncio.get_running_loop().time()
+        now = self.driver.now()
         try:
             object_id = conn.send_object(
                 data, now, name=name, content_type=content_type, want_reply=want_reply,
@@ -444,7 +479,7 @@ class ClientSession(_SessionBase):
         """Wait for objects in flight (for a clean close), close the session and the socket."""
         if code == ErrorCode.NO_ERROR and self.connection.is_open:
             await self.wait_idle()
-        now = asyncio.get_running_loop().time()
+        now = self.driver.now()
         self.connection.close(now, code, reason)
         self.driver.pump()
         if self.driver.transport is not None:
@@ -454,7 +489,7 @@ class ClientSession(_SessionBase):
     close = aclose
 
     def abort(self, reason: str = "aborted") -> None:
-        now = asyncio.get_running_loop().time()
+        now = self.driver.now()
         self.connection.close(now, ErrorCode.APPLICATION_ERROR, reason)
         self.driver.pump()
         if self.driver.transport is not None:
@@ -500,7 +535,7 @@ async def connect(
     except OSError as exc:
         raise SessionError(ErrorCode.HANDSHAKE_TIMEOUT, f"cannot open a UDP socket to {host}:{port}: {exc}") from None
     driver.connected = True
-    conn = endpoint.connect(remote, loop.time())
+    conn = endpoint.connect(remote, driver.now())
     session = ClientSession(endpoint, driver, conn, remote)
     session_holder.append(session)
     driver.pump()
@@ -619,7 +654,7 @@ class Server:
         deadline = loop.time() + grace
         while grace > 0 and loop.time() < deadline and (self.incoming_in_progress() or self._tasks):
             await asyncio.sleep(0.02)
-        now = loop.time()
+        now = self._driver.now()
         for conn in list(self.endpoint.sessions.values()):
             conn.close(now, ErrorCode.APPLICATION_ERROR, "receiver shutting down")
         self._driver.pump()

@@ -16,6 +16,7 @@ from typing import Any
 TRAIN_SPREAD = 1.25
 TRAIN_MIN_BYTES = 24 * 1000
 TRAIN_GAP = 0.010  # a pause this long in our sending starts a new train
+TRAIN_REFERENCE_ACK = 2  # the ACK of a train that its rate is measured from (the first may come late)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,7 @@ class RateSample:
     prior_delivered: int  # peer's received_bytes when the acknowledged packet was sent
     delivered: int  # peer's received_bytes now
     rtt: float | None  # latest RTT sample, if this ACK gave one
-    loss_rate: float  # smoothed fraction of our packets that did not arrive
+    loss_rate: float  # fraction of our packets that did not arrive (SentLog.loss_for_compensation)
     inflight: int
     # Arrival rate of a train the path spread out: bytes/s between two ACKs of this sending
     # period, when those bytes left us markedly faster than they arrived. 0 when there is none.
@@ -67,10 +68,11 @@ class SentLog:
         self.loss_rate = 0.0
         self._counted_sent = 0  # datagrams the loss samples covered, and how many of them were lost
         self._counted_lost = 0
-        # The last few trains: [first pn, last pn, reference] where the reference is taken from the
-        # first ACK of a packet of the train: (arrival, peer's received_bytes, send time of the
-        # packet it acknowledged). Several, because a later train may start (a probe, a reply)
-        # before the ACKs of the one before come back.
+        # The last few trains: [first pn, last pn, ACKs seen, reference] where the reference is
+        # taken from the second ACK of a packet of the train: (arrival, peer's received_bytes, send
+        # time of the packet it acknowledged). Not the first: that one may also carry the peer's
+        # work for a new object, and arrive late. Several trains, because a later one may start (a
+        # probe, a reply) before the ACKs of the one before come back.
         self._trains: deque[list[Any]] = deque(maxlen=4)
         self._last_send_time = float("-inf")
 
@@ -79,6 +81,13 @@ class SentLog:
         """A loss rate to provision repair for: the smoothed rate, but not below what the session's
         whole count supports, (lost + 1) / (sent + 2), which is cautious while samples are few."""
         return min(max(self.loss_rate, (self._counted_lost + 1) / (self._counted_sent + 2)), 0.9)
+
+    @property
+    def loss_for_compensation(self) -> float:
+        """The loss rate bandwidth samples are corrected for (spec 11.4): the smoothed rate, but not
+        above the session's whole count, so that a burst of drops from a queue we overran cannot
+        raise the estimate that overruns it again."""
+        return min(self.loss_rate, (self._counted_lost + 1) / (self._counted_sent + 2))
 
     @property
     def inflight(self) -> int:
@@ -95,7 +104,7 @@ class SentLog:
             self.delivered_time = now
             self.first_sent_time = now
         if now - self._last_send_time >= TRAIN_GAP or not self._trains:
-            self._trains.append([pn, pn, None])
+            self._trains.append([pn, pn, 0, None])
         else:
             self._trains[-1][1] = pn
         self._last_send_time = now
@@ -150,10 +159,12 @@ class SentLog:
         rate = (delivered - sent.delivered) / interval if interval > 0 else 0.0
         train_rate = 0.0
         train = next((t for t in self._trains if t[0] <= largest_pn <= t[1]), None)
-        if train is not None and train[2] is None:
-            train[2] = (now, delivered, sent.time)
+        if train is not None and train[3] is None:
+            train[2] += 1
+            if train[2] == TRAIN_REFERENCE_ACK:
+                train[3] = (now, delivered, sent.time)
         elif train is not None:
-            ref_time, ref_delivered, ref_sent = train[2]
+            ref_time, ref_delivered, ref_sent = train[3]
             train_bytes = delivered - ref_delivered
             train_time = now - ref_time
             if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * (sent.time - ref_sent):
@@ -164,7 +175,7 @@ class SentLog:
             prior_delivered=sent.delivered,
             delivered=delivered,
             rtt=rtt,
-            loss_rate=self.loss_rate,
+            loss_rate=self.loss_for_compensation,
             inflight=self.inflight,
             train_rate=train_rate,
         )

@@ -7,10 +7,12 @@ import hashlib
 import json
 import random
 import socket
+import sys
+import time
 
 import pytest
 
-from protocol.aio import ObjectFailedError, ReceivedObject, SessionConfig, SessionError, connect, serve
+from protocol.aio import ObjectFailedError, ReceivedObject, SessionConfig, SessionError, _UdpSocket, connect, serve
 from protocol.constants import ErrorCode
 
 
@@ -103,3 +105,43 @@ def test_receiver_refusal_reaches_the_sender() -> None:
             await server.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel receive timestamps are read on Linux only")
+def test_datagrams_read_late_keep_the_time_they_arrived() -> None:
+    # Rate samples need ACK arrival times, not the time a loop busy sending got round to reading
+    # them: three datagrams arrive 30 ms apart while the loop is blocked, and are read in one batch.
+    class Collector:
+        def __init__(self) -> None:
+            self.batches: list[list[tuple[bytes, object, float | None]]] = []
+            self.socket_error: Exception | None = None
+
+        def datagrams_received(self, batch: list[tuple[bytes, object, float | None]]) -> None:
+            self.batches.append(batch)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.bind(("127.0.0.1", 0))
+        collector = Collector()
+        transport = _UdpSocket(receiver, collector)  # type: ignore[arg-type]
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            before = loop.time()
+            for i in range(3):
+                sender.sendto(bytes([i]), receiver.getsockname())
+                time.sleep(0.03)  # blocks the loop: nothing is read yet
+            await asyncio.sleep(0.01)
+            read_at = loop.time()
+            arrivals = [arrival for batch in collector.batches for _, _, arrival in batch]
+            assert [data for batch in collector.batches for data, _, _ in batch] == [b"\x00", b"\x01", b"\x02"]
+            assert all(arrival is not None for arrival in arrivals)
+            stamps = [a for a in arrivals if a is not None]
+            assert before - 0.005 <= stamps[0] < stamps[1] < stamps[2] <= read_at
+            assert stamps[1] - stamps[0] > 0.02 and stamps[2] - stamps[1] > 0.02
+        finally:
+            sender.close()
+            transport._loop.remove_reader(receiver.fileno())
+            receiver.close()
+
+    asyncio.run(scenario())

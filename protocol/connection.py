@@ -1109,9 +1109,13 @@ class Connection:
         first = uncertain[0]
         count = obj.chunk_count - first
         loss = self.sent.loss_for_planning
-        expected = len(uncertain) * loss
+        chunks = len(uncertain)
+        expected = chunks * loss
+        # The spread of the chunks lost: the binomial's, plus that of a loss rate measured from a
+        # finite count, which dominates while a session has seen few datagrams.
+        variance = chunks * loss * (1 - loss) * (1 + chunks / (self.sent.loss_samples + 2))
         # REPAIRs are lost too: send enough that those arriving cover the chunks lost.
-        needed = expected + REPAIR_SIGMAS * math.sqrt(expected) + REPAIR_SPARE
+        needed = expected + REPAIR_SIGMAS * math.sqrt(variance) + REPAIR_SPARE
         repairs = min(count, math.ceil(needed / (1 - loss)))
         obj.plan_repairs(first, count, repairs)
 

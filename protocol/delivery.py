@@ -83,6 +83,11 @@ class SentLog:
         return min(max(self.loss_rate, (self._counted_lost + 1) / (self._counted_sent + 2)), 0.9)
 
     @property
+    def loss_samples(self) -> int:
+        """Datagrams the loss count covers."""
+        return self._counted_sent
+
+    @property
     def loss_for_compensation(self) -> float:
         """The loss rate bandwidth samples are corrected for (spec 11.4): the smoothed rate, but not
         above the session's whole count, so that a burst of drops from a queue we overran cannot

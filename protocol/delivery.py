@@ -68,6 +68,7 @@ class SentLog:
         self.loss_rate = 0.0
         self._counted_sent = 0  # datagrams the loss samples covered, and how many of them were lost
         self._counted_lost = 0
+        self._counted_received = 0
         # The last few trains: [first pn, last pn, ACKs seen, reference] where the reference is
         # taken from the second ACK of a packet of the train: (arrival, peer's received_bytes, send
         # time of the packet it acknowledged). Not the first: that one may also carry the peer's
@@ -149,11 +150,14 @@ class SentLog:
         sent_delta = largest_pn - self.largest_acked
         recv_delta = (received_packets - self._received_packets) & 0xFFFFFFFF
         if self.largest_acked >= 0 and sent_delta > 0:
-            sample = min(max(1.0 - recv_delta / sent_delta, 0.0), 1.0)
+            # Not clamped at 0: a packet reordered past a newer one first counts as lost, then as
+            # a surplus in a later interval, and the two must cancel or reordering reads as loss.
+            sample = max(1.0 - recv_delta / sent_delta, -1.0)
             weight = min(1.0, sent_delta / 64)
-            self.loss_rate += (sample - self.loss_rate) * weight
+            self.loss_rate = min(max(self.loss_rate + (sample - self.loss_rate) * weight, 0.0), 1.0)
             self._counted_sent += sent_delta
-            self._counted_lost += max(sent_delta - recv_delta, 0)
+            self._counted_received += recv_delta
+            self._counted_lost = min(max(self._counted_sent - self._counted_received, 0), self._counted_sent)
         self._received_packets = received_packets
         self.largest_acked = largest_pn
         self._acked_cum_bytes = sent.cum_bytes

@@ -69,3 +69,17 @@ def test_loss_compensation_is_not_raised_by_a_burst_of_drops() -> None:
     # the first ACK only starts the count: 49 intervals of 1 lost in 64, then 32 of 64
     assert sample.loss_rate == pytest.approx((49 + 32 + 1) / (50 * 64 + 2), rel=1e-6)
     assert sample.loss_rate < 0.05
+
+
+def test_reordering_does_not_read_as_loss() -> None:
+    # In every other ACK interval one packet is overtaken and arrives in the next one: that
+    # interval looks one short, the next one over. Nothing is lost, and the estimates must say so.
+    log = SentLog()
+    _send_train(log, 8 * 100, 0.0, 0.0001)
+    received = 0
+    for k in range(1, 101):
+        received += 8 if k == 1 else (7 if k % 2 else 9)
+        sample = _ack(log, 0.05 + k * 0.001, 8 * k - 1, received)
+        assert sample is not None
+    assert log.loss_rate < 0.01
+    assert log.loss_for_planning < 0.02  # (lost + 1) / (sent + 2) with nothing lost but the late one

@@ -117,7 +117,7 @@ class OutgoingObject:
         """A NACK written before the peer could have seen this chunk's REPAIRs speaks too soon."""
         if not self.repair_first <= index < self.repair_first + self.repair_count:
             return False
-        return self.repairs_pending > 0 or self.repair_last_pn >= largest_pn
+        return self.repairs_pending > 0 or largest_pn < self.repair_last_pn
 
     def chunk_len(self, index: int) -> int:
         return min(self.chunk_size, self.size - index * self.chunk_size)

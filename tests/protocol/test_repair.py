@@ -17,6 +17,7 @@ from protocol.connection import Connection
 from protocol.events import ObjectReceived
 from protocol.receiving import IncomingObject
 from protocol.repair import RepairDecoder, chunk_value, coefficients, encode_payload, repair_value, set_bits, xor_chunks
+from protocol.sending import OutgoingObject
 
 from .harness import Pair
 
@@ -213,3 +214,19 @@ def test_wrong_repairs_cost_a_retry_never_a_failed_object(monkeypatch: pytest.Mo
     server = next(iter(pair.server.sessions.values()))
     assert server.counters["repair_mismatches"] >= 1
     assert server.counters["digest_failures"] == 0
+
+
+def test_a_nack_written_after_the_last_repair_arrived_is_acted_on() -> None:
+    """R9.6-6: only a NACK whose Largest PN is below the last REPAIR's packet number speaks too soon;
+    one written by a peer that had that REPAIR already lists what the REPAIRs could not rebuild."""
+    obj = OutgoingObject(
+        0, payload(64 * 10, 1), name="x", content_type="", chunk_size=64, want_reply=False,
+        in_reply_to=None, deadline=None, created=0.0,
+    )
+    obj.plan_repairs(0, 10, 2)
+    assert obj.covered_by_repairs(3, largest_pn=500)  # REPAIRs still to be sent
+    obj.on_repair_sent(99)
+    obj.on_repair_sent(100)
+    assert obj.covered_by_repairs(3, largest_pn=99)
+    assert not obj.covered_by_repairs(3, largest_pn=100)
+    assert not obj.covered_by_repairs(3, largest_pn=101)

@@ -66,8 +66,7 @@ class SentLog:
         self.first_sent_time = 0.0
         self._received_packets = 0
         self.loss_rate = 0.0
-        self._counted_sent = 0  # datagrams the loss samples covered, and how many of them were lost
-        self._counted_lost = 0
+        self._counted_sent = 0  # datagrams the loss samples covered, and how many of them the peer counted
         self._counted_received = 0
         # The last few trains: [first pn, last pn, ACKs seen, reference] where the reference is
         # taken from the second ACK of a packet of the train: (arrival, peer's received_bytes, send
@@ -81,7 +80,17 @@ class SentLog:
     def loss_for_planning(self) -> float:
         """A loss rate to provision repair for: the smoothed rate, but not below what the session's
         whole count supports, (lost + 1) / (sent + 2), which is cautious while samples are few."""
-        return min(max(self.loss_rate, (self._counted_lost + 1) / (self._counted_sent + 2)), 0.9)
+        return min(max(self.loss_rate, self._counted_rate), 0.9)
+
+    @property
+    def _counted_lost(self) -> int:
+        # net of reordering: a late datagram counted in a later interval cancels its shortfall
+        return max(self._counted_sent - self._counted_received, 0)
+
+    @property
+    def _counted_rate(self) -> float:
+        # (lost + 1) / (sent + 2): the session's whole count, cautious while it is small
+        return (self._counted_lost + 1) / (self._counted_sent + 2)
 
     @property
     def loss_samples(self) -> int:
@@ -93,7 +102,7 @@ class SentLog:
         """The loss rate bandwidth samples are corrected for (spec 11.4): the smoothed rate, but not
         above the session's whole count, so that a burst of drops from a queue we overran cannot
         raise the estimate that overruns it again."""
-        return min(self.loss_rate, (self._counted_lost + 1) / (self._counted_sent + 2))
+        return min(self.loss_rate, self._counted_rate)
 
     @property
     def inflight(self) -> int:
@@ -157,7 +166,6 @@ class SentLog:
             self.loss_rate = min(max(self.loss_rate + (sample - self.loss_rate) * weight, 0.0), 1.0)
             self._counted_sent += sent_delta
             self._counted_received += recv_delta
-            self._counted_lost = min(max(self._counted_sent - self._counted_received, 0), self._counted_sent)
         self._received_packets = received_packets
         self.largest_acked = largest_pn
         self._acked_cum_bytes = sent.cum_bytes

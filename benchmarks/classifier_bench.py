@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from apps.classifier import registry
+from apps.classifier.animal.vision import ensure_torchvision_importable
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def sample_images(count: int, seed: int = 0) -> list[bytes]:
 def animal_weights() -> Iterator[str]:
     """Yield a note; when the real weights are absent, point TORCH_HOME at random ones meanwhile."""
     import torch
+    ensure_torchvision_importable()
     from torchvision.models import get_model
 
     from apps.classifier.animal.weights import DEFAULT_ARCH, imagenet_spec

@@ -15,6 +15,7 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from apps.classifier import registry
+from apps.classifier.animal.vision import ensure_torchvision_importable
 
 REAL_VS_ANIMATED = ("bytes", "bilateral", "colors", "combined")
 
@@ -32,6 +33,7 @@ def jpeg() -> bytes:
 @pytest.fixture(scope="module")
 def random_animal_weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     import torch
+    ensure_torchvision_importable()
     from torchvision.models import get_model
 
     from apps.classifier.animal.weights import DEFAULT_ARCH, imagenet_spec

@@ -16,6 +16,10 @@ import numpy as np
 import pytest
 
 from apps.classifier import registry
+from apps.classifier.animal.vision import ensure_torchvision_importable
+
+# Tests import torchvision directly too; beside a CPU-only torch that needs this first (see vision.py).
+ensure_torchvision_importable()
 
 
 def encode(array: np.ndarray[Any, Any], fmt: str, **options: Any) -> bytes:

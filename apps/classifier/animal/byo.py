@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.classifier.animal.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
+from apps.classifier.animal.vision import ensure_torchvision_importable
 from apps.classifier.base import ClassifierError
 
 STATE_KEYS = ("state_dict", "model_state_dict", "model")
@@ -83,6 +84,7 @@ def _preprocessor(meta: Mapping[str, Any], input_size: int | None) -> Preprocess
 
 
 def _build(arch: str | None, state: Mapping[str, Any], num_classes: int, path: Path) -> Any:
+    ensure_torchvision_importable()
     from torchvision.models import get_model, list_models
 
     if not arch:

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from apps.classifier.animal.vision import ensure_torchvision_importable
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,6 +39,7 @@ class Preprocessor:
 
     def one(self, rgb: npt.NDArray[np.uint8]) -> Any:
         import torch
+        ensure_torchvision_importable()
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as tf
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from apps.classifier.animal.vision import ensure_torchvision_importable
 from apps.classifier.base import ClassifierError
 
 DEFAULT_ARCH = "convnext_tiny"
@@ -65,6 +66,7 @@ class ImageNetSpec:
 
 def imagenet_spec(arch: str = DEFAULT_ARCH) -> ImageNetSpec:
     """What torchvision says about the default ImageNet-1k weights of ``arch``."""
+    ensure_torchvision_importable()
     from torchvision.models import get_model_weights, list_models
 
     if arch not in list_models():
@@ -119,6 +121,7 @@ def load_imagenet_state_dict(spec: ImageNetSpec, *, download: bool = True) -> di
 
 def build_imagenet_model(spec: ImageNetSpec, *, download: bool = True) -> Any:
     """The architecture with the cached weights loaded, in eval mode, on the CPU."""
+    ensure_torchvision_importable()
     from torchvision.models import get_model
 
     state = load_imagenet_state_dict(spec, download=download)

@@ -97,6 +97,10 @@ class SnipBbr:
         self._pacing_gain = STARTUP_GAIN
         self._cwnd_gain = STARTUP_GAIN
         self._bw_samples: deque[tuple[int, float]] = deque()  # (round, best sample of that round)
+        # The latest train measurement and its round: each replaces the one before, because a
+        # train measured over more of its ACKs is measured better (its first readings are short).
+        self._train_bw = 0.0
+        self._train_round = 0
         self.bw = 0.0
         self.min_rtt = initial_rtt
         self._min_rtt_stamp = 0.0
@@ -163,7 +167,7 @@ class SnipBbr:
             rate /= 1.0 - sample.loss_rate
         if rate > 0 and (not sample.app_limited or rate > self.bw):
             self._add_bw_sample(rate)
-        if self.phase is Phase.STARTUP and sample.train_rate > 0:
+        if sample.train_rate > 0:
             self._on_train(sample)
         if round_start:
             self._check_full_pipe(sample.app_limited)
@@ -175,18 +179,27 @@ class SnipBbr:
                 self._bw_samples[-1] = (self._round, rate)
         else:
             self._bw_samples.append((self._round, rate))
+        self._update_bw()
+
+    def _update_bw(self) -> None:
         while self._bw_samples and self._bw_samples[0][0] <= self._round - BW_WINDOW_ROUNDS:
             self._bw_samples.popleft()
-        self.bw = max(value for _, value in self._bw_samples)
+        best = max((value for _, value in self._bw_samples), default=0.0)
+        if self._train_round > self._round - BW_WINDOW_ROUNDS:
+            best = max(best, self._train_bw)
+        self.bw = best
 
     def _on_train(self, sample: RateSample) -> None:
         """The path spread a train we sent faster than it could carry: its arrival rate is the
-        bottleneck's, so startup has found what it was looking for and ends without overshoot."""
+        bottleneck's. In startup that is what startup looks for, and it ends without overshoot."""
         rate = sample.train_rate
         if not self._queueing and sample.loss_rate <= MAX_COMPENSATED_LOSS:
             rate /= 1.0 - sample.loss_rate
-        if rate > self.bw:
-            self._add_bw_sample(rate)
+        self._train_bw = rate
+        self._train_round = self._round
+        self._update_bw()
+        if self.phase is not Phase.STARTUP:
+            return
         self._full_bw = self.bw
         self.phase = Phase.DRAIN
         self._pacing_gain = 1 / STARTUP_GAIN

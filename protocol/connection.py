@@ -130,7 +130,6 @@ class Connection:
         self.controller.set_feedback_delay(self.peer_params.max_ack_delay_ms / 1000)
         self._control: deque[Packet] = deque()
         self._next_send_time = now
-        self._app_limited = True
         self.close_code: int | None = None
         self.close_reason = ""
         self._close_deadline: float | None = None
@@ -727,7 +726,9 @@ class Connection:
             self._rtt_sample(rtt, packet.ack_delay_us / 1e6, now)
         self._last_ack_time = now
         self._window_probes = 0
-        sample = self.sent.on_ack(now, packet.largest_pn, packet.received_bytes, packet.received_packets, rtt)
+        sample = self.sent.on_ack(
+            now, packet.largest_pn, packet.received_bytes, packet.received_packets, rtt, packet.ack_delay_us / 1e6
+        )
         if sample is not None:
             self.controller.on_rate_sample(now, sample)
         self._peer_id_limit = max(self._peer_id_limit, packet.object_id_limit)
@@ -1056,7 +1057,7 @@ class Connection:
         return datagram
 
     def _count_sent(self, datagram: bytes, now: float) -> None:
-        self.sent.on_sent(now, len(datagram), self._app_limited)
+        self.sent.on_sent(now, len(datagram))
         self.counters["packets_sent"] += 1
         self.counters["bytes_sent"] += len(datagram)
         # spec R8.3-3: number 2^32 - 1 is kept for the CLOSE that ends an exhausted session.
@@ -1154,11 +1155,10 @@ class Connection:
         session_id = self.session_id
         while self._next_send_time <= now:
             if self.sent.inflight >= cwnd:
-                self._app_limited = False
                 break
             pick = self._pick_chunk()
             if pick is None:
-                self._app_limited = True
+                self.sent.mark_app_limited()
                 break
             obj, index, is_retx = pick
             if index < 0:

@@ -75,6 +75,9 @@ class SentLog:
         # probe, a reply) before the ACKs of the one before come back.
         self._trains: deque[list[Any]] = deque(maxlen=4)
         self._last_send_time = float("-inf")
+        # The last packet sent before the sender last ran out of data: packets sent before the
+        # peer acknowledges it follow a gap in our sending and measure it, not the path.
+        self._app_limited_until = -1
 
     @property
     def loss_for_planning(self) -> float:
@@ -108,9 +111,20 @@ class SentLog:
     def inflight(self) -> int:
         return self.sent_bytes - self._acked_cum_bytes
 
-    def on_sent(self, now: float, size: int, app_limited: bool) -> int:
+    def mark_app_limited(self) -> None:
+        """The sender has nothing more to send now (spec 11.2): if anything is in flight, the
+        samples of packets sent until it is acknowledged are application-limited."""
+        if self.inflight > 0:
+            self._app_limited_until = self.next_pn - 1
+
+    @property
+    def app_limited(self) -> bool:
+        return self.largest_acked < self._app_limited_until
+
+    def on_sent(self, now: float, size: int) -> int:
         """Record a packet; returns its packet number."""
         pn = self.next_pn
+        app_limited = self.app_limited
         self.next_pn += 1
         if not self._log:
             self._base_pn = pn
@@ -146,9 +160,18 @@ class SentLog:
         return None
 
     def on_ack(
-        self, now: float, largest_pn: int, received_bytes: int, received_packets: int, rtt: float | None
+        self,
+        now: float,
+        largest_pn: int,
+        received_bytes: int,
+        received_packets: int,
+        rtt: float | None,
+        ack_delay: float = 0.0,
     ) -> RateSample | None:
-        """Process an ACK; a rate sample when it acknowledges a new largest packet."""
+        """Process an ACK; a rate sample when it acknowledges a new largest packet.
+
+        ``ack_delay`` is the peer's report of how long it held the ACK after the acknowledged
+        packet arrived (spec 5.8)."""
         if largest_pn <= self.largest_acked or largest_pn >= self.next_pn:
             return None
         i = largest_pn - self._base_pn
@@ -175,15 +198,20 @@ class SentLog:
         interval = max(send_elapsed, ack_elapsed)
         rate = (delivered - sent.delivered) / interval if interval > 0 else 0.0
         train_rate = 0.0
+        # Trains are timed by when the acknowledged packet reached the peer (shifted by the return
+        # path's delay, which cancels): an ACK the peer held back, by its ack timer or because it
+        # was busy, must not read as a slow path. The reported delay cannot place the arrival
+        # before the packet was sent, whatever the peer claims.
+        arrival = now - min(max(ack_delay, 0.0), max(now - sent.time, 0.0))
         train = next((t for t in self._trains if t[0] <= largest_pn <= t[1]), None)
         if train is not None and train[3] is None:
             train[2] += 1
             if train[2] == TRAIN_REFERENCE_ACK:
-                train[3] = (now, delivered, sent.time)
+                train[3] = (arrival, delivered, sent.time)
         elif train is not None:
             ref_time, ref_delivered, ref_sent = train[3]
             train_bytes = delivered - ref_delivered
-            train_time = now - ref_time
+            train_time = arrival - ref_time
             if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * (sent.time - ref_sent):
                 train_rate = train_bytes / train_time
         result = RateSample(

@@ -11,7 +11,7 @@ PACKET = 1000
 
 def _send_train(log: SentLog, count: int, start: float, spacing: float) -> None:
     for i in range(count):
-        log.on_sent(start + i * spacing, PACKET, app_limited=False)
+        log.on_sent(start + i * spacing, PACKET)
 
 
 def _ack(log: SentLog, now: float, largest: int, received: int) -> RateSample | None:
@@ -83,3 +83,61 @@ def test_reordering_does_not_read_as_loss() -> None:
         assert sample is not None
     assert log.loss_rate < 0.01
     assert log.loss_for_planning < 0.02  # (lost + 1) / (sent + 2) with nothing lost but the late one
+
+
+def test_an_ack_the_peer_held_back_does_not_slow_a_train() -> None:
+    # The last ACK of a train often waits for the peer's ack timer (fewer than 8 packets left).
+    # Timed by arrival alone, it reads as a path at half the rate; the ack delay it reports puts
+    # it back where the packet arrived.
+    log = SentLog()
+    _send_train(log, 44, 0.0, 0.00005)
+    bottleneck = 5e6
+    last = None
+    for largest in (7, 15, 23, 31, 39, 43):
+        arrival = 0.050 + (largest + 1) * PACKET / bottleneck
+        held = 0.010 if largest == 43 else 0.0
+        last = log.on_ack(arrival + held, largest, (largest + 1) * PACKET, largest + 1, rtt=None, ack_delay=held)
+    assert last is not None and last.train_rate == pytest.approx(bottleneck, rel=0.02)
+
+
+def test_a_claimed_ack_delay_cannot_place_an_arrival_before_the_send() -> None:
+    # A peer reporting an absurd delay must not make a train look infinitely fast.
+    log = SentLog()
+    _send_train(log, 48, 0.0, 0.00005)
+    rates = []
+    for k in range(1, 7):
+        largest = 8 * k - 1
+        arrival = 0.050 + 8 * k * PACKET / 5e6
+        sample = log.on_ack(arrival, largest, 8 * k * PACKET, 8 * k, rtt=None, ack_delay=1000.0 if k == 6 else 0.0)
+        assert sample is not None
+        rates.append(sample.train_rate)
+    assert max(rates) < 5e6 * 2
+
+
+def test_packets_sent_after_the_sender_ran_dry_are_app_limited_until_the_gap_is_acknowledged() -> None:
+    # spec 11.2: only samples that measure a gap in our own sending are application-limited;
+    # a sender held back by pacing with data to send is not.
+    log = SentLog()
+    _send_train(log, 10, 0.0, 0.001)
+    assert not log.app_limited
+    log.mark_app_limited()  # out of data with packets 0-9 in flight
+    _send_train(log, 5, 0.02, 0.001)  # 10-14 follow the gap
+    _ack(log, 0.06, 5, 6)
+    assert log.app_limited
+    sample = _ack(log, 0.07, 12, 13)  # packet 12 was sent while the gap was in flight
+    assert sample is not None and sample.app_limited
+    assert not log.app_limited  # packet 9, the last before the gap, is now acknowledged
+    _send_train(log, 5, 0.08, 0.001)  # 15-19
+    sample = _ack(log, 0.13, 19, 20)
+    assert sample is not None and not sample.app_limited
+
+
+def test_running_dry_with_nothing_in_flight_marks_nothing() -> None:
+    # A new sending period measures from its own start (spec 11.2), so there is no gap to mark.
+    log = SentLog()
+    _send_train(log, 4, 0.0, 0.001)
+    _ack(log, 0.05, 3, 4)
+    log.mark_app_limited()
+    _send_train(log, 4, 0.1, 0.001)
+    sample = _ack(log, 0.15, 7, 8)
+    assert sample is not None and not sample.app_limited

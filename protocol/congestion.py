@@ -97,9 +97,11 @@ class SnipBbr:
         self._pacing_gain = STARTUP_GAIN
         self._cwnd_gain = STARTUP_GAIN
         self._bw_samples: deque[tuple[int, float]] = deque()  # (round, best sample of that round)
-        # The latest train measurement and its round: each replaces the one before, because a
-        # train measured over more of its ACKs is measured better (its first readings are short).
+        # The best train reading so far: the one measured over the most bytes, since a train's
+        # first readings span little and ACK timing noise weighs on them most. Its round, so that
+        # it ages out like any sample, after which any reading may take its place.
         self._train_bw = 0.0
+        self._train_bytes = 0
         self._train_round = 0
         self.bw = 0.0
         self.min_rtt = initial_rtt
@@ -195,9 +197,12 @@ class SnipBbr:
         rate = sample.train_rate
         if not self._queueing and sample.loss_rate <= MAX_COMPENSATED_LOSS:
             rate /= 1.0 - sample.loss_rate
-        self._train_bw = rate
-        self._train_round = self._round
-        self._update_bw()
+        fresh = self._train_round > self._round - BW_WINDOW_ROUNDS and self._train_bytes > 0
+        if not fresh or sample.train_bytes >= self._train_bytes:
+            self._train_bw = rate
+            self._train_bytes = sample.train_bytes
+            self._train_round = self._round
+            self._update_bw()
         if self.phase is not Phase.STARTUP:
             return
         self._full_bw = self.bw

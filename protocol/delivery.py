@@ -31,6 +31,7 @@ class RateSample:
     # Arrival rate of a train the path spread out: bytes/s between two ACKs of this sending
     # period, when those bytes left us markedly faster than they arrived. 0 when there is none.
     train_rate: float = 0.0
+    train_bytes: int = 0  # the bytes that train_rate was measured over
 
 
 class _Sent:
@@ -198,6 +199,7 @@ class SentLog:
         interval = max(send_elapsed, ack_elapsed)
         rate = (delivered - sent.delivered) / interval if interval > 0 else 0.0
         train_rate = 0.0
+        measured_bytes = 0
         # Trains are timed by when the acknowledged packet reached the peer (shifted by the return
         # path's delay, which cancels): an ACK the peer held back, by its ack timer or because it
         # was busy, must not read as a slow path. The reported delay cannot place the arrival
@@ -214,6 +216,7 @@ class SentLog:
             train_time = arrival - ref_time
             if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * (sent.time - ref_sent):
                 train_rate = train_bytes / train_time
+                measured_bytes = train_bytes
         result = RateSample(
             delivery_rate=rate,
             app_limited=sent.app_limited,
@@ -223,6 +226,7 @@ class SentLog:
             loss_rate=self.loss_for_compensation,
             inflight=self.inflight,
             train_rate=train_rate,
+            train_bytes=measured_bytes,
         )
         self.delivered = delivered
         self.delivered_time = now

@@ -97,11 +97,11 @@ class SnipBbr:
         self._pacing_gain = STARTUP_GAIN
         self._cwnd_gain = STARTUP_GAIN
         self._bw_samples: deque[tuple[int, float]] = deque()  # (round, best sample of that round)
-        # The best train reading so far: the one measured over the most bytes, since a train's
-        # first readings span little and ACK timing noise weighs on them most. Its round, so that
-        # it ages out like any sample, after which any reading may take its place.
+        # The train reading held: a train's later readings replace its earlier ones, since they
+        # span more of it and ACK timing noise weighs on them less; another train's reading
+        # replaces it only if higher, as any sample would. Its round, so that it ages out.
         self._train_bw = 0.0
-        self._train_bytes = 0
+        self._train_id = -1
         self._train_round = 0
         self.bw = 0.0
         self.min_rtt = initial_rtt
@@ -197,10 +197,10 @@ class SnipBbr:
         rate = sample.train_rate
         if not self._queueing and sample.loss_rate <= MAX_COMPENSATED_LOSS:
             rate /= 1.0 - sample.loss_rate
-        fresh = self._train_round > self._round - BW_WINDOW_ROUNDS and self._train_bytes > 0
-        if not fresh or sample.train_bytes >= self._train_bytes:
+        fresh = self._train_round > self._round - BW_WINDOW_ROUNDS and self._train_id >= 0
+        if not fresh or sample.train_id == self._train_id or rate > self._train_bw:
             self._train_bw = rate
-            self._train_bytes = sample.train_bytes
+            self._train_id = sample.train_id
             self._train_round = self._round
             self._update_bw()
         if self.phase is not Phase.STARTUP:

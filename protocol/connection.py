@@ -727,7 +727,14 @@ class Connection:
         self._last_ack_time = now
         self._window_probes = 0
         sample = self.sent.on_ack(
-            now, packet.largest_pn, packet.received_bytes, packet.received_packets, rtt, packet.ack_delay_us / 1e6
+            now,
+            packet.largest_pn,
+            packet.received_bytes,
+            packet.received_packets,
+            rtt,
+            packet.ack_delay_us / 1e6,
+            self._sender_reorder_allowance,
+            self.rtt.settled_variance,
         )
         if sample is not None:
             self.controller.on_rate_sample(now, sample)

@@ -16,6 +16,11 @@ from typing import Any
 TRAIN_SPREAD = 1.25
 TRAIN_MIN_BYTES = 24 * 1000
 TRAIN_GAP = 0.010  # a pause this long in our sending starts a new train
+# A train is read only over a time this many times the path's RTT variation: on a jittery path an
+# ACK's arrival wanders by about that much, and a short train would read anything.
+TRAIN_JITTER_SPANS = 4
+# ACKs kept for the loss count's reordering window: enough for a second of ACKs at 100 Mbit/s.
+SHORTFALL_HISTORY = 2048
 TRAIN_REFERENCE_ACK = 2  # the ACK of a train that its rate is measured from (the first may come late)
 
 
@@ -32,6 +37,7 @@ class RateSample:
     # period, when those bytes left us markedly faster than they arrived. 0 when there is none.
     train_rate: float = 0.0
     train_bytes: int = 0  # the bytes that train_rate was measured over
+    train_id: int = -1  # the train's first packet number: readings of one train share it
 
 
 class _Sent:
@@ -67,8 +73,15 @@ class SentLog:
         self.first_sent_time = 0.0
         self._received_packets = 0
         self.loss_rate = 0.0
-        self._counted_sent = 0  # datagrams the loss samples covered, and how many of them the peer counted
+        self._counted_sent = 0  # datagrams the ACKs covered, and how many of them the peer counted
         self._counted_received = 0
+        # The shortfall (sent - counted) after each ACK of the last reordering window, with the time
+        # and the datagrams sent. A datagram overtaken by newer ones is missing from the shortfall
+        # of some of these ACKs but not of all, so the smallest of them is the loss, as of the
+        # oldest of them (spec 11.2). With no reordering the window holds one ACK: the latest.
+        self._shortfalls: deque[tuple[float, int, int]] = deque(maxlen=SHORTFALL_HISTORY)
+        self._lagged_sent = 0
+        self._lagged_lost = 0
         # The last few trains: [first pn, last pn, ACKs seen, reference] where the reference is
         # taken from the second ACK of a packet of the train: (arrival, peer's received_bytes, send
         # time of the packet it acknowledged). Not the first: that one may also carry the peer's
@@ -87,19 +100,33 @@ class SentLog:
         return min(max(self.loss_rate, self._counted_rate), 0.9)
 
     @property
-    def _counted_lost(self) -> int:
-        # net of reordering: a late datagram counted in a later interval cancels its shortfall
-        return max(self._counted_sent - self._counted_received, 0)
-
-    @property
     def _counted_rate(self) -> float:
         # (lost + 1) / (sent + 2): the session's whole count, cautious while it is small
-        return (self._counted_lost + 1) / (self._counted_sent + 2)
+        return (self._lagged_lost + 1) / (self._lagged_sent + 2)
 
     @property
     def loss_samples(self) -> int:
         """Datagrams the loss count covers."""
-        return self._counted_sent
+        return self._lagged_sent
+
+    def _count_loss(self, now: float, sent_delta: int, recv_delta: int, reorder_window: float) -> None:
+        self._counted_sent += sent_delta
+        self._counted_received += recv_delta
+        self._shortfalls.append((now, self._counted_sent, self._counted_sent - self._counted_received))
+        while len(self._shortfalls) > 1 and self._shortfalls[0][0] < now - reorder_window:
+            self._shortfalls.popleft()
+        lagged_sent = self._shortfalls[0][1]
+        lagged_lost = max(min(shortfall for _, _, shortfall in self._shortfalls), 0)
+        span = lagged_sent - self._lagged_sent
+        if span <= 0:
+            return  # the window's oldest ACK is the same: its loss is judged when it moves on
+        # The smoothed rate follows the same lagged count. A sample can be negative: a loss
+        # counted earlier that the window then saw arrive late is taken back.
+        sample = max((lagged_lost - self._lagged_lost) / span, -1.0)
+        weight = min(1.0, span / 64)
+        self.loss_rate = min(max(self.loss_rate + (sample - self.loss_rate) * weight, 0.0), 1.0)
+        self._lagged_sent = lagged_sent
+        self._lagged_lost = lagged_lost
 
     @property
     def loss_for_compensation(self) -> float:
@@ -168,11 +195,23 @@ class SentLog:
         received_packets: int,
         rtt: float | None,
         ack_delay: float = 0.0,
+        reorder_window: float = 0.0,
+        jitter: float = 0.0,
     ) -> RateSample | None:
         """Process an ACK; a rate sample when it acknowledges a new largest packet.
 
         ``ack_delay`` is the peer's report of how long it held the ACK after the acknowledged
-        packet arrived (spec 5.8)."""
+        packet arrived (spec 5.8); ``reorder_window`` how much later than newer ones our
+        datagrams may arrive on this path, for the loss count; ``jitter`` the spread of its
+        round-trip times (rttvar), which a train must outlast to be read."""
+        if largest_pn == self.largest_acked >= 0:
+            # Nothing newer arrived, but older datagrams may have: those that newer ones overtook
+            # are counted now, often at the end of a transfer, and must not stay counted as lost.
+            recv_delta = (received_packets - self._received_packets) & 0xFFFFFFFF
+            if 0 < recv_delta < 1 << 31:
+                self._count_loss(now, 0, recv_delta, reorder_window)
+                self._received_packets = received_packets
+            return None
         if largest_pn <= self.largest_acked or largest_pn >= self.next_pn:
             return None
         i = largest_pn - self._base_pn
@@ -183,13 +222,7 @@ class SentLog:
         sent_delta = largest_pn - self.largest_acked
         recv_delta = (received_packets - self._received_packets) & 0xFFFFFFFF
         if self.largest_acked >= 0 and sent_delta > 0:
-            # Not clamped at 0: a packet reordered past a newer one first counts as lost, then as
-            # a surplus in a later interval, and the two must cancel or reordering reads as loss.
-            sample = max(1.0 - recv_delta / sent_delta, -1.0)
-            weight = min(1.0, sent_delta / 64)
-            self.loss_rate = min(max(self.loss_rate + (sample - self.loss_rate) * weight, 0.0), 1.0)
-            self._counted_sent += sent_delta
-            self._counted_received += recv_delta
+            self._count_loss(now, sent_delta, recv_delta, reorder_window)
         self._received_packets = received_packets
         self.largest_acked = largest_pn
         self._acked_cum_bytes = sent.cum_bytes
@@ -214,7 +247,11 @@ class SentLog:
             ref_time, ref_delivered, ref_sent = train[3]
             train_bytes = delivered - ref_delivered
             train_time = arrival - ref_time
-            if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * (sent.time - ref_sent):
+            if (
+                train_bytes >= TRAIN_MIN_BYTES
+                and train_time > TRAIN_SPREAD * (sent.time - ref_sent)
+                and train_time >= TRAIN_JITTER_SPANS * jitter
+            ):
                 train_rate = train_bytes / train_time
                 measured_bytes = train_bytes
         result = RateSample(
@@ -227,6 +264,7 @@ class SentLog:
             inflight=self.inflight,
             train_rate=train_rate,
             train_bytes=measured_bytes,
+            train_id=train[0] if train is not None and measured_bytes else -1,
         )
         self.delivered = delivered
         self.delivered_time = now

@@ -141,3 +141,54 @@ def test_running_dry_with_nothing_in_flight_marks_nothing() -> None:
     _send_train(log, 4, 0.1, 0.001)
     sample = _ack(log, 0.15, 7, 8)
     assert sample is not None and not sample.app_limited
+
+
+def test_datagrams_overtaken_throughout_a_transfer_do_not_read_as_loss() -> None:
+    # A jittery path: at every ACK the 40 datagrams before the largest are still on their way
+    # (they arrive, later). Shortfalls net of reordering still show those 40 at every ACK; the
+    # count over the reordering window, and the ACKs that come after the transfer with nothing
+    # newer, must not take them for loss.
+    log = SentLog()
+    _send_train(log, 8 * 100, 0.0, 0.0002)
+    lost = 0
+    for k in range(1, 101):
+        largest = 8 * k - 1
+        counted = max(8 * k - 40, 0) - lost
+        if k % 10 == 0:
+            lost += 1  # one in 80 really is lost
+        log.on_ack(0.05 + k * 0.0016, largest, counted * PACKET, counted, rtt=None, reorder_window=0.02)
+    # the stragglers arrive; the peer's next ACKs acknowledge nothing newer
+    log.on_ack(0.25, 799, (800 - lost) * PACKET, 800 - lost, rtt=None, reorder_window=0.02)
+    log.on_ack(0.3, 799, (800 - lost) * PACKET, 800 - lost, rtt=None, reorder_window=0.02)
+    # (the first ACK only starts the count, so its 8 datagrams arrive as a surplus: 10 - 8 lost)
+    assert log.loss_for_planning == pytest.approx((lost - 8 + 1) / (800 - 8 + 2))
+    assert log.loss_rate < 0.03  # the smoothed rate too; 40 stragglers in 800 would read as 5%
+
+
+def test_an_ack_with_nothing_newer_cannot_count_more_than_was_sent() -> None:
+    # A peer claiming more datagrams than we sent (or a counter gone backwards) changes nothing.
+    log = SentLog()
+    _send_train(log, 16, 0.0, 0.001)
+    _ack(log, 0.05, 15, 12)
+    before = log.loss_for_planning
+    log.on_ack(0.06, 15, 0, 12 - 5, rtt=None)  # backwards
+    assert log.loss_for_planning == before
+    log.on_ack(0.07, 15, 0, 10_000, rtt=None)  # far more than sent: loss is held at 0, not below
+    assert 0.0 <= log.loss_for_planning <= before
+
+
+def test_on_a_jittery_path_a_train_must_outlast_the_jitter() -> None:
+    # Readings over a few milliseconds of a path whose ACKs wander by 10 ms are noise.
+    def readings(jitter: float) -> list[float]:
+        log = SentLog()
+        _send_train(log, 48, 0.0, 0.00005)
+        out = []
+        for k in range(1, 7):
+            arrival = 0.050 + 8 * k * PACKET / 5e6
+            sample = log.on_ack(arrival, 8 * k - 1, 8 * k * PACKET, 8 * k, rtt=None, jitter=jitter)
+            assert sample is not None
+            out.append(sample.train_rate)
+        return [r for r in out if r]
+
+    assert readings(0.0)
+    assert not readings(0.010)

@@ -11,7 +11,7 @@ MSS = 1064
 
 
 def _sample(
-    delivered: int, rate: float = 0.0, train: float = 0.0, app_limited: bool = False, train_bytes: int = 0
+    delivered: int, rate: float = 0.0, train: float = 0.0, app_limited: bool = False, train_id: int = 0
 ) -> RateSample:
     # Each sample is its own round: prior_delivered is what the previous one delivered.
     return RateSample(
@@ -23,7 +23,8 @@ def _sample(
         loss_rate=0.0,
         inflight=0,
         train_rate=train,
-        train_bytes=train_bytes if train_bytes else (30_000 + delivered if train else 0),
+        train_bytes=30_000 + delivered if train else 0,
+        train_id=train_id if train else -1,
     )
 
 
@@ -60,14 +61,17 @@ def test_a_train_reading_ages_out_like_any_sample() -> None:
     assert bbr.bw == pytest.approx(5e6)
 
 
-def test_a_shorter_reading_of_a_later_train_does_not_displace_a_longer_one() -> None:
-    # The next image's train starts with readings over few bytes, where ACK timing noise weighs
-    # most: they do not replace a reading taken over many more bytes, until that one ages out.
+
+def test_another_trains_lower_reading_does_not_displace_the_held_one() -> None:
+    # A later train's readings, taken while the path's jitter may weigh on them, lower the
+    # estimate only once the held reading has aged out; a higher one takes its place at once.
     bbr = _controller()
-    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=6e6, train_bytes=400_000, app_limited=True))
-    bbr.on_rate_sample(0.02, _sample(2, rate=1e5, train=3e6, train_bytes=30_000, app_limited=True))
+    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=6e6, train_id=0, app_limited=True))
+    bbr.on_rate_sample(0.02, _sample(2, rate=1e5, train=3e6, train_id=500, app_limited=True))
     assert bbr.bw == pytest.approx(6e6)
-    for k in range(3, BW_WINDOW_ROUNDS + 3):
+    bbr.on_rate_sample(0.03, _sample(3, rate=1e5, train=7e6, train_id=900, app_limited=True))
+    assert bbr.bw == pytest.approx(7e6)
+    for k in range(4, BW_WINDOW_ROUNDS + 4):
         bbr.on_rate_sample(0.01 * k, _sample(k, rate=1e5, app_limited=True))
-    bbr.on_rate_sample(0.5, _sample(BW_WINDOW_ROUNDS + 3, rate=1e5, train=3e6, train_bytes=30_000, app_limited=True))
+    bbr.on_rate_sample(0.5, _sample(BW_WINDOW_ROUNDS + 4, rate=1e5, train=3e6, train_id=1500, app_limited=True))
     assert bbr.bw == pytest.approx(3e6)

@@ -734,7 +734,6 @@ class Connection:
             rtt,
             packet.ack_delay_us / 1e6,
             self._sender_reorder_allowance,
-            self.rtt.settled_variance,
         )
         if sample is not None:
             self.controller.on_rate_sample(now, sample)

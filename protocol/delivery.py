@@ -16,9 +16,6 @@ from typing import Any
 TRAIN_SPREAD = 1.25
 TRAIN_MIN_BYTES = 24 * 1000
 TRAIN_GAP = 0.010  # a pause this long in our sending starts a new train
-# A train is read only over a time this many times the path's RTT variation: on a jittery path an
-# ACK's arrival wanders by about that much, and a short train would read anything.
-TRAIN_JITTER_SPANS = 4
 # ACKs kept for the loss count's reordering window: enough for a second of ACKs at 100 Mbit/s.
 SHORTFALL_HISTORY = 2048
 TRAIN_REFERENCE_ACK = 2  # the ACK of a train that its rate is measured from (the first may come late)
@@ -196,14 +193,12 @@ class SentLog:
         rtt: float | None,
         ack_delay: float = 0.0,
         reorder_window: float = 0.0,
-        jitter: float = 0.0,
     ) -> RateSample | None:
         """Process an ACK; a rate sample when it acknowledges a new largest packet.
 
         ``ack_delay`` is the peer's report of how long it held the ACK after the acknowledged
         packet arrived (spec 5.8); ``reorder_window`` how much later than newer ones our
-        datagrams may arrive on this path, for the loss count; ``jitter`` the spread of its
-        round-trip times (rttvar), which a train must outlast to be read."""
+        datagrams may arrive on this path, for the loss count."""
         if largest_pn == self.largest_acked >= 0:
             # Nothing newer arrived, but older datagrams may have: those that newer ones overtook
             # are counted now, often at the end of a transfer, and must not stay counted as lost.
@@ -247,11 +242,7 @@ class SentLog:
             ref_time, ref_delivered, ref_sent = train[3]
             train_bytes = delivered - ref_delivered
             train_time = arrival - ref_time
-            if (
-                train_bytes >= TRAIN_MIN_BYTES
-                and train_time > TRAIN_SPREAD * (sent.time - ref_sent)
-                and train_time >= TRAIN_JITTER_SPANS * jitter
-            ):
+            if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * (sent.time - ref_sent):
                 train_rate = train_bytes / train_time
                 measured_bytes = train_bytes
         result = RateSample(

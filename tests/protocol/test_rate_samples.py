@@ -176,19 +176,3 @@ def test_an_ack_with_nothing_newer_cannot_count_more_than_was_sent() -> None:
     log.on_ack(0.07, 15, 0, 10_000, rtt=None)  # far more than sent: loss is held at 0, not below
     assert 0.0 <= log.loss_for_planning <= before
 
-
-def test_on_a_jittery_path_a_train_must_outlast_the_jitter() -> None:
-    # Readings over a few milliseconds of a path whose ACKs wander by 10 ms are noise.
-    def readings(jitter: float) -> list[float]:
-        log = SentLog()
-        _send_train(log, 48, 0.0, 0.00005)
-        out = []
-        for k in range(1, 7):
-            arrival = 0.050 + 8 * k * PACKET / 5e6
-            sample = log.on_ack(arrival, 8 * k - 1, 8 * k * PACKET, 8 * k, rtt=None, jitter=jitter)
-            assert sample is not None
-            out.append(sample.train_rate)
-        return [r for r in out if r]
-
-    assert readings(0.0)
-    assert not readings(0.010)

@@ -33,7 +33,6 @@ class RateSample:
     # Arrival rate of a train the path spread out: bytes/s between two ACKs of this sending
     # period, when those bytes left us markedly faster than they arrived. 0 when there is none.
     train_rate: float = 0.0
-    train_bytes: int = 0  # the bytes that train_rate was measured over
     train_id: int = -1  # the train's first packet number: readings of one train share it
 
 
@@ -70,8 +69,8 @@ class SentLog:
         self.first_sent_time = 0.0
         self._received_packets = 0
         self.loss_rate = 0.0
-        self._counted_sent = 0  # datagrams the ACKs covered, and how many of them the peer counted
-        self._counted_received = 0
+        self._counted_sent = 0  # datagrams the ACKs covered, and how many of those the peer did not count
+        self._shortfall = 0
         # The shortfall (sent - counted) after each ACK of the last reordering window, with the time
         # and the datagrams sent. A datagram overtaken by newer ones is missing from the shortfall
         # of some of these ACKs but not of all, so the smallest of them is the loss, as of the
@@ -108,8 +107,8 @@ class SentLog:
 
     def _count_loss(self, now: float, sent_delta: int, recv_delta: int, reorder_window: float) -> None:
         self._counted_sent += sent_delta
-        self._counted_received += recv_delta
-        self._shortfalls.append((now, self._counted_sent, self._counted_sent - self._counted_received))
+        self._shortfall += sent_delta - recv_delta
+        self._shortfalls.append((now, self._counted_sent, self._shortfall))
         while len(self._shortfalls) > 1 and self._shortfalls[0][0] < now - reorder_window:
             self._shortfalls.popleft()
         lagged_sent = self._shortfalls[0][1]
@@ -227,7 +226,7 @@ class SentLog:
         interval = max(send_elapsed, ack_elapsed)
         rate = (delivered - sent.delivered) / interval if interval > 0 else 0.0
         train_rate = 0.0
-        measured_bytes = 0
+        train_id = -1
         # Trains are timed by when the acknowledged packet reached the peer (shifted by the return
         # path's delay, which cancels): an ACK the peer held back, by its ack timer or because it
         # was busy, must not read as a slow path. The reported delay cannot place the arrival
@@ -244,7 +243,7 @@ class SentLog:
             train_time = arrival - ref_time
             if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * (sent.time - ref_sent):
                 train_rate = train_bytes / train_time
-                measured_bytes = train_bytes
+                train_id = train[0]
         result = RateSample(
             delivery_rate=rate,
             app_limited=sent.app_limited,
@@ -254,8 +253,7 @@ class SentLog:
             loss_rate=self.loss_for_compensation,
             inflight=self.inflight,
             train_rate=train_rate,
-            train_bytes=measured_bytes,
-            train_id=train[0] if train is not None and measured_bytes else -1,
+            train_id=train_id,
         )
         self.delivered = delivered
         self.delivered_time = now

@@ -23,7 +23,6 @@ def _sample(
         loss_rate=0.0,
         inflight=0,
         train_rate=train,
-        train_bytes=30_000 + delivered if train else 0,
         train_id=train_id if train else -1,
     )
 

@@ -107,6 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="aioquic's congestion control for the quic peer (default reno, aioquic's default)")
     how.add_argument("--snip-option", action="append", default=[], metavar="KEY=VALUE",
                      help="a protocol SessionConfig setting for both snip ends, e.g. rate=fixed:45mbit (repeatable)")
+    how.add_argument("--peer-option", action="append", default=[], metavar="PEER:KEY=VALUE",
+                     help="a setting of the srt or kcp peer on both ends: srt:fc=32000 (an SRT socket option), "
+                     "kcp:sndwnd=2048 (a kcptun flag) (repeatable)")
 
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="DIR", help="results folder (default results/bench-<time>)")
@@ -160,6 +163,7 @@ def _transports(text: str) -> list[str]:
 
 def _transport_options(args: argparse.Namespace) -> dict[str, list[str]]:
     from benchmarks.endpoints.snip_end import session_config
+    from benchmarks.endpoints.srt_end import OPTIONS as SRT_OPTIONS
 
     snip = list(args.snip_option)
     try:
@@ -168,7 +172,17 @@ def _transport_options(args: argparse.Namespace) -> dict[str, list[str]]:
         raise _UserError(f"--snip-option: {exc}") from None
     if any("=" not in item for item in snip):
         raise _UserError("--snip-option wants KEY=VALUE")
-    return {"snip": snip, "email": [f"poll={args.email_poll:g}"], "quic": [f"congestion_control_algorithm={args.quic_cc}"]}
+    options = {"snip": snip, "email": [f"poll={args.email_poll:g}"],
+               "quic": [f"congestion_control_algorithm={args.quic_cc}"], "srt": [], "kcp": []}
+    for item in args.peer_option:
+        peer, colon, setting = item.partition(":")
+        key, equals, value = setting.partition("=")
+        if not colon or peer not in ("srt", "kcp") or not equals or not key or not value:
+            raise _UserError(f"--peer-option wants srt:KEY=VALUE or kcp:KEY=VALUE, not {item!r}")
+        if peer == "srt" and (key not in SRT_OPTIONS or not value.lstrip("-").isdigit()):
+            raise _UserError(f"--peer-option srt:{setting}: an integer SRT option, one of {', '.join(SRT_OPTIONS)}")
+        options[peer].append(setting)
+    return options
 
 
 def _render(results: Any, out_dir: Path, plots: bool) -> list[Path]:
@@ -251,7 +265,8 @@ def _run(args: argparse.Namespace) -> int:
         "preset": args.preset, "transports": transports, "sizes": list(sizes), "format": args.format,
         "classify": args.classify, "repeat": repeat, "seeds": [args.seed + i for i in range(repeat)],
         "timeout": timeout, "queue": args.queue, "email_cc": args.email_cc, "email_poll_s": args.email_poll,
-        "snip_options": options["snip"], "quic_cc": args.quic_cc, "machine": machine_info(),
+        "snip_options": options["snip"], "quic_cc": args.quic_cc, "peer_options": {p: options[p] for p in ("srt", "kcp")},
+        "machine": machine_info(),
     }
     print(f"snip bench: {plan}")
     print(f"snip bench: writing to {out_dir}")

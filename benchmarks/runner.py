@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -69,12 +68,6 @@ def choose_mode(via: str) -> tuple[str, str | None]:
 def transport_problem(name: str, mode: str) -> tuple[str, str] | None:
     """(status, reason) when ``name`` cannot run here, else None."""
     info = TRANSPORTS[name]
-    if info.module is None:
-        binary = {"srt": "srt-file-transmit", "kcp": "kcptun-client"}.get(name)
-        found = binary is not None and shutil.which(binary) is not None
-        if found:
-            return "no driver", f"{binary} is installed, but snip bench has no driver for it yet"
-        return "not installed", info.install_hint
     try:
         reason = load(name).unavailable()
     except ImportError as exc:

@@ -1,6 +1,6 @@
 """What each transport looks like to the benchmark worker: one receiver and one sender shape.
 
-Each transport module (``snip_end``, ``tcp_end``, ``mail_end``, ``quic_end``) offers
+Each transport module (``snip_end``, ``tcp_end``, ``mail_end``, ``quic_end``, ``srt_end``, ``kcp_end``) offers
 ``unavailable() -> str | None`` (why it cannot run here, or None), ``start_receiver(options,
 handler) -> Receiver`` and ``make_sender(options, peer) -> Sender``. The worker measures time
 itself; senders only carry one image at a time and return the receiver's reply.
@@ -87,7 +87,7 @@ class EndpointModule(Protocol):
 class TransportInfo:
     name: str
     label: str
-    module: str | None  # None: no driver (an optional peer the benchmark only looks for)
+    module: str
     link_cc: str | None = None  # pin the namespaces' default TCP congestion control
     udp: bool = False  # crosses the UDP relay too (no root needed)
     optional: bool = False
@@ -104,10 +104,10 @@ TRANSPORTS: dict[str, TransportInfo] = {
         TransportInfo("email", "email (SMTP/POP3)", "benchmarks.endpoints.mail_end", link_cc="cubic"),
         TransportInfo("quic", "QUIC (aioquic)", "benchmarks.endpoints.quic_end", udp=True, optional=True,
                       install_hint="pip install aioquic"),
-        TransportInfo("srt", "SRT file mode", None, optional=True,
-                      install_hint="srt-file-transmit not found (Debian: srt-tools); snip bench has no SRT driver yet"),
-        TransportInfo("kcp", "KCP", None, optional=True,
-                      install_hint="no KCP implementation found (none is packaged for Python or Debian)"),
+        TransportInfo("srt", "SRT (srt-tunnel)", "benchmarks.endpoints.srt_end", udp=True, optional=True,
+                      install_hint="Debian: apt install srt-tools"),
+        TransportInfo("kcp", "KCP (kcptun)", "benchmarks.endpoints.kcp_end", udp=True, optional=True,
+                      install_hint="Debian: apt install kcptun"),
     )
 }
 # Everything: the optional peers run when installed and are a "not installed" row otherwise.
@@ -116,10 +116,8 @@ CORE_TRANSPORTS = ("snip", "tcp-cubic", "tcp-bbr", "email")
 
 
 def load(name: str) -> EndpointModule:
-    """The endpoint module of a transport (raises ValueError for unknown names or no driver)."""
+    """The endpoint module of a transport (raises ValueError for unknown names)."""
     info = TRANSPORTS.get(name)
     if info is None:
         raise ValueError(f"unknown transport {name!r}; choose from {', '.join(TRANSPORTS)}")
-    if info.module is None:
-        raise ValueError(f"{name}: no driver in snip bench ({info.install_hint})")
     return cast(EndpointModule, importlib.import_module(info.module))

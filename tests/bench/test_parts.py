@@ -233,6 +233,10 @@ def test_cli_lists_and_plans(capsys: pytest.CaptureFixture[str]) -> None:
     ["--scenario", "nowhere"],
     ["--sizes", "huge"],
     ["--snip-option", "no_such_setting=1"],
+    ["--peer-option", "quic:x=1"],
+    ["--peer-option", "srt:no_such_option=1"],
+    ["--peer-option", "srt:fc=lots"],
+    ["--peer-option", "kcp:sndwnd"],
     ["--repeat", "0"],
 ])
 def test_cli_user_errors(argv: list[str]) -> None:

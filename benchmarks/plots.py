@@ -25,6 +25,8 @@ _STYLE = {
     "tcp-bbr": ("tab:green", "^"),
     "email": ("tab:red", "D"),
     "quic": ("tab:purple", "v"),
+    "srt": ("tab:brown", "P"),
+    "kcp": ("tab:pink", "X"),
 }
 
 

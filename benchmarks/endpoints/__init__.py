@@ -104,7 +104,7 @@ TRANSPORTS: dict[str, TransportInfo] = {
         TransportInfo("email", "email (SMTP/POP3)", "benchmarks.endpoints.mail_end", link_cc="cubic"),
         TransportInfo("quic", "QUIC (aioquic)", "benchmarks.endpoints.quic_end", udp=True, optional=True,
                       install_hint="pip install aioquic"),
-        TransportInfo("srt", "SRT (srt-tunnel)", "benchmarks.endpoints.srt_end", udp=True, optional=True,
+        TransportInfo("srt", "SRT (libsrt)", "benchmarks.endpoints.srt_end", udp=True, optional=True,
                       install_hint="Debian: apt install srt-tools"),
         TransportInfo("kcp", "KCP (kcptun)", "benchmarks.endpoints.kcp_end", udp=True, optional=True,
                       install_hint="Debian: apt install kcptun"),

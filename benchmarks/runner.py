@@ -252,13 +252,20 @@ class _Run:
         return image
 
 
+def _say(line: str) -> None:
+    # Flushed per line: a benchmark's output is often redirected to a log that someone is watching.
+    print(line, flush=True)
+
+
 def run_all(
     config: BenchConfig,
     *,
-    progress: Callable[[str], None] = print,
+    progress: Callable[[str], None] | None = None,
     on_result: Callable[[Sequence[RunResult]], None] | None = None,
 ) -> tuple[list[RunResult], str, str | None]:
     """Every run; returns (results, mode, why not TUN). ``on_result`` sees the results so far."""
+    if progress is None:
+        progress = _say
     mode, why = choose_mode(config.via)
     if why is not None and config.via != "relay":
         progress(f"snip bench: no TUN link here ({why}).")

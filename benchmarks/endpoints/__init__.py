@@ -13,6 +13,7 @@ UDP transports can; kernel TCP needs the TUN link).
 from __future__ import annotations
 
 import importlib
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -30,6 +31,7 @@ __all__ = [
     "Sender",
     "Sent",
     "TransportInfo",
+    "free_port",
     "load",
 ]
 
@@ -113,6 +115,15 @@ TRANSPORTS: dict[str, TransportInfo] = {
 # Everything: the optional peers run when installed and are a "not installed" row otherwise.
 DEFAULT_TRANSPORTS = tuple(TRANSPORTS)
 CORE_TRANSPORTS = ("snip", "tcp-cubic", "tcp-bbr", "email")
+
+
+def free_port(kind: socket.SocketKind, host: str) -> int:
+    """A port the kernel reports free on ``host`` for ``kind`` (SOCK_DGRAM or SOCK_STREAM), for a
+    program that must be told its port rather than pick one."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def load(name: str) -> EndpointModule:

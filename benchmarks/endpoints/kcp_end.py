@@ -45,7 +45,7 @@ def _settings(options: dict[str, str]) -> JSON:
             "fec": f"{options.get('ds')}+{options.get('ps')}", "kcptun_options": options}
 
 
-TUNNEL = Tunnel("kcp", ("kcptun-server", "kcptun-client"), _server, _client, _settings,
+TUNNEL = Tunnel(("kcptun-server", "kcptun-client"), _server, _client, _settings,
                 install_hint="Debian: apt install kcptun", defaults=DEFAULTS)
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.endpoints import JSON, EndpointOptions, Handler, Sent
+from benchmarks.endpoints import JSON, EndpointOptions, Handler, Sent, free_port
 from benchmarks.workloads import BenchImage
 
 _ALPN = ["snip-bench"]
@@ -48,13 +48,6 @@ def _configuration(options: EndpointOptions, *, is_client: bool) -> Any:
     )
 
 
-def _free_udp_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class QuicReceiver:
     def __init__(self, server: Any, info: JSON, folder: tempfile.TemporaryDirectory[str]) -> None:
         self._server = server
@@ -77,7 +70,7 @@ async def start_receiver(options: EndpointOptions, handler: Handler) -> QuicRece
     cert = await asyncio.to_thread(make_certificate, Path(folder.name), [options.host, "127.0.0.1", "localhost"])
     configuration = _configuration(options, is_client=False)
     configuration.load_cert_chain(str(cert.cert_file), str(cert.key_file))
-    port = options.port or _free_udp_port(options.host)
+    port = options.port or free_port(socket.SOCK_DGRAM, options.host)
     receiver: QuicReceiver | None = None
     tasks: set[asyncio.Task[None]] = set()
 

@@ -104,13 +104,16 @@ def _address(host: str, port: int) -> bytes:
 def _socket(options: dict[str, str]) -> int:
     lib = _load()
     sock = _check(lib.srt_create_socket(), "srt_create_socket")
-    _set(sock, SRTO_TRANSTYPE, "i", SRTT_FILE)
-    for key, value in options.items():
-        if key not in OPTIONS:
-            lib.srt_close(sock)
-            raise SrtError(f"unknown SRT option {key!r}; choose from {', '.join(OPTIONS)}")
-        number, kind = OPTIONS[key]
-        _set(sock, number, kind, int(value))
+    try:
+        _set(sock, SRTO_TRANSTYPE, "i", SRTT_FILE)
+        for key, value in options.items():
+            if key not in OPTIONS:
+                raise SrtError(f"unknown SRT option {key!r}; choose from {', '.join(OPTIONS)}")
+            number, kind = OPTIONS[key]
+            _set(sock, number, kind, int(value))
+    except (SrtError, ValueError):
+        lib.srt_close(sock)  # a refused setting must not leak the socket
+        raise
     return sock
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.endpoints import JSON, EndpointOptions, Handler, Sent
+from benchmarks.endpoints import JSON, EndpointOptions, Handler, Sent, free_port
 from benchmarks.endpoints.tcp_end import TcpBenchReceiver, TcpBenchSender
 from benchmarks.endpoints.tcp_end import start_receiver as start_tcp_receiver
 from benchmarks.workloads import BenchImage
@@ -43,7 +43,6 @@ _PR_SET_PDEATHSIG = 1
 class Tunnel:
     """How to run one tunnel tool. The two commands get (listen address, target address)."""
 
-    name: str
     binaries: tuple[str, str]  # (server, client)
     server_argv: Callable[[str, int, int, dict[str, str]], list[str]]  # (udp host, udp port, tcp port, options)
     client_argv: Callable[[int, str, int, dict[str, str]], list[str]]  # (local tcp port, udp host, udp port, options)
@@ -65,13 +64,6 @@ def _die_with_parent() -> None:
     # A worker that is killed must not leave its tunnel running inside the namespace.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _free_port(kind: socket.SocketKind, host: str) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _bound(proto: str, port: int, *, listening: bool) -> bool:
@@ -140,7 +132,7 @@ class TunnelReceiver:
 async def start_tunnel_receiver(tunnel: Tunnel, options: EndpointOptions, handler: Handler) -> TunnelReceiver:
     tcp = await start_tcp_receiver(EndpointOptions(_LOOPBACK, 0, timeout=options.timeout), handler)
     settings = tunnel.options(options.extra)
-    udp_port = options.port or _free_port(socket.SOCK_DGRAM, options.host)
+    udp_port = options.port or free_port(socket.SOCK_DGRAM, options.host)
     server = _Process(tunnel.server_argv(options.host, udp_port, int(tcp.info["port"]), settings))
     try:
         await server.start("udp", udp_port)
@@ -162,7 +154,7 @@ class TunnelSender:
         self._tcp: TcpBenchSender | None = None
 
     async def open(self) -> None:
-        local = _free_port(socket.SOCK_STREAM, _LOOPBACK)
+        local = free_port(socket.SOCK_STREAM, _LOOPBACK)
         self._client = _Process(self._tunnel.client_argv(local, self._options.host, self._options.port, self._settings))
         await self._client.start("tcp", local)
         self._tcp = TcpBenchSender(EndpointOptions(_LOOPBACK, local, timeout=self._options.timeout), {})

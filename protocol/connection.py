@@ -75,6 +75,7 @@ TAIL_REPAIRS = 4  # at most this many repairs waiting: the object is in its tail
 REPAIR_WINDOW = 1024
 REPAIR_SIGMAS = 2.0
 REPAIR_SPARE = 1
+CLOSE_COPIES = 2
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
 
 
@@ -840,7 +841,9 @@ class Connection:
         self.close_reason = reason
         self.state = State.CLOSING
         self._control.clear()
-        self._control.append(Close(code, reason[:200]))
+        # Two copies, as for INITIAL: a lost CLOSE leaves a silent peer waiting out its idle timeout.
+        for _ in range(CLOSE_COPIES):
+            self._control.append(Close(code, reason[:200]))
         self._close_deadline = now + 3 * self.rtt.pto(self.peer_params.max_ack_delay_ms / 1000)
         self._events.append(ConnectionClosed(self.session_id, code, reason or ("closed" if code == 0 else "aborted"), by_peer=False))
 
@@ -1124,7 +1127,13 @@ class Connection:
         # REPAIRs are lost too: send enough that those arriving cover the chunks lost.
         needed = expected + REPAIR_SIGMAS * math.sqrt(variance) + REPAIR_SPARE
         repairs = min(count, math.ceil(needed / (1 - loss)))
-        obj.plan_repairs(first, count, repairs)
+        obj.plan_repairs(first, count, repairs, now)
+
+    def _round_needs_repairs(self, obj: OutgoingObject, now: float) -> bool:
+        """A round of retransmissions at the tail just ended. Unprotected, each of its losses costs
+        another round trip, and a lost retransmission is as likely as a lost first copy: cover it
+        with REPAIRs too, once the previous batch is out and at most once a round trip."""
+        return obj.repair_count > 0 and obj.repairs_pending == 0 and now >= obj.repair_planned_at + self.rtt.smoothed
 
     def _next_repair_seed(self, obj: OutgoingObject) -> int:
         # Any u32 will do; a seed whose bit stream picks no chunk of the window is skipped.
@@ -1185,7 +1194,8 @@ class Connection:
                 if is_retx:
                     self.counters["chunks_retransmitted"] += 1
                 self._next_send_time += len(datagram) / rate
-            if not is_retx and obj.next_new == obj.chunk_count and obj.repair_count == 0:
+            round_over = obj.next_new == obj.chunk_count and not (is_retx and obj.retx)
+            if round_over and (obj.repair_count == 0 if not is_retx else self._round_needs_repairs(obj, now)):
                 self._plan_repairs(obj, now)
             if obj.tail_probe_pending or (is_retx and not obj.retx and obj.next_new == obj.chunk_count):
                 # spec 9.4: a status request right behind the last chunk of a round

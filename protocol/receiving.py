@@ -9,6 +9,9 @@ from typing import Any
 from .codec import Announce
 from .repair import RepairDecoder, xor_chunks
 
+# Re-reports due within this share of a re-NACK interval join a NACK that goes out now (spec 9.1).
+RENACK_PULL = 0.5
+
 
 class IncomingObject:
     def __init__(self, announce: Announce, now: float) -> None:
@@ -147,35 +150,55 @@ class IncomingObject:
         self.decoder = None
 
     def _hold_for_repair(self, due: list[int]) -> tuple[list[int], list[int]]:
-        """Split due reports into those to send and those REPAIRs already held will answer: when
-        the decoder lacks d equations, only d of the chunks it names are asked for."""
+        """Split due reports into those to send and those REPAIRs already held will answer: of the
+        chunks the REPAIRs name, only those they leave undetermined are asked for (spec R9.6-5)."""
         decoder = self.decoder
         if decoder is None or not decoder.rows:
             return due, []
-        covered = [index for index in due if (decoder.union >> index) & 1]
-        if not covered:
+        union = decoder.union
+        if not any((union >> index) & 1 for index in due):
             return due, []
-        deficit = max(decoder.deficit(self.missing_mask), 0)
-        held = set(covered[: len(covered) - deficit])
-        return [index for index in due if index not in held], sorted(held)
+        free = decoder.free_chunks(self.missing_mask)
+        held = [index for index in due if (union >> index) & 1 and not (free >> index) & 1]
+        if not held:
+            return due, []
+        keep = set(held)
+        return [index for index in due if index not in keep], held
 
     def next_due(self) -> float | None:
         return self.nack_queue[0][0] if self.nack_queue else None
 
     def due_missing(self, now: float, renack: float, largest_pn: int, reorder: float = 0.0) -> list[int]:
-        """Chunks whose report is due now; schedules their next report."""
+        """Chunks whose report is due now; schedules their next report.
+
+        Repeated reports due within the next RENACK_PULL of a re-NACK interval go out now as well:
+        every chunk reported once keeps its own cadence, and without this each lost chunk would be
+        re-reported in a NACK of its own. First reports still wait for their reordering allowance.
+        """
         out: list[int] = []
         received = self.received
         last = self.last_nacked
-        while self.nack_queue and self.nack_queue[0][0] <= now:
-            _, first, end = heapq.heappop(self.nack_queue)
+        horizon = now + renack * RENACK_PULL
+        ripe = renack * (1 - RENACK_PULL)
+        not_yet: list[tuple[float, int]] = []
+        while self.nack_queue and self.nack_queue[0][0] <= horizon:
+            due, first, end = heapq.heappop(self.nack_queue)
             for index in range(first, end + 1):
                 if received[index]:
                     continue
                 previous = last.get(index)
-                if previous is not None and now - previous < renack * 0.9:
+                if previous is None:
+                    if due > now:  # a first report waits out its reordering allowance
+                        not_yet.append((due, index))
+                        continue
+                elif now - previous < ripe:
+                    # Reported lately (pulled into an earlier NACK, or a PROBE's answer). It stays
+                    # scheduled: dropped here, it would go unreported whenever the interval grew.
+                    not_yet.append((max(due, previous + renack), index))
                     continue
                 out.append(index)
+        for due, index in not_yet:
+            heapq.heappush(self.nack_queue, (due, index, index))
         if out:
             out = sorted(set(out))  # overlapping queue entries may name a chunk twice
             out, held = self._hold_for_repair(out)

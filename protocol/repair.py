@@ -98,6 +98,8 @@ class RepairDecoder:
         self.used = 0  # rows that went into a solution
         self.discarded = 0  # rows that named no missing chunk
         self.dependent = 0  # rows the last attempt found to add nothing (a random code's spares)
+        self._free_key: tuple[int, int] | None = None
+        self._free = 0
 
     def add(self, first: int, seed: int, count: int, payload: bytes, missing: int, known_xor: Callable[[int], int]) -> bool:
         """Keep a REPAIR as a row over the missing chunks. False if it names none of them.
@@ -118,6 +120,29 @@ class RepairDecoder:
     def deficit(self, missing: int) -> int:
         """How many more equations (REPAIRs or chunks) the rows need before they can be solved."""
         return self.unknowns(missing) - (len(self.rows) - self.dependent)
+
+    def free_chunks(self, missing: int) -> int:
+        """The missing chunks the rows leave undetermined, as a mask: once these arrive (by NACK),
+        the rows give all the others. Asking for any other chunk would not shrink the deficit: a
+        chunk the rows already pin down takes an unknown and an equation away together."""
+        key = (len(self.rows), self.union & missing)
+        if self._free_key == key:
+            return self._free
+        pivots: dict[int, int] = {}
+        tops = 0
+        for mask, _ in self.rows:
+            mask &= missing
+            while mask:
+                top = mask.bit_length() - 1
+                pivot = pivots.get(top)
+                if pivot is None:
+                    pivots[top] = mask
+                    tops |= 1 << top
+                    break
+                mask ^= pivot
+        self._free_key = key
+        self._free = self.union & missing & ~tops
+        return self._free
 
     def solve(self, missing: int, known_xor: Callable[[int], int]) -> dict[int, bytes] | None:
         """Every chunk the rows name, if they determine them all; None while they do not."""

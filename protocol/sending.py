@@ -72,6 +72,7 @@ class OutgoingObject:
         self.repairs_pending = 0
         self.repair_last_pn = -1
         self.repairs_sent = 0
+        self.repair_planned_at = float("-inf")
         self._announce_echoes = sorted({min(after, self.chunk_count) for after in ANNOUNCE_ECHO_AFTER} - {0})
 
     def announce(self) -> Announce:
@@ -95,7 +96,8 @@ class OutgoingObject:
     def is_queued(self, index: int) -> bool:
         return bool(self._queued[index])
 
-    def plan_repairs(self, first: int, count: int, repairs: int) -> None:
+    def plan_repairs(self, first: int, count: int, repairs: int, now: float) -> None:
+        self.repair_planned_at = now
         self.repair_first = first
         self.repair_count = count
         self.repairs_pending = repairs

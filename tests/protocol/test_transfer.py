@@ -10,6 +10,7 @@ import random
 
 import pytest
 
+from protocol import codec
 from protocol.config import SessionConfig
 from protocol.constants import ErrorCode
 from protocol.events import ConnectionClosed, ObjectDelivered, ObjectFailed, ObjectReceived
@@ -174,3 +175,23 @@ def test_received_object_events_carry_receiver_stats() -> None:
     assert stats["chunks_received"] + stats["chunks_repaired"] == 98
     assert stats["chunks_repaired"] <= stats["repairs_received"]
     assert stats["recovered"] <= stats["nacked"]
+
+
+def test_close_goes_out_twice_so_that_one_loss_does_not_leave_the_peer_waiting() -> None:
+    pair = Pair("rtt=40ms", seed=3)
+    closes: list[float] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
+        if src[0] == "client" and isinstance(codec.decode(datagram).packet, codec.Close):
+            closes.append(now)
+        return datagram
+
+    pair.sim.add_tap(tap)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    pair.conn.close(pair.sim.now)
+    pair.sim.poke()
+    pair.run_until(lambda: bool(pair.server_log.of(ConnectionClosed)), timeout=30)
+    pair.sim.run_for(1.0)
+    assert len(closes) == 2
+    [closed] = pair.server_log.of(ConnectionClosed)
+    assert closed.error_code == ErrorCode.NO_ERROR and closed.by_peer

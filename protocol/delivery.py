@@ -109,7 +109,10 @@ class SentLog:
         self._counted_sent += sent_delta
         self._shortfall += sent_delta - recv_delta
         self._shortfalls.append((now, self._counted_sent, self._shortfall))
-        while len(self._shortfalls) > 1 and self._shortfalls[0][0] < now - reorder_window:
+        # The reference is the last ACK at least one window old: the count as of then. Were it the
+        # newest ACK whenever the one before is older than a window (a train after a pause), the
+        # datagrams a jittery path reorders within that train would all count as lost.
+        while len(self._shortfalls) > 1 and self._shortfalls[1][0] <= now - reorder_window:
             self._shortfalls.popleft()
         lagged_sent = self._shortfalls[0][1]
         lagged_lost = max(min(shortfall for _, _, shortfall in self._shortfalls), 0)

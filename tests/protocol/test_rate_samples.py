@@ -176,3 +176,20 @@ def test_an_ack_with_nothing_newer_cannot_count_more_than_was_sent() -> None:
     log.on_ack(0.07, 15, 0, 10_000, rtt=None)  # far more than sent: loss is held at 0, not below
     assert 0.0 <= log.loss_for_planning <= before
 
+
+
+def test_a_train_after_a_pause_is_judged_against_the_ack_before_the_pause() -> None:
+    # A first object, fully acknowledged; a pause longer than the reordering window; then a second
+    # train on a jittery path: its first ACK names the train's last datagram while 60 of the 100
+    # before it are still on their way. They arrive within the window. Counted against that first
+    # ACK alone, they would read as 60 % loss and plan REPAIRs for losses that never happened.
+    log = SentLog()
+    _send_train(log, 64, 0.0, 0.0002)
+    log.on_ack(0.055, 31, 32 * PACKET, 32, rtt=None, reorder_window=0.02)
+    log.on_ack(0.06, 63, 64 * PACKET, 64, rtt=None, reorder_window=0.02)
+    _send_train(log, 100, 0.3, 0.0002)
+    log.on_ack(0.36, 163, 104 * PACKET, 104, rtt=None, reorder_window=0.02)
+    assert log.loss_rate < 0.05
+    assert log.loss_for_planning < 0.05
+    log.on_ack(0.37, 163, 164 * PACKET, 164, rtt=None, reorder_window=0.02)  # the stragglers
+    assert log.loss_rate < 0.05

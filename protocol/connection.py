@@ -1111,6 +1111,9 @@ class Connection:
         if not self._repair_possible(obj) or obj.chunk_count == 0:
             return
         horizon = now - (self.rtt.smoothed + self._sender_reorder_allowance + self.peer_params.max_ack_delay_ms / 1000)
+        # A later batch covers only what was sent since the one before: the NACK that started this
+        # round already said what the earlier batch left missing.
+        horizon = max(horizon, obj.repair_planned_at)
         floor = max(0, obj.chunk_count - REPAIR_WINDOW)
         last_sent = obj.last_sent
         uncertain = [i for i in range(floor, obj.chunk_count) if last_sent[i] >= horizon or obj.is_queued(i)]
@@ -1182,6 +1185,13 @@ class Connection:
                 obj.on_repair_sent(self.sent.next_pn - 1)
                 self.counters["repairs_sent"] += 1
                 self._next_send_time += len(datagram) / rate
+                if not obj.repairs_pending and not obj.retx:
+                    # A status request behind the batch: NACKs written before the last REPAIR
+                    # arrived are not acted on (R9.6-6), and were the last REPAIR lost, nothing
+                    # newer would reach the receiver until the probe timeout.
+                    obj.last_feedback = now
+                    out.append(self._emit(Probe(obj.object_id, obj.next_new), now))
+                    self.counters["probes_sent"] += 1
                 continue
             copies = self._tail_copies(obj) if is_retx else 1
             chunk = obj.chunk(index)

@@ -329,3 +329,40 @@ def test_a_first_report_still_waits_for_its_reordering_allowance() -> None:
     obj.nack_queue.extend([(0.100, 2, 2), (0.105, 5, 5)])
     assert obj.due_missing(0.100, 0.020, 10) == [2]  # 5's gap is not due yet, however close
     assert obj.due_missing(0.105, 0.020, 10) == [5]
+
+
+def _client_packets(pair: Pair) -> list[object]:
+    sent: list[object] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
+        if src[0] == "client":
+            sent.append(codec.decode(datagram).packet)
+        return datagram
+
+    pair.sim.add_tap(tap)
+    return sent
+
+
+def test_a_probe_follows_each_batch_of_repairs() -> None:
+    # R9.4-1, 9.6: the answer to it is written after every REPAIR the receiver will get, and it
+    # lifts the receiver's Largest PN past a last REPAIR that was lost.
+    pair = Pair("rate=50mbit queue=250kb rtt=300ms loss=5%", seed=4)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    sent = _client_packets(pair)
+    oid = pair.send(payload(64 << 10, 4), name="img")
+    pair.run_until(lambda: pair.finished([oid]))
+    kinds = [type(packet).__name__ for packet in sent]
+    last_repair = max(i for i, kind in enumerate(kinds) if kind == "Repair")
+    assert kinds[last_repair + 1] == "Probe"
+
+
+@pytest.mark.parametrize(("chunks", "copies"), [(4, 2), (20, 3), (100, 4), (300, 5)])
+def test_a_larger_object_is_announced_more_times(chunks: int, copies: int) -> None:
+    # R8.2-10: a lost ANNOUNCE costs every chunk the receiver could not buffer meanwhile, so the copies
+    # are spread over the first 256 chunks: after the 8th, 32nd, 128th and 256th (or the last).
+    pair = Pair("rtt=20ms", seed=1)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    sent = _client_packets(pair)
+    oid = pair.send(payload(chunks * 1024, 1), name="img")
+    pair.run_until(lambda: pair.finished([oid]))
+    assert sum(isinstance(packet, codec.Announce) for packet in sent) == copies

@@ -73,7 +73,7 @@ TAIL_REPAIRS = 4  # at most this many repairs waiting: the object is in its tail
 # Forward repair at an object's tail (spec 9.6): the reference covers at most this many chunks, and
 # sends expected losses + REPAIR_SIGMAS standard deviations + REPAIR_SPARE REPAIRs.
 REPAIR_WINDOW = 1024
-REPAIR_SIGMAS = 2.0
+REPAIR_SIGMAS = 3.0  # a shortfall costs a round trip; a spare REPAIR costs one datagram
 REPAIR_SPARE = 1
 CLOSE_COPIES = 2
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 from typing import Any
 
 from .codec import Announce
@@ -197,8 +198,10 @@ class IncomingObject:
                     not_yet.append((max(due, previous + renack), index))
                     continue
                 out.append(index)
-        for due, index in not_yet:
-            heapq.heappush(self.nack_queue, (due, index, index))
+        # Back on the schedule as ranges: a long gap stays one entry, not one per chunk.
+        for due, run in itertools.groupby(sorted(not_yet), key=lambda item: item[0]):
+            for first, count in to_ranges([index for _, index in run]):
+                heapq.heappush(self.nack_queue, (due, first, first + count - 1))
         if out:
             out = sorted(set(out))  # overlapping queue entries may name a chunk twice
             out, held = self._hold_for_repair(out)

@@ -366,3 +366,11 @@ def test_a_larger_object_is_announced_more_times(chunks: int, copies: int) -> No
     oid = pair.send(payload(chunks * 1024, 1), name="img")
     pair.run_until(lambda: pair.finished([oid]))
     assert sum(isinstance(packet, codec.Announce) for packet in sent) == copies
+
+
+def test_a_long_gap_not_yet_due_stays_one_entry_on_the_schedule() -> None:
+    obj, data = _incoming(64 * 1000)
+    obj.add_chunk(999, data[999 * 64 :], 1, 0.0, 0.010)  # chunks 0-998: one gap, due at 10 ms
+    assert obj.due_missing(0.005, 0.020, 1) == []  # within the pull horizon, but a first report
+    assert obj.nack_queue == [(0.010, 0, 998)]
+    assert obj.due_missing(0.010, 0.020, 1) == list(range(999))

@@ -76,6 +76,7 @@ REPAIR_WINDOW = 1024
 REPAIR_SIGMAS = 3.0  # a shortfall costs a round trip; a spare REPAIR costs one datagram
 REPAIR_SPARE = 1
 CLOSE_COPIES = 2
+PROBE_INTERVAL_CAP = 0.5  # seconds: the probe timer stops doubling there (or at 2 x srtt)
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
 
 
@@ -925,7 +926,11 @@ class Connection:
         return self.rtt.pto(self.peer_params.max_ack_delay_ms / 1000)
 
     def _probe_time(self, obj: OutgoingObject, pto: float) -> float:
-        return obj.last_feedback + pto * (2.0 ** min(obj.probe_count, 6))
+        # Doubling spares a path that is gone; but past half a second (two round trips, on a long
+        # path) a PROBE of some 60 bytes costs next to nothing, while the interval is how long a
+        # transfer sits idle after an outage ends. Never sooner than one PTO.
+        backoff = pto * (2.0 ** min(obj.probe_count, 6))
+        return obj.last_feedback + max(pto, min(backoff, max(PROBE_INTERVAL_CAP, 2 * self.rtt.smoothed)))
 
     def handle_timer(self, now: float) -> None:
         state = self.state

@@ -768,6 +768,9 @@ class Connection:
                 raise _Violation(ErrorCode.PROTOCOL_VIOLATION, "NACK lists chunks beyond the object's chunk count")
         if packet.announce_missing:
             obj.announce_pending = True
+            # Every chunk went out while the peer did not know the object; what it kept of them
+            # (R9.1-6) only a PROBE behind the ANNOUNCE makes it say at once.
+            obj.probe_after_announce = obj.next_new == obj.chunk_count > 0
         wait = min(self.rtt.smoothed, self.rtt.latest) + self._sender_reorder_allowance
         queued = obj.on_nack(packet.missing, packet.largest_pn, now, wait)
         self.counters["chunks_nacked_by_peer"] += queued
@@ -1020,11 +1023,16 @@ class Connection:
         self._promote_queued(now)
         # Announcements go ahead of other control packets, but never ahead of an ACCEPT: the
         # session's first packet is its ACCEPT (spec R8.3-1).
-        announces = []
+        announces: list[Announce | Probe] = []
         for obj in self.outgoing.values():
             if obj.announce_pending:
                 obj.announce_pending = False
                 announces.append(obj.announce())
+                if obj.probe_after_announce:
+                    obj.probe_after_announce = False
+                    obj.last_feedback = now
+                    announces.append(Probe(obj.object_id, obj.next_new))
+                    self.counters["probes_sent"] += 1
         if announces:
             position = 0
             while position < len(self._control) and isinstance(self._control[position], Accept):

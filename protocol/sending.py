@@ -60,6 +60,7 @@ class OutgoingObject:
         self.last_sent = array("d", bytes(8 * self.chunk_count))
         self.last_pn = array("q", bytes(8 * self.chunk_count))  # packet number of the last copy
         self.tail_probe_pending = False
+        self.probe_after_announce = False  # the ANNOUNCE is repeated because the peer lost it
         self.last_feedback = created
         self.probe_count = 0
         self.chunks_sent = 0

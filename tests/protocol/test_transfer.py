@@ -218,3 +218,26 @@ def test_probes_keep_coming_through_an_outage_so_the_transfer_resumes_soon_after
     in_outage = [t for t in probes if 1.5 <= t < 4.5]
     gaps = [b - a for a, b in itertools.pairwise(in_outage)]
     assert gaps and max(gaps) <= 0.5 + 1e-6
+
+
+def test_an_announce_sent_again_because_the_peer_lost_it_has_a_probe_behind_it() -> None:
+    """R8.2-10, 9.4: every chunk already went out while the peer did not know the object; the
+    PROBE makes the peer say at once what it lacks, instead of a probe timeout later."""
+    pair = Pair("rtt=50ms blackout=0.5s-1.5s", seed=5)
+    sent: list[tuple[float, object]] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
+        if src[0] == "client":
+            sent.append((now, codec.decode(datagram).packet))
+        return datagram
+
+    pair.sim.add_tap(tap)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    pair.sim.run(0.5)
+    oid = pair.send(payload(3000, 5), name="small")  # announce and chunks all lost in the outage
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    later = [packet for t, packet in sent if t >= 1.5]
+    repeats = [i for i, packet in enumerate(later) if isinstance(packet, codec.Announce)]
+    assert repeats, "the ANNOUNCE was sent again after the outage"
+    follower = later[repeats[0] + 1]
+    assert isinstance(follower, codec.Probe) and follower.object_id == oid

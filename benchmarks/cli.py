@@ -28,6 +28,8 @@ examples:
   snip bench --scenario bursts,blackout --repeat 3
   snip bench --list-scenarios
   snip bench --from-json results/latest/results.json     redo the report and plots
+  snip bench --from-json old/results.json new/results.json --out both
+                                  one report of two runs (where both have a run, the later file's)
 
 Results go to results/bench-<time>/ (results.json, runs.csv, images.csv, summary.md, plots/);
 results/latest points at the newest. Without root there is no TUN link: snip alone runs through
@@ -114,7 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="DIR", help="results folder (default results/bench-<time>)")
     out.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    out.add_argument("--from-json", type=Path, metavar="FILE", help="make the report and plots again from a results.json")
+    out.add_argument("--from-json", type=Path, nargs="+", metavar="FILE",
+                     help="make the report and plots again from a results.json; from several, one report of them all "
+                     "(for each scenario, transport and seed, the run of the last file that has one)")
 
 
 def register(subparsers: Any) -> None:
@@ -207,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from benchmarks.machine import machine_info
-    from benchmarks.report import BenchResults, link_latest, load_results, markdown, write_json
+    from benchmarks.report import BenchResults, MergeError, link_latest, load_results, markdown, merge_results, write_json
     from benchmarks.runner import BenchConfig, choose_mode, run_all
     from benchmarks.scenarios import PRESETS, ScenarioError, select
     from benchmarks.workloads import Workload, format_size, parse_sizes
@@ -216,10 +220,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.list_scenarios:
         return _list_scenarios()
     if args.from_json is not None:
-        if not args.from_json.is_file():
-            raise _UserError(f"{args.from_json} does not exist")
-        results = load_results(args.from_json)
-        for path in _render(results, args.out or args.from_json.parent, not args.no_plots):
+        for source in args.from_json:
+            if not source.is_file():
+                raise _UserError(f"{source} does not exist")
+        if len(args.from_json) > 1 and args.out is None:
+            raise _UserError("--from-json with several files needs --out DIR for the merged report")
+        try:
+            results = load_results(args.from_json[0]) if len(args.from_json) == 1 else merge_results(args.from_json)
+        except (MergeError, ValueError, KeyError) as exc:
+            raise _UserError(f"cannot read the results: {exc}") from None
+        for path in _render(results, args.out or args.from_json[0].parent, not args.no_plots):
             print(path)
         return 0
 

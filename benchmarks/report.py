@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.endpoints import TRANSPORTS
 from benchmarks.metrics import RunResult, Summary, Target, evaluate_targets, summarise
 from benchmarks.scenarios import Scenario
 from benchmarks.workloads import format_size
@@ -78,6 +79,47 @@ def load_results(path: Path) -> BenchResults:
     scenarios = [Scenario(s["name"], s["link"], s.get("description", ""), bool(s.get("on_grid"))) for s in data["scenarios"]]
     runs = [RunResult.from_dict(r) for r in data["runs"]]
     return BenchResults(data.get("meta", {}), scenarios, runs)
+
+
+class MergeError(ValueError):
+    """Results that cannot be put together: different workloads, or one scenario name for two links."""
+
+
+def merge_results(paths: Sequence[Path]) -> BenchResults:
+    """Several benchmarks' results as one report: scenarios in order of first appearance, and for each
+    (scenario, transport, seed) the run of the last file that has one, so that a partial rerun (one
+    transport after a change, say) replaces that part of an earlier run. The context is the last
+    file's, with every source listed (``meta["sources"]``)."""
+    parts = [load_results(path) for path in paths]
+    sizes = {tuple(part.meta.get("sizes", ())) for part in parts}
+    if len(sizes) > 1:
+        raise MergeError(f"the results have different workloads (image sizes {sorted(sizes)}): merged, they would not compare")
+    scenarios: dict[str, Scenario] = {}
+    runs: dict[tuple[str, str, int], RunResult] = {}
+    for path, part in zip(paths, parts, strict=True):
+        for scenario in part.scenarios:
+            known = scenarios.setdefault(scenario.name, scenario)
+            if known.link != scenario.link:
+                raise MergeError(f"scenario {scenario.name!r} is {known.link!r} in one file and {scenario.link!r} in {path}")
+        for run in part.runs:
+            runs[(run.scenario, run.transport, run.seed)] = run
+    order = list(scenarios)
+    ranks = {name: i for i, name in enumerate(TRANSPORTS)}
+    merged = sorted(runs.values(), key=lambda r: (order.index(r.scenario), ranks.get(r.transport, len(ranks)), r.seed))
+    meta = dict(parts[-1].meta)
+    meta["seeds"] = sorted({run.seed for run in merged})
+    meta["transports"] = sorted({run.transport for run in merged}, key=lambda t: ranks.get(t, len(ranks)))
+    meta["sources"] = [
+        {
+            "file": str(path),
+            "command": part.meta.get("command", ""),
+            "commit": part.meta.get("machine", {}).get("git_commit"),
+            "started_at": part.meta.get("started_at"),
+            "runs": len(part.runs),
+        }
+        for path, part in zip(paths, parts, strict=True)
+    ]
+    return BenchResults(meta, list(scenarios.values()), merged)
 
 
 def write_json(results: BenchResults, out_dir: Path) -> Path:
@@ -235,6 +277,11 @@ def targets_table(results: BenchResults) -> list[str]:
     return lines
 
 
+def _number(value: Any) -> str:
+    # a results.json from elsewhere may lack a setting, or carry it as text
+    return f"{value:g}" if isinstance(value, (int, float)) else "?"
+
+
 def _context(results: BenchResults) -> list[str]:
     m = results.meta
     machine = m.get("machine", {})
@@ -247,7 +294,7 @@ def _context(results: BenchResults) -> list[str]:
         f"{machine.get('load_average_at_start')}; Linux {machine.get('kernel', '?')}; Python {machine.get('python', '?')}; "
         f"snip {machine.get('snip', '?')} (commit {machine.get('git_commit') or '?'})",
         f"- link: {m.get('mode_description', m.get('mode', '?'))}; seeds {m.get('seeds')}; "
-        f"timeout {m.get('timeout', '?'):g} s per image",
+        f"timeout {_number(m.get('timeout'))} s per image",
         f"- workload: {sizes} {m.get('format', 'png')} images of random pixels, sent one at a time (the next once the "
         f"reply to the previous one is in); the receiver verifies each against its SHA-256 and classifies it with "
         f"`{m.get('classify', '-')}` before answering",
@@ -257,6 +304,11 @@ def _context(results: BenchResults) -> list[str]:
     ]
     if m.get("fallback_reason"):
         lines.append(f"- no TUN link: {m['fallback_reason']}")
+    for source in m.get("sources", []):
+        lines.append(
+            f"- merged from `{source.get('file')}`: {source.get('runs')} runs, {source.get('started_at', '?')}, "
+            f"commit {source.get('commit') or '?'}, `{source.get('command', '')}` (where files overlap, the later one's runs)"
+        )
     return lines
 
 

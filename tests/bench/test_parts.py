@@ -16,7 +16,7 @@ from apps.cli import main as snip_main
 from benchmarks import cli
 from benchmarks.metrics import ImageResult, RunResult, evaluate_targets, limit_seconds, percentile, summarise
 from benchmarks.plots import plot_all
-from benchmarks.report import BenchResults, link_latest, load_results, markdown, write_all
+from benchmarks.report import BenchResults, MergeError, link_latest, load_results, markdown, merge_results, write_all
 from benchmarks.scenarios import PRESETS, SPECIALS, Scenario, ScenarioError, custom_scenario, grid, select
 from benchmarks.workloads import Workload, format_size, make_image, parse_size, parse_sizes
 
@@ -192,6 +192,59 @@ def test_report_files_round_trip(tmp_path: Path) -> None:
     assert "**not installed**: aioquic is not installed" in text and "## Targets" in text
     again = load_results(tmp_path / "results.json")
     assert markdown(again) == text
+
+
+def _results_file(tmp_path: Path, name: str, runs: list[RunResult], sizes: list[int] | None = None,
+                  scenarios: list[Scenario] | None = None) -> Path:
+    meta = {"sizes": sizes or [64 << 10, 1 << 20], "command": f"snip bench ({name})", "machine": {"git_commit": name}}
+    out = tmp_path / name
+    write_all(BenchResults(meta, scenarios or SCENARIOS, runs), out)
+    return out / "results.json"
+
+
+def test_results_merge_with_the_later_file_replacing_its_runs(tmp_path: Path) -> None:
+    lossy = SCENARIOS[1]
+    everything = _results_file(tmp_path, "aaa", _runs())
+    rerun = [_run(lossy, "snip", seed, [0.04, 0.2]) for seed in (1, 2)]
+    newer = _results_file(tmp_path, "bbb", rerun, scenarios=[lossy])
+    merged = merge_results([everything, newer])
+    assert len(merged.runs) == len(_runs())  # snip's two runs in the lossy scenario replaced, not added
+    snip = next(s for s in merged.summaries if s.scenario == lossy.name and s.transport == "snip")
+    assert snip.deliver_p50 == pytest.approx(0.2)
+    untouched = next(s for s in merged.summaries if s.scenario == SCENARIOS[0].name and s.transport == "snip")
+    assert untouched.deliver_p50 == pytest.approx(0.31)
+    assert [s.name for s in merged.scenarios] == [s.name for s in SCENARIOS]
+    assert [r.transport for r in merged.runs[:4]] == ["snip", "snip", "tcp-cubic", "tcp-cubic"]  # the usual order
+    assert [source["commit"] for source in merged.meta["sources"]] == ["aaa", "bbb"]
+    assert "merged from `" in markdown(merged)
+    # the other way round, the older file's runs win
+    backwards = merge_results([newer, everything])
+    assert next(s for s in backwards.summaries if s.scenario == lossy.name and s.transport == "snip").deliver_p50 == pytest.approx(0.31)
+
+
+def test_results_of_different_workloads_or_links_are_not_merged(tmp_path: Path) -> None:
+    first = _results_file(tmp_path, "first", _runs())
+    other_sizes = _results_file(tmp_path, "sizes", _runs(), sizes=[1 << 20])
+    with pytest.raises(MergeError, match="different workloads"):
+        merge_results([first, other_sizes])
+    renamed = Scenario(SCENARIOS[0].name, "rate=10mbit rtt=50ms loss=0%")
+    other_link = _results_file(tmp_path, "link", [_run(renamed, "snip", 1, [0.1, 0.5])], scenarios=[renamed])
+    with pytest.raises(MergeError, match="in one file and"):
+        merge_results([first, other_link])
+
+
+def test_cli_merges_results_into_one_report(tmp_path: Path) -> None:
+    first = _results_file(tmp_path, "one", _runs())
+    second = _results_file(tmp_path, "two", [_run(SCENARIOS[1], "snip", 1, [0.04, 0.2])], scenarios=[SCENARIOS[1]])
+    parser = cli.build_parser()
+    assert cli.run(parser.parse_args(["--from-json", str(first), str(second), "--out", str(tmp_path / "both"), "--no-plots"])) == 0
+    assert "merged from" in (tmp_path / "both" / "summary.md").read_text()
+    with pytest.raises(CommandError, match="needs --out"):
+        cli.run(parser.parse_args(["--from-json", str(first), str(second)]))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(CommandError, match="cannot read the results"):
+        cli.run(parser.parse_args(["--from-json", str(broken)]))
 
 
 def test_plots_are_written(tmp_path: Path) -> None:

@@ -103,9 +103,9 @@ def merge_results(paths: Sequence[Path]) -> BenchResults:
                 raise MergeError(f"scenario {scenario.name!r} is {known.link!r} in one file and {scenario.link!r} in {path}")
         for run in part.runs:
             runs[(run.scenario, run.transport, run.seed)] = run
-    order = list(scenarios)
+    order = {name: i for i, name in enumerate(scenarios)}
     ranks = {name: i for i, name in enumerate(TRANSPORTS)}
-    merged = sorted(runs.values(), key=lambda r: (order.index(r.scenario), ranks.get(r.transport, len(ranks)), r.seed))
+    merged = sorted(runs.values(), key=lambda r: (order[r.scenario], ranks.get(r.transport, len(ranks)), r.seed))
     meta = dict(parts[-1].meta)
     meta["seeds"] = sorted({run.seed for run in merged})
     meta["transports"] = sorted({run.transport for run in merged}, key=lambda t: ranks.get(t, len(ranks)))

@@ -977,11 +977,9 @@ class Connection:
                 and now >= self._probe_time(obj, pto)
             ):
                 obj.probe_count += 1
-                obj.last_feedback = now
                 if obj.next_new == 0:
                     obj.announce_pending = True  # nothing sent but the announcement: repeat it
-                self._control.append(Probe(obj.object_id, obj.next_new))
-                self.counters["probes_sent"] += 1
+                self._control.append(self._probe(obj, now))
         reorder_renack = self._renack_interval
         for obj_in in list(self.incoming.values()):
             if now >= obj_in.last_progress + self._idle_timeout:
@@ -1030,9 +1028,7 @@ class Connection:
                 announces.append(obj.announce())
                 if obj.probe_after_announce:
                     obj.probe_after_announce = False
-                    obj.last_feedback = now
-                    announces.append(Probe(obj.object_id, obj.next_new))
-                    self.counters["probes_sent"] += 1
+                    announces.append(self._probe(obj, now))
         if announces:
             position = 0
             while position < len(self._control) and isinstance(self._control[position], Accept):
@@ -1145,6 +1141,13 @@ class Connection:
         repairs = min(count, math.ceil(needed / (1 - loss)))
         obj.plan_repairs(first, count, repairs, now)
 
+    def _probe(self, obj: OutgoingObject, now: float) -> Probe:
+        """A PROBE for ``obj`` naming every chunk sent so far (spec 9.4), counted; the probe timer
+        starts again from now."""
+        obj.last_feedback = now
+        self.counters["probes_sent"] += 1
+        return Probe(obj.object_id, obj.next_new)
+
     def _round_needs_repairs(self, obj: OutgoingObject, now: float) -> bool:
         """A round of retransmissions at the tail just ended. Unprotected, each of its losses costs
         another round trip, and a lost retransmission is as likely as a lost first copy: cover it
@@ -1202,9 +1205,7 @@ class Connection:
                     # A status request behind the batch: NACKs written before the last REPAIR
                     # arrived are not acted on (R9.6-6), and were the last REPAIR lost, nothing
                     # newer would reach the receiver until the probe timeout.
-                    obj.last_feedback = now
-                    out.append(self._emit(Probe(obj.object_id, obj.next_new), now))
-                    self.counters["probes_sent"] += 1
+                    out.append(self._emit(self._probe(obj, now), now))
                 continue
             copies = self._tail_copies(obj) if is_retx else 1
             chunk = obj.chunk(index)
@@ -1217,15 +1218,15 @@ class Connection:
                 if is_retx:
                     self.counters["chunks_retransmitted"] += 1
                 self._next_send_time += len(datagram) / rate
-            round_over = obj.next_new == obj.chunk_count and not (is_retx and obj.retx)
-            if round_over and (obj.repair_count == 0 if not is_retx else self._round_needs_repairs(obj, now)):
-                self._plan_repairs(obj, now)
+            if obj.next_new == obj.chunk_count:
+                first_batch = not is_retx and obj.repair_count == 0
+                round_batch = is_retx and not obj.retx and self._round_needs_repairs(obj, now)
+                if first_batch or round_batch:
+                    self._plan_repairs(obj, now)
             if obj.tail_probe_pending or (is_retx and not obj.retx and obj.next_new == obj.chunk_count):
                 # spec 9.4: a status request right behind the last chunk of a round
                 obj.tail_probe_pending = False
-                obj.last_feedback = now
-                out.append(self._emit(Probe(obj.object_id, obj.next_new), now))
-                self.counters["probes_sent"] += 1
+                out.append(self._emit(self._probe(obj, now), now))
         # an empty object has no chunk to ride behind
         for obj in self.outgoing.values():
             if obj.tail_probe_pending and obj.chunk_count == 0 and obj.state is OutState.SENDING:

@@ -156,15 +156,11 @@ class IncomingObject:
         decoder = self.decoder
         if decoder is None or not decoder.rows:
             return due, []
-        union = decoder.union
-        if not any((union >> index) & 1 for index in due):
+        if not any((decoder.union >> index) & 1 for index in due):
             return due, []
-        free = decoder.free_chunks(self.missing_mask)
-        held = [index for index in due if (union >> index) & 1 and not (free >> index) & 1]
-        if not held:
-            return due, []
-        keep = set(held)
-        return [index for index in due if index not in keep], held
+        answered = decoder.union & ~decoder.free_chunks(self.missing_mask)
+        return ([index for index in due if not (answered >> index) & 1],
+                [index for index in due if (answered >> index) & 1])
 
     def next_due(self) -> float | None:
         return self.nack_queue[0][0] if self.nack_queue else None

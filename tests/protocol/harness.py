@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netsim.simulator import Simulator
+from protocol import codec
 from protocol.config import SessionConfig
 from protocol.connection import Connection
 from protocol.endpoint import Endpoint
@@ -94,6 +95,18 @@ class Pair:
         object_id = self.conn.send_object(data, self.sim.now, **kwargs)
         self.sim.poke()
         return object_id
+
+    def record_client_packets(self) -> list[tuple[float, codec.Packet]]:
+        """From now on, every packet the client sends, with the time it left, decoded."""
+        sent: list[tuple[float, codec.Packet]] = []
+
+        def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
+            if src == CLIENT:
+                sent.append((now, codec.decode(datagram).packet))
+            return datagram
+
+        self.sim.add_tap(tap)
+        return sent
 
     def run_until(self, predicate: Any, timeout: float = 120.0) -> float:
         return self.sim.run_until(predicate, timeout=timeout)

@@ -266,28 +266,17 @@ def test_a_retransmission_round_at_the_tail_is_covered_by_repairs_too() -> None:
     covered_rounds = 0
     for seed in range(1, 13):
         pair = Pair(link, seed=seed)
-        sent: list[tuple[str, int]] = []
-
-        def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes, sent: list[tuple[str, int]] = sent) -> bytes:
-            if src[0] == "client":
-                packet = codec.decode(datagram).packet
-                if isinstance(packet, codec.Data):
-                    sent.append(("data", packet.chunk_index))
-                elif isinstance(packet, codec.Repair):
-                    sent.append(("repair", packet.first_index))
-            return datagram
-
         warm_up = pair.send(payload(64 << 10, seed), name="warm-up")  # the loss rate is known after it
         pair.run_until(lambda: pair.finished([warm_up]))  # noqa: B023
-        pair.sim.add_tap(tap)
+        packets = pair.record_client_packets()
         oid = pair.send(data, name="img")
         pair.run_until(lambda: pair.finished([oid]))  # noqa: B023
-        first_repair = next(i for i, (kind, _) in enumerate(sent) if kind == "repair")
-        later = sent[first_repair:]
-        resent = [i for i, (kind, _) in enumerate(later) if kind == "data"]
+        kinds = [type(packet) for _, packet in packets if isinstance(packet, (codec.Data, codec.Repair))]
+        later = kinds[kinds.index(codec.Repair) :]
+        resent = [i for i, kind in enumerate(later) if kind is codec.Data]
         if resent:
             # the round's last retransmission is followed by REPAIRs over it
-            assert any(kind == "repair" for kind, _ in later[resent[-1] :]), f"seed {seed}"
+            assert codec.Repair in later[resent[-1] :], f"seed {seed}"
             covered_rounds += 1
     assert covered_rounds >= 1  # the seeds include runs where the first batch fell short
 
@@ -331,27 +320,15 @@ def test_a_first_report_still_waits_for_its_reordering_allowance() -> None:
     assert obj.due_missing(0.105, 0.020, 10) == [5]
 
 
-def _client_packets(pair: Pair) -> list[object]:
-    sent: list[object] = []
-
-    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
-        if src[0] == "client":
-            sent.append(codec.decode(datagram).packet)
-        return datagram
-
-    pair.sim.add_tap(tap)
-    return sent
-
-
 def test_a_probe_follows_each_batch_of_repairs() -> None:
     # R9.4-1, 9.6: the answer to it is written after every REPAIR the receiver will get, and it
     # lifts the receiver's Largest PN past a last REPAIR that was lost.
     pair = Pair("rate=50mbit queue=250kb rtt=300ms loss=5%", seed=4)
     pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
-    sent = _client_packets(pair)
+    sent = pair.record_client_packets()
     oid = pair.send(payload(64 << 10, 4), name="img")
     pair.run_until(lambda: pair.finished([oid]))
-    kinds = [type(packet).__name__ for packet in sent]
+    kinds = [type(packet).__name__ for _, packet in sent]
     last_repair = max(i for i, kind in enumerate(kinds) if kind == "Repair")
     assert kinds[last_repair + 1] == "Probe"
 
@@ -362,10 +339,10 @@ def test_a_larger_object_is_announced_more_times(chunks: int, copies: int) -> No
     # are spread over the first 256 chunks: after the 8th, 32nd, 128th and 256th (or the last).
     pair = Pair("rtt=20ms", seed=1)
     pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
-    sent = _client_packets(pair)
+    sent = pair.record_client_packets()
     oid = pair.send(payload(chunks * 1024, 1), name="img")
     pair.run_until(lambda: pair.finished([oid]))
-    assert sum(isinstance(packet, codec.Announce) for packet in sent) == copies
+    assert sum(isinstance(packet, codec.Announce) for _, packet in sent) == copies
 
 
 def test_a_long_gap_not_yet_due_stays_one_entry_on_the_schedule() -> None:

@@ -180,20 +180,13 @@ def test_received_object_events_carry_receiver_stats() -> None:
 
 def test_close_goes_out_twice_so_that_one_loss_does_not_leave_the_peer_waiting() -> None:
     pair = Pair("rtt=40ms", seed=3)
-    closes: list[float] = []
-
-    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
-        if src[0] == "client" and isinstance(codec.decode(datagram).packet, codec.Close):
-            closes.append(now)
-        return datagram
-
-    pair.sim.add_tap(tap)
+    sent = pair.record_client_packets()
     pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
     pair.conn.close(pair.sim.now)
     pair.sim.poke()
     pair.run_until(lambda: bool(pair.server_log.of(ConnectionClosed)), timeout=30)
     pair.sim.run_for(1.0)
-    assert len(closes) == 2
+    assert sum(isinstance(packet, codec.Close) for _, packet in sent) == 2
     [closed] = pair.server_log.of(ConnectionClosed)
     assert closed.error_code == ErrorCode.NO_ERROR and closed.by_peer
 
@@ -202,20 +195,13 @@ def test_probes_keep_coming_through_an_outage_so_the_transfer_resumes_soon_after
     """R9.4-2: the probe timer stops doubling at half a second on a short path, so an object whose
     confirmation the outage swallowed is confirmed within about that much after the link is back."""
     pair = Pair("rtt=50ms blackout=0.5s-4.5s", seed=2)
-    probes: list[float] = []
-
-    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
-        if src[0] == "client" and isinstance(codec.decode(datagram).packet, codec.Probe):
-            probes.append(now)
-        return datagram
-
-    pair.sim.add_tap(tap)
+    sent = pair.record_client_packets()
     pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
     pair.sim.run(0.49)
     oid = pair.send(payload(64 << 10, 2), name="img")  # its chunks get in; every answer is lost
     pair.run_until(lambda: pair.finished([oid]), timeout=30)
     assert pair.sim.now < 4.5 + 0.5 + 0.1
-    in_outage = [t for t in probes if 1.5 <= t < 4.5]
+    in_outage = [t for t, packet in sent if isinstance(packet, codec.Probe) and 1.5 <= t < 4.5]
     gaps = [b - a for a, b in itertools.pairwise(in_outage)]
     assert gaps and max(gaps) <= 0.5 + 1e-6
 
@@ -224,14 +210,7 @@ def test_an_announce_sent_again_because_the_peer_lost_it_has_a_probe_behind_it()
     """R8.2-10, 9.4: every chunk already went out while the peer did not know the object; the
     PROBE makes the peer say at once what it lacks, instead of a probe timeout later."""
     pair = Pair("rtt=50ms blackout=0.5s-1.5s", seed=5)
-    sent: list[tuple[float, object]] = []
-
-    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
-        if src[0] == "client":
-            sent.append((now, codec.decode(datagram).packet))
-        return datagram
-
-    pair.sim.add_tap(tap)
+    sent = pair.record_client_packets()
     pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
     pair.sim.run(0.5)
     oid = pair.send(payload(3000, 5), name="small")  # announce and chunks all lost in the outage

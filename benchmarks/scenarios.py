@@ -175,6 +175,9 @@ SPECIALS: dict[str, Scenario] = {
                  "a 1 s blackout starting 50 ms into the first image, 1% loss, 50 ms RTT"),
         Scenario("cap10", f"rate=10mbit queue={DEFAULT_QUEUE} rtt=50ms loss=5%",
                  "a 10 Mbit/s cap, 5% loss, 50 ms RTT"),
+        Scenario("shallow-queue", "rate=50mbit queue=15kb rtt=100ms loss=1%",
+                 "a 15 kB queue (2.4 ms at 50 Mbit/s, 2% of the path's BDP): overrun shows as drops, not delay; "
+                 "100 ms RTT, 1% loss"),
         Scenario("satellite", f"rate=10mbit queue={DEFAULT_QUEUE} rtt=600ms jitter=5ms fifo loss=2%",
                  "geostationary-like: 600 ms RTT, 10 Mbit/s, 2% loss, jitter without reordering"),
     )

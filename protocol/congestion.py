@@ -21,6 +21,7 @@ PROBE_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 BW_WINDOW_ROUNDS = 10
 MIN_RTT_WINDOW = 10.0  # seconds
 MAX_COMPENSATED_LOSS = 0.35
+RESTART_GROWTH = 1.15  # a probe that raised bw this much starts the search for the bottleneck again
 # The initial window leaves within this time at most, so that the path, not our pacing, spaces
 # its arrivals and the ACKs of that first train tell the bottleneck's rate (spec 11.3).
 INITIAL_TRAIN_SPREAD = 0.010
@@ -110,18 +111,35 @@ class SnipBbr:
         self._round = 0
         self._next_round_delivered = 0
         self._round_min_rtt = float("inf")
+        # The least over MIN_RTT_WINDOW of the smoothed RTT at each round's end: what the window
+        # must cover. On a jittery or reordering path the smallest sample is an outlier, far below
+        # what most packets take; a window sized by it starves the flow, and its rate samples with it.
+        self._smoothed_rtt = 0.0
+        self._typical_rtt = 0.0
+        self._typical_rtt_stamp = 0.0
         self._queueing = False
         self._full_bw = 0.0
         self._full_bw_rounds = 0
         self._cycle_index = 2
         self._cycle_stamp = 0.0
+        self._bw_before_probe = 0.0
+        self._restarted = False  # startup entered again: the initial floors no longer apply
         self._inflight = 0
         self._feedback_delay = 0.0
+        # Loss of each of the last rounds, as (lost + 1) / (counted + 2), and the count when the
+        # current round began. Random loss shows in every round; drops from a queue we overran only
+        # in the rounds we overran it, so the least of them is the loss to compensate for.
+        self._round_losses: deque[float] = deque(maxlen=BW_WINDOW_ROUNDS)
+        self._round_count = (0, 0)
 
     # -- estimates ------------------------------------------------------------------------
     @property
+    def _path_rtt(self) -> float:
+        return max(self.min_rtt, self._typical_rtt)
+
+    @property
     def _bdp(self) -> float:
-        return self.bw * self.min_rtt
+        return self.bw * self._path_rtt
 
     def set_feedback_delay(self, seconds: float) -> None:
         self._feedback_delay = seconds
@@ -134,15 +152,15 @@ class SnipBbr:
         rate = self._pacing_gain * self.bw
         # Early samples cover less than a round trip of data; in startup they must not slow us
         # below the initial rate (the same floor BBR keeps until the pipe is full).
-        return max(rate, initial) if self.phase is Phase.STARTUP else rate
+        return max(rate, initial) if self.phase is Phase.STARTUP and not self._restarted else rate
 
     @property
     def cwnd(self) -> int:
         if self.bw <= 0:
             return self._initial_cwnd
         # ACKs may be held back by the peer's ack delay: data sent in that time is in flight too.
-        window = max(int(self._cwnd_gain * self.bw * (self.min_rtt + self._feedback_delay)) + 3 * self._mss, 4 * self._mss)
-        return max(window, self._initial_cwnd) if self.phase is Phase.STARTUP else window
+        window = max(int(self._cwnd_gain * self.bw * (self._path_rtt + self._feedback_delay)) + 3 * self._mss, 4 * self._mss)
+        return max(window, self._initial_cwnd) if self.phase is Phase.STARTUP and not self._restarted else window
 
     def on_rtt_sample(self, now: float, rtt: float) -> None:
         if not self._have_rtt or rtt <= self.min_rtt or now - self._min_rtt_stamp > MIN_RTT_WINDOW:
@@ -150,6 +168,7 @@ class SnipBbr:
             self._min_rtt_stamp = now
             self._have_rtt = True
         self._round_min_rtt = min(self._round_min_rtt, rtt)
+        self._smoothed_rtt = rtt if not self._smoothed_rtt else self._smoothed_rtt + (rtt - self._smoothed_rtt) / 8
 
     def on_rate_sample(self, now: float, sample: RateSample) -> None:
         self._inflight = sample.inflight
@@ -157,16 +176,21 @@ class SnipBbr:
         if round_start:
             self._next_round_delivered = sample.delivered
             self._round += 1
+            smoothed = self._smoothed_rtt
+            if smoothed and (smoothed <= self._typical_rtt or now - self._typical_rtt_stamp > MIN_RTT_WINDOW or not self._typical_rtt):
+                self._typical_rtt = smoothed
+                self._typical_rtt_stamp = now
             if self._round_min_rtt != float("inf"):
-                threshold = max(self.min_rtt / 4, 0.005)
-                self._queueing = self._round_min_rtt - self.min_rtt > threshold
+                # A standing queue: even the round's quickest packet took markedly longer than the
+                # path's typical RTT (not its single quickest sample, which jitter makes an outlier).
+                base = self._path_rtt
+                self._queueing = self._round_min_rtt - base > max(base / 4, 0.005)
             self._round_min_rtt = float("inf")
-        rate = sample.delivery_rate
-        if not self._queueing and sample.loss_rate <= MAX_COMPENSATED_LOSS:
-            # Random loss: what left us at this rate would have arrived but for the loss. Past
-            # MAX_COMPENSATED_LOSS the loss is more likely an overrun receiver or a queue too short
-            # to show delay, and compensating would keep the overrun going.
-            rate /= 1.0 - sample.loss_rate
+            counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
+            if counted > 0:
+                self._round_losses.append((lost + 1) / (counted + 2))
+                self._round_count = (sample.counted, sample.lost)
+        rate = self._compensated(sample.delivery_rate, sample.loss_rate)
         if rate > 0 and (not sample.app_limited or rate > self.bw):
             self._add_bw_sample(rate)
         if sample.train_rate > 0:
@@ -174,6 +198,18 @@ class SnipBbr:
         if round_start:
             self._check_full_pipe(sample.app_limited)
         self._advance_phase(now)
+
+    def _compensated(self, rate: float, loss: float) -> float:
+        """Random loss: what left us at ``rate`` would have arrived but for the loss."""
+        if self._round_losses:
+            # A queue too short to show delay drops what we send too fast; compensating for those
+            # drops would raise the rate that overruns it.
+            loss = min(loss, min(self._round_losses))
+        if self._queueing or loss > MAX_COMPENSATED_LOSS:
+            # Past MAX_COMPENSATED_LOSS the loss is more likely an overrun receiver or a queue too
+            # short to show delay, and compensating would keep the overrun going.
+            return rate
+        return rate / (1.0 - loss)
 
     def _add_bw_sample(self, rate: float) -> None:
         if self._bw_samples and self._bw_samples[-1][0] == self._round:
@@ -194,9 +230,7 @@ class SnipBbr:
     def _on_train(self, sample: RateSample) -> None:
         """The path spread a train we sent faster than it could carry: its arrival rate is the
         bottleneck's. In startup that is what startup looks for, and it ends without overshoot."""
-        rate = sample.train_rate
-        if not self._queueing and sample.loss_rate <= MAX_COMPENSATED_LOSS:
-            rate /= 1.0 - sample.loss_rate
+        rate = self._compensated(sample.train_rate, sample.train_loss)
         fresh = self._train_round > self._round - BW_WINDOW_ROUNDS and self._train_id >= 0
         if not fresh or sample.train_id == self._train_id or rate > self._train_bw:
             self._train_bw = rate
@@ -230,10 +264,23 @@ class SnipBbr:
             self._cycle_index = 2
             self._cycle_stamp = now
             self._pacing_gain = PROBE_GAINS[self._cycle_index]
-        elif self.phase is Phase.PROBE_BW and now - self._cycle_stamp >= self.min_rtt:
+        elif self.phase is Phase.PROBE_BW and now - self._cycle_stamp >= self._path_rtt:
             self._cycle_index = (self._cycle_index + 1) % len(PROBE_GAINS)
             self._cycle_stamp = now
             self._pacing_gain = PROBE_GAINS[self._cycle_index]
+            if self._cycle_index == 0:
+                self._bw_before_probe = self.bw
+        if self.phase is Phase.PROBE_BW and 1 <= self._cycle_index <= 3 and self.bw >= RESTART_GROWTH * self._bw_before_probe > 0:
+            # The probe's samples (they come back over the next phases) show the path carrying
+            # nearly all of its extra 25%: the estimate was far below the bottleneck (a train read
+            # short by jitter, an outage's aftermath). Growing 25% per cycle would take many
+            # cycles; search as startup does.
+            self.phase = Phase.STARTUP
+            self._restarted = True
+            self._full_bw = self.bw
+            self._full_bw_rounds = 0
+            self._pacing_gain = STARTUP_GAIN
+            self._cwnd_gain = STARTUP_GAIN
 
     def stats(self) -> dict[str, float | str]:
         return {

@@ -15,6 +15,9 @@ from typing import Any
 # long enough to span several of the peer's ACKs (it acknowledges every 8 packets by default).
 TRAIN_SPREAD = 1.25
 TRAIN_MIN_BYTES = 24 * 1000
+# Or when far fewer bytes per second arrived than we sent, beyond the loss seen before the train:
+# a queue too short to spread the train dropped the excess instead.
+TRAIN_DROP_SPREAD = 1.5
 TRAIN_GAP = 0.010  # a pause this long in our sending starts a new train
 # ACKs kept for the loss count's reordering window: enough for a second of ACKs at 100 Mbit/s.
 SHORTFALL_HISTORY = 2048
@@ -34,6 +37,10 @@ class RateSample:
     # period, when those bytes left us markedly faster than they arrived. 0 when there is none.
     train_rate: float = 0.0
     train_id: int = -1  # the train's first packet number: readings of one train share it
+    train_loss: float = 0.0  # the random loss rate the train reading is to be corrected for
+    # The loss count so far (spec 11.2): datagrams it covers, and how many of those were lost.
+    counted: int = 0
+    lost: int = 0
 
 
 class _Sent:
@@ -78,9 +85,10 @@ class SentLog:
         self._shortfalls: deque[tuple[float, int, int]] = deque(maxlen=SHORTFALL_HISTORY)
         self._lagged_sent = 0
         self._lagged_lost = 0
-        # The last few trains: [first pn, last pn, ACKs seen, reference] where the reference is
-        # taken from the second ACK of a packet of the train: (arrival, peer's received_bytes, send
-        # time of the packet it acknowledged). Not the first: that one may also carry the peer's
+        # The last few trains: [first pn, last pn, ACKs seen, reference, loss before] where the
+        # reference is taken from the second ACK of a packet of the train: (arrival, peer's
+        # received_bytes, send time and our cumulative sent bytes of the packet it acknowledged),
+        # and the loss before is the compensation loss rate when the train started. Not the first: that one may also carry the peer's
         # work for a new object, and arrive late. Several trains, because a later one may start (a
         # probe, a reply) before the ACKs of the one before come back.
         self._trains: deque[list[Any]] = deque(maxlen=4)
@@ -160,7 +168,7 @@ class SentLog:
             self.delivered_time = now
             self.first_sent_time = now
         if now - self._last_send_time >= TRAIN_GAP or not self._trains:
-            self._trains.append([pn, pn, 0, None])
+            self._trains.append([pn, pn, 0, None, self.loss_for_compensation])
         else:
             self._trains[-1][1] = pn
         self._last_send_time = now
@@ -230,6 +238,7 @@ class SentLog:
         rate = (delivered - sent.delivered) / interval if interval > 0 else 0.0
         train_rate = 0.0
         train_id = -1
+        train_loss = 0.0
         # Trains are timed by when the acknowledged packet reached the peer (shifted by the return
         # path's delay, which cancels): an ACK the peer held back, by its ack timer or because it
         # was busy, must not read as a slow path. The reported delay cannot place the arrival
@@ -239,14 +248,29 @@ class SentLog:
         if train is not None and train[3] is None:
             train[2] += 1
             if train[2] == TRAIN_REFERENCE_ACK:
-                train[3] = (arrival, delivered, sent.time)
+                train[3] = (arrival, delivered, sent.time, sent.cum_bytes)
         elif train is not None:
-            ref_time, ref_delivered, ref_sent = train[3]
+            ref_time, ref_delivered, ref_sent, ref_cum_bytes = train[3]
             train_bytes = delivered - ref_delivered
             train_time = arrival - ref_time
-            if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * (sent.time - ref_sent):
+            send_time = sent.time - ref_sent
+            loss_before = train[4]
+            if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * send_time:
+                # The path queued what we sent too fast: it arrived spread out.
                 train_rate = train_bytes / train_time
                 train_id = train[0]
+                train_loss = self.loss_for_compensation
+            elif (
+                train_bytes >= TRAIN_MIN_BYTES
+                and train_time > 0
+                and train_bytes * send_time * TRAIN_DROP_SPREAD < (sent.cum_bytes - ref_cum_bytes) * (1 - loss_before) * train_time
+            ):
+                # The path dropped what we sent too fast (a queue too short to spread it): far less
+                # arrived per second than we sent, more than the loss seen before the train
+                # explains. Only that earlier loss is random; the train's own drops are ours.
+                train_rate = train_bytes / train_time
+                train_id = train[0]
+                train_loss = loss_before
         result = RateSample(
             delivery_rate=rate,
             app_limited=sent.app_limited,
@@ -257,6 +281,9 @@ class SentLog:
             inflight=self.inflight,
             train_rate=train_rate,
             train_id=train_id,
+            train_loss=train_loss,
+            counted=self._lagged_sent,
+            lost=self._lagged_lost,
         )
         self.delivered = delivered
         self.delivered_time = now

@@ -193,3 +193,46 @@ def test_a_train_after_a_pause_is_judged_against_the_ack_before_the_pause() -> N
     assert log.loss_for_planning < 0.05
     log.on_ack(0.37, 163, 164 * PACKET, 164, rtt=None, reorder_window=0.02)  # the stragglers
     assert log.loss_rate < 0.05
+
+
+def test_a_train_a_short_queue_dropped_reads_the_bottleneck_not_the_drops() -> None:
+    # 96 packets leave 0.1 ms apart (10 MB/s) into a 5 MB/s bottleneck whose queue holds almost
+    # nothing: every other packet is dropped, and those that get through arrive as they were sent,
+    # not spread out. Half of the train lost is as sure a sign as a spread train that we sent
+    # faster than the path carries: the rate that arrived is the bottleneck's, and the train's own
+    # drops, ours, are not random loss to correct it for.
+    log = SentLog()
+    _send_train(log, 96, 0.0, 0.0001)
+    readings = []
+    for k in range(1, 7):
+        largest = 16 * k - 1
+        sample = _ack(log, 0.050 + largest * 0.0001, largest, 8 * k)
+        assert sample is not None
+        if sample.train_rate:
+            readings.append(sample)
+    assert readings, "a train that lost half of itself at a short queue must give a reading"
+    for sample in readings:
+        assert sample.train_rate == pytest.approx(5e6, rel=0.1)
+        assert sample.train_loss == 0.0  # the loss before the train, not the train's
+        assert sample.loss_rate > 0.3  # what the smoothed loss made of the drops
+
+
+def test_random_loss_the_session_already_showed_is_not_read_as_drops() -> None:
+    # The same half of a train lost, on a path that lost half of everything before it: that is
+    # the path's loss, and the train gives no reading.
+    log = SentLog()
+    now = 0.0
+    received = 0
+    for _ in range(40):
+        _send_train(log, 16, now, 0.001)  # trains 50 ms apart, far below the bottleneck
+        received += 8
+        _ack(log, now + 0.066, log.next_pn - 1, received)
+        now += 0.1
+    assert log.loss_for_compensation > 0.45
+    first = log.next_pn
+    _send_train(log, 96, now, 0.0001)
+    for k in range(1, 7):
+        largest = first + 16 * k - 1
+        received += 8
+        sample = _ack(log, now + 0.050 + (largest - first) * 0.0001, largest, received)
+        assert sample is not None and sample.train_rate == 0.0

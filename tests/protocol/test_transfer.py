@@ -220,3 +220,20 @@ def test_an_announce_sent_again_because_the_peer_lost_it_has_a_probe_behind_it()
     assert repeats, "the ANNOUNCE was sent again after the outage"
     follower = later[repeats[0] + 1]
     assert isinstance(follower, codec.Probe) and follower.object_id == oid
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_a_queue_too_short_to_show_delay_does_not_keep_the_sender_above_the_path(seed: int) -> None:
+    # 15 kB of queue at 50 Mbit/s is 2.4 ms: sending too fast shows as drops, never as delay. The
+    # first flight overruns it; after that the sender must pace at the path's rate, not go on at
+    # the first flight's rate (stuck in startup) or at a rate raised to make up for its own drops.
+    pair = Pair("rate=50mbit queue=15kb rtt=100ms loss=1%", seed=seed)
+    warm_up = pair.send(payload(2048, seed))
+    pair.run_until(lambda: pair.finished([warm_up]), timeout=60)
+    data = payload(262_144, seed)
+    oid = pair.send(data)
+    pair.run_until(lambda: pair.finished([oid]), timeout=60)
+    assert pair.server_log.received()[-1].data == data
+    controller = pair.conn.controller
+    assert controller.stats()["phase"] != "startup"
+    assert controller.pacing_rate * 8 <= 1.1 * 50e6

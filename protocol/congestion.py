@@ -82,6 +82,23 @@ class FixedRate:
         return {"controller": self.name, "pacing_rate_bps": self._rate * 8}
 
 
+class _WindowedMin:
+    """The least value seen, kept until it is MIN_RTT_WINDOW old; then the next value replaces it."""
+
+    __slots__ = ("_stamp", "_taken", "value")
+
+    def __init__(self, initial: float) -> None:
+        self.value = initial
+        self._stamp = 0.0
+        self._taken = False  # no value offered yet: the first one replaces the initial value
+
+    def update(self, now: float, value: float) -> None:
+        if not self._taken or value <= self.value or now - self._stamp > MIN_RTT_WINDOW:
+            self.value = value
+            self._stamp = now
+            self._taken = True
+
+
 class Phase(Enum):
     STARTUP = "startup"
     DRAIN = "drain"
@@ -105,9 +122,7 @@ class SnipBbr:
         self._train_id = -1
         self._train_round = 0
         self.bw = 0.0
-        self.min_rtt = initial_rtt
-        self._min_rtt_stamp = 0.0
-        self._have_rtt = False
+        self._min_rtt = _WindowedMin(initial_rtt)
         self._round = 0
         self._next_round_delivered = 0
         self._round_min_rtt = float("inf")
@@ -115,8 +130,7 @@ class SnipBbr:
         # must cover. On a jittery or reordering path the smallest sample is an outlier, far below
         # what most packets take; a window sized by it starves the flow, and its rate samples with it.
         self._smoothed_rtt = 0.0
-        self._typical_rtt = 0.0
-        self._typical_rtt_stamp = 0.0
+        self._typical_rtt = _WindowedMin(0.0)
         self._queueing = False
         self._full_bw = 0.0
         self._full_bw_rounds = 0
@@ -134,8 +148,13 @@ class SnipBbr:
 
     # -- estimates ------------------------------------------------------------------------
     @property
+    def min_rtt(self) -> float:
+        """The smallest RTT sample of the last MIN_RTT_WINDOW."""
+        return self._min_rtt.value
+
+    @property
     def _path_rtt(self) -> float:
-        return max(self.min_rtt, self._typical_rtt)
+        return max(self.min_rtt, self._typical_rtt.value)
 
     @property
     def _bdp(self) -> float:
@@ -163,10 +182,7 @@ class SnipBbr:
         return max(window, self._initial_cwnd) if self.phase is Phase.STARTUP and not self._restarted else window
 
     def on_rtt_sample(self, now: float, rtt: float) -> None:
-        if not self._have_rtt or rtt <= self.min_rtt or now - self._min_rtt_stamp > MIN_RTT_WINDOW:
-            self.min_rtt = rtt
-            self._min_rtt_stamp = now
-            self._have_rtt = True
+        self._min_rtt.update(now, rtt)
         self._round_min_rtt = min(self._round_min_rtt, rtt)
         self._smoothed_rtt = rtt if not self._smoothed_rtt else self._smoothed_rtt + (rtt - self._smoothed_rtt) / 8
 
@@ -176,10 +192,8 @@ class SnipBbr:
         if round_start:
             self._next_round_delivered = sample.delivered
             self._round += 1
-            smoothed = self._smoothed_rtt
-            if smoothed and (smoothed <= self._typical_rtt or now - self._typical_rtt_stamp > MIN_RTT_WINDOW or not self._typical_rtt):
-                self._typical_rtt = smoothed
-                self._typical_rtt_stamp = now
+            if self._smoothed_rtt:
+                self._typical_rtt.update(now, self._smoothed_rtt)
             if self._round_min_rtt != float("inf"):
                 # A standing queue: even the round's quickest packet took markedly longer than the
                 # path's typical RTT (not its single quickest sample, which jitter makes an outlier).

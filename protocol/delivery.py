@@ -85,12 +85,12 @@ class SentLog:
         self._shortfalls: deque[tuple[float, int, int]] = deque(maxlen=SHORTFALL_HISTORY)
         self._lagged_sent = 0
         self._lagged_lost = 0
-        # The last few trains: [first pn, last pn, ACKs seen, reference, loss before] where the
-        # reference is taken from the second ACK of a packet of the train: (arrival, peer's
-        # received_bytes, send time and our cumulative sent bytes of the packet it acknowledged),
-        # and the loss before is the compensation loss rate when the train started. Not the first: that one may also carry the peer's
-        # work for a new object, and arrive late. Several trains, because a later one may start (a
-        # probe, a reply) before the ACKs of the one before come back.
+        # The last few trains: [first pn, last pn, ACKs seen, reference, loss before]. The reference
+        # is taken from the second ACK of a packet of the train: (arrival, peer's received_bytes,
+        # send time and our cumulative sent bytes of the packet it acknowledged). Not the first:
+        # that one may also carry the peer's work for a new object, and arrive late. The loss
+        # before is the compensation loss rate when the train started. Several trains, because a
+        # later one may start (a probe, a reply) before the ACKs of the one before come back.
         self._trains: deque[list[Any]] = deque(maxlen=4)
         self._last_send_time = float("-inf")
         # The last packet sent before the sender last ran out of data: packets sent before the
@@ -255,22 +255,21 @@ class SentLog:
             train_time = arrival - ref_time
             send_time = sent.time - ref_sent
             loss_before = train[4]
-            if train_bytes >= TRAIN_MIN_BYTES and train_time > TRAIN_SPREAD * send_time:
-                # The path queued what we sent too fast: it arrived spread out.
+            reading_loss: float | None = None
+            sent_bytes = sent.cum_bytes - ref_cum_bytes
+            if train_bytes >= TRAIN_MIN_BYTES and train_time > 0:
+                if train_time > TRAIN_SPREAD * send_time:
+                    # The path queued what we sent too fast: it arrived spread out.
+                    reading_loss = self.loss_for_compensation
+                elif train_bytes * send_time * TRAIN_DROP_SPREAD < sent_bytes * (1 - loss_before) * train_time:
+                    # The path dropped what we sent too fast (a queue too short to spread it): far
+                    # less arrived per second than we sent, more than the loss seen before the
+                    # train explains. Only that earlier loss is random; the train's drops are ours.
+                    reading_loss = loss_before
+            if reading_loss is not None:
                 train_rate = train_bytes / train_time
                 train_id = train[0]
-                train_loss = self.loss_for_compensation
-            elif (
-                train_bytes >= TRAIN_MIN_BYTES
-                and train_time > 0
-                and train_bytes * send_time * TRAIN_DROP_SPREAD < (sent.cum_bytes - ref_cum_bytes) * (1 - loss_before) * train_time
-            ):
-                # The path dropped what we sent too fast (a queue too short to spread it): far less
-                # arrived per second than we sent, more than the loss seen before the train
-                # explains. Only that earlier loss is random; the train's own drops are ours.
-                train_rate = train_bytes / train_time
-                train_id = train[0]
-                train_loss = loss_before
+                train_loss = reading_loss
         result = RateSample(
             delivery_rate=rate,
             app_limited=sent.app_limited,

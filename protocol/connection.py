@@ -78,6 +78,9 @@ REPAIR_SPARE = 1
 CLOSE_COPIES = 2
 PROBE_INTERVAL_CAP = 0.5  # seconds: the probe timer stops doubling there (or at 2 x srtt)
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
+# Packet numbers this far below the largest received are remembered, so that a duplicated datagram
+# is not counted twice in received_packets (spec R9.2-4): duplication must not hide loss.
+PN_MEMORY = 4096
 
 
 def error_name(code: int) -> str:
@@ -149,6 +152,7 @@ class Connection:
         self._largest_pn_time = now
         self._recv_bytes = 0
         self._recv_packets = 0
+        self._recent_pns = 0  # bit i set: packet number largest_pn - i has arrived
         self._ack_pending = 0
         self._ack_deadline: float | None = None
         self._ack_now = False
@@ -396,11 +400,20 @@ class Connection:
             self.counters["ignored_packets"] += 1
 
     def _note_received(self, pn: int, size: int, ack_eliciting: bool, now: float) -> None:
+        self._recv_bytes += size  # duplicates included: they crossed the path like any other
         if pn > self._largest_pn:
+            shift = pn - self._largest_pn
+            self._recent_pns = ((self._recent_pns << shift) | 1) & ((1 << PN_MEMORY) - 1) if shift < PN_MEMORY else 1
             self._largest_pn = pn
             self._largest_pn_time = now
-        self._recv_bytes += size
-        self._recv_packets += 1
+            self._recv_packets += 1
+        elif self._largest_pn - pn < PN_MEMORY:
+            bit = 1 << (self._largest_pn - pn)
+            if not self._recent_pns & bit:
+                self._recent_pns |= bit
+                self._recv_packets += 1
+        else:
+            self._recv_packets += 1  # too old to tell: counted, as a late arrival most likely is
         if ack_eliciting:
             self._ack_pending += 1
             if self._ack_pending >= self.config.ack_every:

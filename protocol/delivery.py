@@ -101,11 +101,11 @@ class SentLog:
     def loss_for_planning(self) -> float:
         """A loss rate to provision repair for: the smoothed rate, but not below what the session's
         whole count supports, (lost + 1) / (sent + 2), which is cautious while samples are few."""
-        return min(max(self.loss_rate, self._counted_rate), 0.9)
+        return min(max(self.loss_rate, self.counted_loss_rate), 0.9)
 
     @property
-    def _counted_rate(self) -> float:
-        # (lost + 1) / (sent + 2): the session's whole count, cautious while it is small
+    def counted_loss_rate(self) -> float:
+        """The session's whole count, (lost + 1) / (sent + 2): cautious while it is small."""
         return (self._lagged_lost + 1) / (self._lagged_sent + 2)
 
     @property
@@ -140,7 +140,7 @@ class SentLog:
         """The loss rate bandwidth samples are corrected for (spec 11.4): the smoothed rate, but not
         above the session's whole count, so that a burst of drops from a queue we overran cannot
         raise the estimate that overruns it again."""
-        return min(self.loss_rate, self._counted_rate)
+        return min(self.loss_rate, self.counted_loss_rate)
 
     @property
     def inflight(self) -> int:

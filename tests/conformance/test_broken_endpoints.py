@@ -104,3 +104,11 @@ def test_delivering_without_the_digest_check_is_caught(patched: pytest.MonkeyPat
         "10.3/R10.3-2/digest-mismatch-twice-cancels",
     }
     assert all("COMPLETE" in failed[case] for case in set(failed) - set(KNOWN_BUGS))
+
+
+def test_counting_duplicates_is_caught(patched: pytest.MonkeyPatch) -> None:
+    # No packet number remembered: every duplicate is counted again, as the SHOULD of R9.2-4 advises against.
+    patched.setattr(connection, "PN_MEMORY", 0)
+    failed = _failures()
+    assert set(failed) - set(KNOWN_BUGS) == {"9.2/R9.2-4/ack-counts-a-duplicate-once"}
+    assert "got +66 and +3" in failed["9.2/R9.2-4/ack-counts-a-duplicate-once"]

@@ -237,3 +237,20 @@ def test_a_queue_too_short_to_show_delay_does_not_keep_the_sender_above_the_path
     controller = pair.conn.controller
     assert controller.stats()["phase"] != "startup"
     assert controller.pacing_rate * 8 <= 1.1 * 50e6
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_duplication_does_not_hide_loss_from_the_sender(seed: int) -> None:
+    # A path that drops 5% and duplicates 10%: were each copy counted in received_packets, the peer
+    # would count more datagrams than were sent, the loss would read as none, and the REPAIRs sized
+    # from it would fall short (spec R9.2-4, 11.2).
+    pair = Pair("rate=50mbit queue=250kb rtt=60ms loss=5% dup=10%", seed=seed)
+    data = payload(1_048_576, seed)
+    oid = pair.send(data)
+    pair.run_until(lambda: pair.finished([oid]), timeout=60)
+    assert pair.server_log.received()[-1].data == data
+    server = next(iter(pair.server.sessions.values()))
+    assert server.counters["duplicates"] > 0  # the path did duplicate
+    # the session's whole count of datagrams lost, over the thousand or so the transfer took
+    assert pair.conn.sent.loss_samples > 900
+    assert 0.035 <= pair.conn.sent.counted_loss_rate <= 0.075

@@ -401,25 +401,30 @@ class Connection:
 
     def _note_received(self, pn: int, size: int, ack_eliciting: bool, now: float) -> None:
         self._recv_bytes += size  # duplicates included: they crossed the path like any other
+        if self._first_copy(pn):
+            self._recv_packets += 1
         if pn > self._largest_pn:
-            shift = pn - self._largest_pn
-            self._recent_pns = ((self._recent_pns << shift) | 1) & ((1 << PN_MEMORY) - 1) if shift < PN_MEMORY else 1
             self._largest_pn = pn
             self._largest_pn_time = now
-            self._recv_packets += 1
-        elif self._largest_pn - pn < PN_MEMORY:
-            bit = 1 << (self._largest_pn - pn)
-            if not self._recent_pns & bit:
-                self._recent_pns |= bit
-                self._recv_packets += 1
-        else:
-            self._recv_packets += 1  # too old to tell: counted, as a late arrival most likely is
         if ack_eliciting:
             self._ack_pending += 1
             if self._ack_pending >= self.config.ack_every:
                 self._ack_now = True
             elif self._ack_deadline is None:
                 self._ack_deadline = now + self.config.max_ack_delay
+
+    def _first_copy(self, pn: int) -> bool:
+        """Remember ``pn``; False if it arrived before (spec R9.2-4). One older than PN_MEMORY below
+        the largest cannot be told apart and counts as a first copy, as a late arrival most likely is."""
+        age = self._largest_pn - pn
+        if age < 0:
+            self._recent_pns = ((self._recent_pns << -age) | 1) & ((1 << PN_MEMORY) - 1) if -age < PN_MEMORY else 1
+            return True
+        if age >= PN_MEMORY:
+            return True
+        seen = self._recent_pns >> age & 1
+        self._recent_pns |= 1 << age
+        return not seen
 
     # -- receiver side ---------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from .constants import (
     NON_ACK_ELICITING,
     OVERHEAD,
     REPAIR_PREFIX_LEN,
+    VERSION,
     ErrorCode,
 )
 from .delivery import SentLog
@@ -328,11 +329,11 @@ class Connection:
     def on_version(self, packet: VersionNegotiation, now: float) -> None:
         if self.state is not State.CLIENT_INITIAL:
             return
-        if 1 in packet.versions:  # spec R3-10: a genuine server would not list our own version
+        if VERSION in packet.versions:  # spec R3-10: a genuine server would not list our own version
             self.counters["ignored_packets"] += 1
             return
         offered = ", ".join(str(v) for v in packet.versions)
-        self._enter_closed(now, ErrorCode.VERSION_MISMATCH, f"peer speaks versions {offered}, not 1", by_peer=True)
+        self._enter_closed(now, ErrorCode.VERSION_MISMATCH, f"peer speaks versions {offered}, not {VERSION}", by_peer=True)
 
     def on_initial_repeat(self, size: int, now: float) -> None:
         """The client re-sent INITIAL: our ACCEPT was lost (or is late). Say it again."""

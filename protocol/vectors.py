@@ -141,11 +141,11 @@ VECTORS: tuple[Vector, ...] = (
     Vector(
         name="version",
         section="5.4",
-        packet=VersionNegotiation((1,)),
+        packet=VersionNegotiation((2,)),
         session_id=INITIAL_ID,
         packet_number=0,
-        note="VERSION answering an INITIAL of an unknown version: version field 0, one supported version (1).",
-        hex="534e0004112233445566778800000000000101db085e0d",
+        note="VERSION answering an INITIAL of an unknown version: version field 0, one supported version (2).",
+        hex="534e0004112233445566778800000000000102c858adf9",
     ),
     Vector(
         name="announce",

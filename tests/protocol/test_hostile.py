@@ -136,6 +136,35 @@ def test_unknown_version_initial_gets_version_negotiation() -> None:
     assert len(reply) <= len(raw)
 
 
+def _client_answered_with_version(versions: tuple[int, ...]) -> tuple[Endpoint, list[object]]:
+    """A client whose INITIAL draws a VERSION listing ``versions``; its events after that."""
+    ep = Endpoint(SessionConfig(), server=False)
+    ep.connect(SERVER, 0.0)
+    initial_id = codec.decode(ep.datagrams_to_send(0.0)[0][0]).session_id
+    ep.receive_datagram(codec.encode(codec.VersionNegotiation(versions), initial_id, 0), SERVER, 0.01)
+    events = []
+    while (event := ep.next_event()) is not None:
+        events.append(event)
+    return ep, events
+
+
+def test_a_version_listing_our_own_version_is_ignored() -> None:
+    # spec R3-10: a genuine server that speaks our version would have answered, not negotiated.
+    ep, events = _client_answered_with_version((7, codec.VERSION))
+    assert not any(isinstance(e, ConnectionClosed) for e in events)
+    later = ep.get_timer()
+    assert later is not None
+    ep.handle_timer(later)
+    assert any(isinstance(codec.decode(d).packet, codec.Initial) for d, _ in ep.datagrams_to_send(later))
+
+
+def test_a_version_listing_only_snip_1_abandons_the_handshake() -> None:
+    # spec R3-11: a version-2 client does not speak SNIP/1.
+    _, events = _client_answered_with_version((1,))
+    [closed] = [e for e in events if isinstance(e, ConnectionClosed)]
+    assert closed.error_code == ErrorCode.VERSION_MISMATCH and "not 2" in closed.reason
+
+
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.binary(min_size=0, max_size=1500), min_size=1, max_size=30), st.integers(0, 2**32))
 def test_arbitrary_datagrams_never_raise_and_never_break_a_transfer(junk: list[bytes], seed: int) -> None:

@@ -146,13 +146,14 @@ def version_field_is_2(ctx: Context) -> None:
 @case(
     "R3-10",
     "MUST ignore it if it lists the version the client used (R3-10), since a genuine server would not have sent it",
-    slug="version-listing-1-ignored",
+    slug="version-listing-own-ignored",
     role="sender",
 )
 def version_listing_own_ignored(ctx: Context) -> None:
-    """A VERSION answer listing versions 7 and 1: ignored, the client keeps trying, then takes ACCEPT."""
+    """A VERSION answer listing versions 7 and 2, the client's own: ignored, the client keeps trying, then
+    takes ACCEPT."""
     peer = ctx.sender()
-    peer.stateless(VersionNegotiation((7, 1)))
+    peer.stateless(VersionNegotiation((7, VERSION)))
     still_handshaking(peer, "a VERSION listing the client's own version is ignored")
     session_starts(peer, "ACCEPT after the ignored VERSION")
 
@@ -164,9 +165,10 @@ def version_listing_own_ignored(ctx: Context) -> None:
     role="sender",
 )
 def version_mismatch_abandons(ctx: Context) -> None:
-    """A VERSION answer listing only 0 and 7 (unknown, R5.4-2): the client sends nothing more for the attempt."""
+    """A VERSION answer listing only 1 (SNIP/1, which a version-2 client does not speak) and 7 (unknown,
+    R5.4-2): the client sends nothing more for the attempt."""
     peer = ctx.sender()
-    peer.stateless(VersionNegotiation((0, 7)))
+    peer.stateless(VersionNegotiation((1, 7)))
     sent = ctx.target.clock()
     peer.closed = True  # the attempt is over: no refusal at the end
     later = [

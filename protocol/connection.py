@@ -785,13 +785,15 @@ class Connection:
             last_first, last_count = packet.missing[-1]
             if last_first + last_count > obj.chunk_count:
                 raise _Violation(ErrorCode.PROTOCOL_VIOLATION, "NACK lists chunks beyond the object's chunk count")
-        if packet.announce_missing:
+        if not packet.announce_missing:
+            obj.announce_confirmed = True
+        else:
             obj.announce_pending = True
             # Every chunk went out while the peer did not know the object; what it kept of them
             # (R9.1-6) only a PROBE behind the ANNOUNCE makes it say at once.
             obj.probe_after_announce = obj.next_new == obj.chunk_count > 0
         wait = min(self.rtt.smoothed, self.rtt.latest) + self._sender_reorder_allowance
-        queued = obj.on_nack(packet.missing, packet.largest_pn, now, wait)
+        queued = obj.on_nack(packet.missing, packet.largest_pn, now, wait, self.sent.loss_for_planning)
         self.counters["chunks_nacked_by_peer"] += queued
 
     def _on_complete(self, packet: Complete, now: float) -> None:
@@ -996,8 +998,8 @@ class Connection:
                 and now >= self._probe_time(obj, pto)
             ):
                 obj.probe_count += 1
-                if obj.next_new == 0:
-                    obj.announce_pending = True  # nothing sent but the announcement: repeat it
+                if obj.next_new == 0 or not obj.announce_confirmed:
+                    obj.announce_pending = True  # the peer may not have it: repeat it
                 self._control.append(self._probe(obj, now))
         reorder_renack = self._renack_interval
         for obj_in in list(self.incoming.values()):
@@ -1170,8 +1172,11 @@ class Connection:
     def _round_needs_repairs(self, obj: OutgoingObject, now: float) -> bool:
         """A round of retransmissions at the tail just ended. Unprotected, each of its losses costs
         another round trip, and a lost retransmission is as likely as a lost first copy: cover it
-        with REPAIRs too, once the previous batch is out and at most once a round trip."""
-        return obj.repair_count > 0 and obj.repairs_pending == 0 and now >= obj.repair_planned_at + self.rtt.smoothed
+        with REPAIRs too, once the previous batch is out, and at most once a round trip unless the
+        round retransmitted losses that outran the previous batch (R9.6-6)."""
+        if obj.repair_count == 0 or obj.repairs_pending > 0:
+            return False
+        return obj.outran_repairs or now >= obj.repair_planned_at + self.rtt.smoothed
 
     def _next_repair_seed(self, obj: OutgoingObject) -> int:
         # Any u32 will do; a seed whose bit stream picks no chunk of the window is skipped.

@@ -97,9 +97,8 @@ class RepairDecoder:
         self.union = 0  # every chunk some row names (some may have arrived since)
         self.used = 0  # rows that went into a solution
         self.discarded = 0  # rows that named no missing chunk
-        self.dependent = 0  # rows the last attempt found to add nothing (a random code's spares)
-        self._free_key: tuple[int, int] | None = None
-        self._free = 0
+        self._tops_key: tuple[int, int] | None = None
+        self._tops = 0
 
     def add(self, first: int, seed: int, count: int, payload: bytes, missing: int, known_xor: Callable[[int], int]) -> bool:
         """Keep a REPAIR as a row over the missing chunks. False if it names none of them.
@@ -118,16 +117,28 @@ class RepairDecoder:
         return (self.union & missing).bit_count()
 
     def deficit(self, missing: int) -> int:
-        """How many more equations (REPAIRs or chunks) the rows need before they can be solved."""
-        return self.unknowns(missing) - (len(self.rows) - self.dependent)
+        """How many more equations (REPAIRs or chunks) the rows need before they can be solved: the
+        unknowns less the rank of the rows over the chunks still missing. Rows that a random code
+        made dependent add nothing, and neither do the chunks of a row that arrived since. While
+        there are fewer rows than unknowns, that shortfall is returned without the elimination."""
+        unknowns = self.unknowns(missing)
+        if len(self.rows) < unknowns:
+            return unknowns - len(self.rows)
+        return unknowns - self._pivot_columns(missing).bit_count()
 
     def free_chunks(self, missing: int) -> int:
         """The missing chunks the rows leave undetermined, as a mask: once these arrive (by NACK),
         the rows give all the others. Asking for any other chunk would not shrink the deficit: a
         chunk the rows already pin down takes an unknown and an equation away together."""
+        return self.union & missing & ~self._pivot_columns(missing)
+
+    def _pivot_columns(self, missing: int) -> int:
+        """The highest missing chunk of each row after elimination by highest index (as a mask):
+        one per independent row. Rows only grow by appending, and ``solve`` drops arrived chunks
+        alone, so the row count and the missing chunks they name identify the result."""
         key = (len(self.rows), self.union & missing)
-        if self._free_key == key:
-            return self._free
+        if self._tops_key == key:
+            return self._tops
         pivots: dict[int, int] = {}
         tops = 0
         for mask, _ in self.rows:
@@ -140,9 +151,9 @@ class RepairDecoder:
                     tops |= 1 << top
                     break
                 mask ^= pivot
-        self._free_key = key
-        self._free = self.union & missing & ~tops
-        return self._free
+        self._tops_key = key
+        self._tops = tops
+        return tops
 
     def solve(self, missing: int, known_xor: Callable[[int], int]) -> dict[int, bytes] | None:
         """Every chunk the rows name, if they determine them all; None while they do not."""
@@ -170,7 +181,6 @@ class RepairDecoder:
                 mask ^= pivot[0]
                 value ^= pivot[1]
         if len(pivots) < wanted:
-            self.dependent = len(rows) - len(pivots)
             return None  # not independent yet: wait for more
         solved: dict[int, int] = {}
         for top in sorted(pivots):
@@ -181,5 +191,4 @@ class RepairDecoder:
         self.used += len(rows)
         self.rows = []
         self.union = 0
-        self.dependent = 0
         return {index: encode_payload(value, self.chunk_size) for index, value in solved.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from array import array
 from collections import deque
@@ -61,6 +62,10 @@ class OutgoingObject:
         self.last_pn = array("q", bytes(8 * self.chunk_count))  # packet number of the last copy
         self.tail_probe_pending = False
         self.probe_after_announce = False  # the ANNOUNCE is repeated because the peer lost it
+        # A NACK that does not ask for the ANNOUNCE shows the peer has it; until one comes, a probe
+        # timeout repeats the ANNOUNCE (R9.4-2): its loss and that of every answer asking for it
+        # would otherwise leave the object waiting on the probe timer alone.
+        self.announce_confirmed = False
         self.last_feedback = created
         self.probe_count = 0
         self.chunks_sent = 0
@@ -68,13 +73,19 @@ class OutgoingObject:
         self.nacked = 0
         self.extra_copies_left = max(4, self.chunk_count // 50)  # tail redundancy budget (2%)
         # Forward repair (spec 9.6): the window the tail's REPAIRs cover, how many are still to go,
-        # and the packet number of the last one sent (NACKs written before it arrived are premature).
+        # and the packet numbers of those sent (a NACK written before they arrived is premature).
         self.repair_first = 0
         self.repair_count = 0
         self.repairs_pending = 0
-        self.repair_last_pn = -1
+        self.repair_pns: list[int] = []
         self.repairs_sent = 0
         self.repair_planned_at = float("-inf")
+        # Chunks that premature NACKs written as of one packet number listed, left to the REPAIRs
+        # their writer had not seen (R9.6-6): no more than those can be expected to rebuild. The
+        # rest go again at once; whether any did since the batch was planned.
+        self._left_to_repairs: set[int] = set()
+        self._left_as_of_pn = -1
+        self.outran_repairs = False
         self._announce_echoes = sorted({min(after, self.chunk_count) for after in ANNOUNCE_ECHO_AFTER} - {0})
 
     def announce(self) -> Announce:
@@ -103,6 +114,9 @@ class OutgoingObject:
         self.repair_first = first
         self.repair_count = count
         self.repairs_pending = repairs
+        self._left_to_repairs.clear()
+        self._left_as_of_pn = -1
+        self.outran_repairs = False
 
     def repair_packet(self, seed: int) -> Repair:
         """The next REPAIR over the planned window; ``seed`` must choose at least one chunk."""
@@ -112,19 +126,34 @@ class OutgoingObject:
     def on_repair_sent(self, pn: int) -> None:
         self.repairs_pending -= 1
         self.repairs_sent += 1
-        self.repair_last_pn = pn
+        self.repair_pns.append(pn)
 
     def _xor_of(self, mask: int) -> int:
         return repair.xor_chunks(self.data, self.chunk_size, mask)
 
-    def covered_by_repairs(self, index: int, largest_pn: int) -> bool:
-        """A NACK written before the peer could have seen this chunk's REPAIRs speaks too soon."""
+    def covered_by_repairs(self, index: int, largest_pn: int, loss: float) -> bool:
+        """A NACK written before the peer could have seen this chunk's REPAIRs speaks too soon
+        (R9.6-6): the chunk is left to them, but to no more chunks than the REPAIRs the writer had
+        not seen can be expected to rebuild, counted over the NACKs written as of one packet number
+        (a receiver spreads first reports over several NACKs as they fall due, and lists only what
+        the REPAIRs it holds leave undetermined, R9.6-5). The chunks beyond are losses that outran
+        the batch: they go again now, not a round trip later."""
         if not self.repair_first <= index < self.repair_first + self.repair_count:
+            self.outran_repairs = self.outran_repairs or (self.repair_count > 0 and index < self.repair_first)
             return False
-        return self.repairs_pending > 0 or largest_pn < self.repair_last_pn
-
-    def chunk_len(self, index: int) -> int:
-        return min(self.chunk_size, self.size - index * self.chunk_size)
+        unseen = self.repairs_pending + len(self.repair_pns) - bisect.bisect_right(self.repair_pns, largest_pn)
+        if unseen <= 0:
+            return False
+        if largest_pn != self._left_as_of_pn:
+            self._left_to_repairs.clear()
+            self._left_as_of_pn = largest_pn
+        if index in self._left_to_repairs:
+            return True
+        if len(self._left_to_repairs) < unseen * (1 - loss):
+            self._left_to_repairs.add(index)
+            return True
+        self.outran_repairs = True
+        return False
 
     @property
     def has_data_to_send(self) -> bool:
@@ -161,13 +190,15 @@ class OutgoingObject:
         largest_pn: int,
         now: float,
         wait: float,
+        loss: float,
     ) -> int:
         """Queue the NACKed chunks whose last copy is really lost; returns how many were queued.
 
         The NACK's writer had seen our packet ``largest_pn``: a copy sent after that packet cannot
         be judged yet. A copy sent less than ``wait`` (a round trip plus the reordering allowance)
         ago may still be on its way (spec 9.3, R9.3-4): the time the receiver already waited before
-        writing the NACK counts, which a comparison of send times alone would not credit.
+        writing the NACK counts, which a comparison of send times alone would not credit. ``loss`` is
+        the rate REPAIRs in flight are expected to be lost at.
         """
         self.last_feedback = now
         self.probe_count = 0
@@ -176,9 +207,9 @@ class OutgoingObject:
             for index in range(first, min(first + count, self.next_new)):
                 if self._queued[index]:
                     continue
-                if self.last_pn[index] >= largest_pn or self.covered_by_repairs(index, largest_pn):
+                if self.last_pn[index] >= largest_pn or now - self.last_sent[index] < wait:
                     continue
-                if now - self.last_sent[index] < wait:
+                if self.covered_by_repairs(index, largest_pn, loss):
                     continue
                 self._queued[index] = 1
                 self.retx.append(index)

@@ -10,7 +10,7 @@ import pytest
 from apps.conformance.model import Verdict
 from apps.conformance.runner import run, select
 from apps.conformance.sim_target import EndpointFactory, default_endpoint, sim_factory
-from protocol import codec, connection, endpoint, receiving
+from protocol import codec, connection, endpoint, receiving, sending
 from protocol.config import SessionConfig
 from protocol.endpoint import Endpoint
 
@@ -42,6 +42,14 @@ class NackOnce(receiving.IncomingObject):
                 self.nacked_at_pn[index] = largest_pn
                 self.gap_seen[index] = gap_time
             self.last_nacked[index] = now
+
+
+class TrustsItsAnnounce(sending.OutgoingObject):
+    """(d) takes every ANNOUNCE for arrived: a probe timeout never sends it again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.announce_confirmed = True
 
 
 class Amplifier(connection.Connection):
@@ -119,3 +127,10 @@ def test_a_client_that_takes_version_1_for_its_own_is_caught(patched: pytest.Mon
     patched.setattr(connection, "VERSION", 1)
     failed = _failures(role="sender")
     assert set(failed) - set(KNOWN_BUGS) == {"3/R3-10/version-listing-own-ignored", "3/R3-11/version-mismatch-abandons"}
+
+
+def test_a_sender_that_takes_its_announce_for_arrived_is_caught(patched: pytest.MonkeyPatch) -> None:
+    # Unanswered, it probes for ever without the ANNOUNCE: were the ANNOUNCE lost, so would the object be.
+    patched.setattr(connection, "OutgoingObject", TrustsItsAnnounce)
+    failed = _failures(role="sender")
+    assert set(failed) - set(KNOWN_BUGS) == {"9.4/R9.4-2/probe-timer-repeats-announce"}

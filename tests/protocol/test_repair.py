@@ -126,6 +126,63 @@ def test_rebuilt_chunk_with_nonzero_padding_is_refused_and_repair_stops() -> Non
     assert obj.add_repair(0, 1, 3, bytes(64)) is None  # ignored from now on
 
 
+def _rebuild_on_arrival(obj: IncomingObject, index: int, data: bytes) -> dict[int, bytes] | None:
+    """A chunk arrives as DATA, and the decoder is tried again, as the connection does."""
+    obj.add_chunk(index, data[index * 64 : (index + 1) * 64], 1, 0.0, 0.0)
+    return obj.try_decode() if obj.covers(index) else None
+
+
+def _repair(obj: IncomingObject, data: bytes, first: int, seed: int, count: int) -> dict[int, bytes] | None:
+    value = repair_value(first, seed, count, lambda mask: xor_chunks(data, 64, mask))
+    return obj.add_repair(first, seed, count, encode_payload(value, 64))
+
+
+def test_rows_that_turned_dependent_do_not_hide_a_solution_later() -> None:
+    """Rows c1^c2^c3, c3, c3 leave one too few equations for three unknowns. Once c3 and then c1 arrive,
+    the first row gives c2. The decoder once counted the spare row against the rows for good, saw a
+    deficit where there was none, and held back the NACK for c2 as pinned down (R9.6-5): the object
+    then waited for ever."""
+    obj, data = _incoming(64 * 8)
+    for index in (0, 4, 5, 6, 7):
+        obj.add_chunk(index, data[index * 64 : (index + 1) * 64], 1, 0.0, 0.0)
+    assert coefficients(7, 3) == 0b111 and coefficients(1, 1) == coefficients(3, 1) == 1
+    assert _repair(obj, data, 1, 7, 3) is None
+    assert _repair(obj, data, 3, 1, 1) is None
+    assert _repair(obj, data, 3, 3, 1) is None  # the same equation again: 2 ranks for 3 unknowns
+    assert _rebuild_on_arrival(obj, 3, data) is None  # c1 ^ c2 alone: still one short
+    rebuilt = _rebuild_on_arrival(obj, 1, data)
+    assert rebuilt is not None and rebuilt[2] == data[128:192]
+
+
+def test_a_decoder_never_holds_back_every_chunk_without_solving() -> None:
+    """Random arrivals of chunks and REPAIRs: whenever the REPAIRs held pin down every missing chunk
+    they name (nothing left to ask for), they must also solve them."""
+    for trial in range(3000):
+        rng = random.Random(trial)
+        count = rng.randrange(2, 10)
+        obj, data = _incoming(64 * count)
+        for _ in range(rng.randrange(3, 30)):
+            if obj.complete:
+                break
+            if rng.random() < 0.5:
+                index = rng.randrange(count)
+                if not obj.received[index]:
+                    rebuilt = _rebuild_on_arrival(obj, index, data)
+                    for i, chunk in (rebuilt or {}).items():
+                        obj.store_recovered(i, chunk, 0.0)
+                continue
+            first = rng.randrange(count)
+            width = rng.randrange(1, count - first + 1)
+            seed = rng.randrange(1, 1000)
+            if coefficients(seed, width):
+                for i, chunk in (_repair(obj, data, first, seed, width) or {}).items():
+                    obj.store_recovered(i, chunk, 0.0)
+            missing = [i for i in range(count) if not obj.received[i]]
+            if missing and obj.decoder is not None and obj.decoder.rows:
+                ask, held = obj._hold_for_repair(missing)
+                assert ask or not held or obj.try_decode() is not None, f"trial {trial}"
+
+
 # -- whole transfers -----------------------------------------------------------------------------
 
 
@@ -224,12 +281,40 @@ def test_a_nack_written_after_the_last_repair_arrived_is_acted_on() -> None:
         in_reply_to=None, deadline=None, created=0.0,
     )
     obj.plan_repairs(0, 10, 2, 0.0)
-    assert obj.covered_by_repairs(3, largest_pn=500)  # REPAIRs still to be sent
+    assert obj.covered_by_repairs(3, largest_pn=500, loss=0.0)  # REPAIRs still to be sent
     obj.on_repair_sent(99)
     obj.on_repair_sent(100)
-    assert obj.covered_by_repairs(3, largest_pn=99)
-    assert not obj.covered_by_repairs(3, largest_pn=100)
-    assert not obj.covered_by_repairs(3, largest_pn=101)
+    assert obj.covered_by_repairs(3, largest_pn=99, loss=0.0)
+    assert not obj.covered_by_repairs(3, largest_pn=100, loss=0.0)
+    assert not obj.covered_by_repairs(3, largest_pn=101, loss=0.0)
+
+
+def test_premature_nacks_are_left_to_no_more_chunks_than_the_unseen_repairs_can_rebuild() -> None:
+    """R9.6-6: the NACKs written as of one packet number list what the REPAIRs their writer held
+    left undetermined (R9.6-5). Four REPAIRs it had not seen, a quarter of them lost, rebuild three
+    chunks: of five listed, two are losses that outran the batch and go again at once, and the
+    round that sends them gets REPAIRs of its own without waiting out a round trip."""
+    obj = OutgoingObject(
+        0, payload(64 * 40, 1), name="x", content_type="", chunk_size=64, want_reply=False,
+        in_reply_to=None, deadline=None, created=0.0,
+    )
+    obj.next_new = obj.chunk_count
+    obj.plan_repairs(10, 30, 4, 0.0)
+    for pn in (200, 201, 202, 203):
+        obj.on_repair_sent(pn)
+    # Spread over two NACKs as the reports fell due; the second repeats a chunk of the first.
+    first = obj.on_nack(((12, 3),), largest_pn=150, now=1.0, wait=0.1, loss=0.25)
+    second = obj.on_nack(((14, 3),), largest_pn=150, now=1.0, wait=0.1, loss=0.25)
+    assert (first, second) == (0, 2)
+    assert sorted(obj.retx) == [15, 16]
+    assert obj.outran_repairs
+    # A NACK written as of a later packet, the REPAIRs still unseen, is weighed on its own.
+    assert obj.on_nack(((20, 2),), largest_pn=160, now=1.0, wait=0.1, loss=0.25) == 0
+    # Chunks below the window no REPAIR of the batch covers: a round of them is covered again too.
+    obj.plan_repairs(10, 30, 4, 0.0)
+    assert not obj.outran_repairs
+    assert obj.on_nack(((2, 1),), largest_pn=150, now=1.0, wait=0.1, loss=0.25) == 1
+    assert obj.outran_repairs
 
 
 # -- asking for what the REPAIRs cannot give (R9.6-5) ---------------------------------------------

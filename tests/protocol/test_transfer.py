@@ -222,6 +222,35 @@ def test_an_announce_sent_again_because_the_peer_lost_it_has_a_probe_behind_it()
     assert isinstance(follower, codec.Probe) and follower.object_id == oid
 
 
+def test_a_probe_timeout_repeats_an_announce_no_answer_has_confirmed() -> None:
+    """R9.4-2: the ANNOUNCE's copies are lost, and so is every NACK that asks for it again. Only a
+    NACK that does not ask for it shows the peer has it; until then each probe timeout sends the
+    ANNOUNCE again, so the object gets through instead of probing for ever."""
+    pair = Pair("rtt=50ms", seed=4)
+    announces_dropped = 0
+
+    def lossy(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+        nonlocal announces_dropped
+        packet = codec.decode(datagram).packet
+        if isinstance(packet, codec.Nack) and packet.announce_missing:
+            return None
+        if isinstance(packet, codec.Announce) and announces_dropped < 2:
+            announces_dropped += 1
+            return None
+        return datagram
+
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    sent = pair.record_client_packets()  # before the losses: it sees every copy sent
+    pair.sim.add_tap(lossy)
+    data = payload(3000, 4)
+    oid = pair.send(data, name="small")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    assert announces_dropped == 2
+    assert pair.server_log.received()[-1].data == data
+    announces = [packet for _, packet in sent if isinstance(packet, codec.Announce)]
+    assert len(announces) == 3  # the two copies sent with the chunks, then one on a probe timeout
+
+
 @pytest.mark.parametrize("seed", [1, 3])
 def test_a_queue_too_short_to_show_delay_does_not_keep_the_sender_above_the_path(seed: int) -> None:
     # 15 kB of queue at 50 Mbit/s is 2.4 ms: sending too fast shows as drops, never as delay. The

@@ -463,6 +463,21 @@ def probe_next(ctx: Context) -> None:
         raise CaseFailed("the PROBE as the next datagram after the last chunk", str(following) if following else "nothing")
 
 
+def _timer_probe(peer: SenderPeer) -> tuple[int, list[Rx]]:
+    """The tester holds every chunk but says nothing about the object, until the probe timer's first
+    PROBE: its position in the session packets, and those packets."""
+    peer.policy.answer_probes = False
+    peer.policy.complete = False
+    _, packets = _last_chunk_then(peer)
+    first = len([rx for rx in packets if isinstance(rx.packet, Probe)])
+    peer.expect_session("a PROBE from the probe timer", lambda p: isinstance(p, Probe))
+    packets = peer.session_packets()
+    probes = [i for i, rx in enumerate(packets) if isinstance(rx.packet, Probe)]
+    if len(probes) <= first:
+        raise CaseFailed("another PROBE", "none", absent=True)
+    return probes[first], packets
+
+
 @case(
     "R9.4-2",
     "While an object is unfinished and the sender has no chunk of it to send (every chunk has been sent and none is "
@@ -473,17 +488,26 @@ def probe_next(ctx: Context) -> None:
 def probe_timer(ctx: Context) -> None:
     """The tester holds every chunk but says nothing about the object: PROBEs come again, and no chunk twice (R9.4-4)."""
     peer = ctx.sender()
-    peer.policy.answer_probes = False
-    peer.policy.complete = False
-    _, packets = _last_chunk_then(peer)
-    first = len([rx for rx in packets if isinstance(rx.packet, Probe)])
-    peer.expect_session("a PROBE from the probe timer", lambda p: isinstance(p, Probe))
-    more = len([rx for rx in peer.session_packets() if isinstance(rx.packet, Probe)])
-    if more <= first:
-        raise CaseFailed("another PROBE", "none", absent=True)
+    _timer_probe(peer)
     twice = [i for i, n in peer.obj(0).copies.items() if n > 1]
     if twice:
         raise CaseFailed("no chunk retransmitted without a NACK (R9.4-4)", f"chunk {twice[0]} sent {peer.obj(0).copies[twice[0]]} times")
+
+
+@case(
+    "R9.4-2",
+    "It SHOULD also send the ANNOUNCE again before the PROBE while no NACK for the object without announce_missing "
+    "has yet shown that the peer has the ANNOUNCE.",
+    slug="probe-timer-repeats-announce",
+    role="sender",
+    level="SHOULD",
+)
+def probe_timer_announce(ctx: Context) -> None:
+    """The tester holds every chunk but never answers about the object: the PROBE the timer sends has an
+    ANNOUNCE right before it, since nothing showed the ANNOUNCE arrived."""
+    index, packets = _timer_probe(ctx.sender())
+    if not isinstance(packets[index - 1].packet, Announce):
+        raise CaseFailed("the ANNOUNCE again right before the probe timer's PROBE", str(packets[index - 1]))
 
 
 @case(

@@ -97,8 +97,11 @@ class RepairDecoder:
         self.union = 0  # every chunk some row names (some may have arrived since)
         self.used = 0  # rows that went into a solution
         self.discarded = 0  # rows that named no missing chunk
-        self._tops_key: tuple[int, int] | None = None
-        self._tops = 0
+        # Rows the last attempt found to add nothing (a random code's spares): never more than the
+        # rows now hold, or the deficit would read too high and the rows never be solved.
+        self.dependent = 0
+        self._free_key: tuple[int, int] | None = None
+        self._free = 0
 
     def add(self, first: int, seed: int, count: int, payload: bytes, missing: int, known_xor: Callable[[int], int]) -> bool:
         """Keep a REPAIR as a row over the missing chunks. False if it names none of them.
@@ -117,28 +120,16 @@ class RepairDecoder:
         return (self.union & missing).bit_count()
 
     def deficit(self, missing: int) -> int:
-        """How many more equations (REPAIRs or chunks) the rows need before they can be solved: the
-        unknowns less the rank of the rows over the chunks still missing. Rows that a random code
-        made dependent add nothing, and neither do the chunks of a row that arrived since. While
-        there are fewer rows than unknowns, that shortfall is returned without the elimination."""
-        unknowns = self.unknowns(missing)
-        if len(self.rows) < unknowns:
-            return unknowns - len(self.rows)
-        return unknowns - self._pivot_columns(missing).bit_count()
+        """How many more equations (REPAIRs or chunks) the rows need before they can be solved."""
+        return self.unknowns(missing) - (len(self.rows) - self.dependent)
 
     def free_chunks(self, missing: int) -> int:
         """The missing chunks the rows leave undetermined, as a mask: once these arrive (by NACK),
         the rows give all the others. Asking for any other chunk would not shrink the deficit: a
         chunk the rows already pin down takes an unknown and an equation away together."""
-        return self.union & missing & ~self._pivot_columns(missing)
-
-    def _pivot_columns(self, missing: int) -> int:
-        """The highest missing chunk of each row after elimination by highest index (as a mask):
-        one per independent row. Rows only grow by appending, and ``solve`` drops arrived chunks
-        alone, so the row count and the missing chunks they name identify the result."""
         key = (len(self.rows), self.union & missing)
-        if self._tops_key == key:
-            return self._tops
+        if self._free_key == key:
+            return self._free
         pivots: dict[int, int] = {}
         tops = 0
         for mask, _ in self.rows:
@@ -151,9 +142,9 @@ class RepairDecoder:
                     tops |= 1 << top
                     break
                 mask ^= pivot
-        self._tops_key = key
-        self._tops = tops
-        return tops
+        self._free_key = key
+        self._free = self.union & missing & ~tops
+        return self._free
 
     def solve(self, missing: int, known_xor: Callable[[int], int]) -> dict[int, bytes] | None:
         """Every chunk the rows name, if they determine them all; None while they do not."""
@@ -169,6 +160,9 @@ class RepairDecoder:
         self.union &= missing
         wanted = self.union.bit_count()
         if not wanted or len(rows) < wanted:
+            # Rows whose chunks all arrived are gone, and they may be the ones counted as spares:
+            # count none until the next attempt measures again.
+            self.dependent = 0
             return None
         pivots: dict[int, tuple[int, int]] = {}
         for mask, value in rows:
@@ -181,6 +175,7 @@ class RepairDecoder:
                 mask ^= pivot[0]
                 value ^= pivot[1]
         if len(pivots) < wanted:
+            self.dependent = len(rows) - len(pivots)
             return None  # not independent yet: wait for more
         solved: dict[int, int] = {}
         for top in sorted(pivots):
@@ -191,4 +186,5 @@ class RepairDecoder:
         self.used += len(rows)
         self.rows = []
         self.union = 0
+        self.dependent = 0
         return {index: encode_payload(value, self.chunk_size) for index, value in solved.items()}

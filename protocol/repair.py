@@ -89,6 +89,14 @@ class RepairDecoder:
     Each row is (mask, value): the XOR of the chunks whose bits are set in ``mask`` (absolute chunk
     indices) equals ``value``. Known chunks are folded out when a row arrives and again before
     solving, so a row only ever names missing chunks.
+
+    Beside the rows, an echelon basis of their masks over the chunks still missing (each basis row
+    under its highest chunk, which no other basis row has as its highest) tells the rank, and so the
+    deficit and the chunks to ask for, without an elimination per question. A new row is reduced
+    into it in O(rank); a chunk that arrives moves only the basis row it heads. The bits of chunks
+    that arrived since are left in the other basis rows and masked off wherever a row is reduced:
+    they do not change which chunk heads a row. That bounds the work per datagram, which a peer
+    sending dependent REPAIRs could otherwise make a full elimination each time.
     """
 
     def __init__(self, chunk_size: int) -> None:
@@ -97,11 +105,9 @@ class RepairDecoder:
         self.union = 0  # every chunk some row names (some may have arrived since)
         self.used = 0  # rows that went into a solution
         self.discarded = 0  # rows that named no missing chunk
-        # Rows the last attempt found to add nothing (a random code's spares): never more than the
-        # rows now hold, or the deficit would read too high and the rows never be solved.
-        self.dependent = 0
-        self._free_key: tuple[int, int] | None = None
-        self._free = 0
+        self._basis: dict[int, int] = {}  # highest chunk -> basis row
+        self._basis_missing = 0  # the missing chunks the basis was last brought up to date with
+        self._basis_rows = 0  # rows reduced into the basis so far
 
     def add(self, first: int, seed: int, count: int, payload: bytes, missing: int, known_xor: Callable[[int], int]) -> bool:
         """Keep a REPAIR as a row over the missing chunks. False if it names none of them.
@@ -120,31 +126,49 @@ class RepairDecoder:
         return (self.union & missing).bit_count()
 
     def deficit(self, missing: int) -> int:
-        """How many more equations (REPAIRs or chunks) the rows need before they can be solved."""
-        return self.unknowns(missing) - (len(self.rows) - self.dependent)
+        """How many more equations (REPAIRs or chunks) the rows need before they can be solved: the
+        unknowns less the rank of the rows over the chunks still missing."""
+        return self.unknowns(missing) - len(self._synced_basis(missing))
 
     def free_chunks(self, missing: int) -> int:
         """The missing chunks the rows leave undetermined, as a mask: once these arrive (by NACK),
         the rows give all the others. Asking for any other chunk would not shrink the deficit: a
         chunk the rows already pin down takes an unknown and an equation away together."""
-        key = (len(self.rows), self.union & missing)
-        if self._free_key == key:
-            return self._free
-        pivots: dict[int, int] = {}
-        tops = 0
-        for mask, _ in self.rows:
-            mask &= missing
-            while mask:
-                top = mask.bit_length() - 1
-                pivot = pivots.get(top)
-                if pivot is None:
-                    pivots[top] = mask
-                    tops |= 1 << top
-                    break
-                mask ^= pivot
-        self._free_key = key
-        self._free = self.union & missing & ~tops
-        return self._free
+        heads = 0
+        for top in self._synced_basis(missing):
+            heads |= 1 << top
+        return self.union & missing & ~heads
+
+    def _synced_basis(self, missing: int) -> dict[int, int]:
+        basis = self._basis
+        if missing & ~self._basis_missing or self._basis_rows > len(self.rows):
+            # A chunk missing again (rebuilt chunks distrusted) or rows replaced: start afresh.
+            basis.clear()
+            self._basis_rows = 0
+        else:
+            arrived = self._basis_missing & ~missing
+            while arrived:
+                top = arrived.bit_length() - 1
+                arrived ^= 1 << top
+                row = basis.pop(top, None)
+                if row is not None:
+                    self._reduce_into_basis(row, missing)
+        self._basis_missing = missing
+        for mask, _ in self.rows[self._basis_rows :]:
+            self._reduce_into_basis(mask, missing)
+        self._basis_rows = len(self.rows)
+        return basis
+
+    def _reduce_into_basis(self, mask: int, missing: int) -> None:
+        basis = self._basis
+        mask &= missing
+        while mask:
+            top = mask.bit_length() - 1
+            pivot = basis.get(top)
+            if pivot is None:
+                basis[top] = mask
+                return
+            mask = (mask ^ pivot) & missing
 
     def solve(self, missing: int, known_xor: Callable[[int], int]) -> dict[int, bytes] | None:
         """Every chunk the rows name, if they determine them all; None while they do not."""
@@ -159,10 +183,8 @@ class RepairDecoder:
         self.rows = rows
         self.union &= missing
         wanted = self.union.bit_count()
+        self._basis_rows = len(self.rows) + 1  # rows rewritten: the basis starts afresh
         if not wanted or len(rows) < wanted:
-            # Rows whose chunks all arrived are gone, and they may be the ones counted as spares:
-            # count none until the next attempt measures again.
-            self.dependent = 0
             return None
         pivots: dict[int, tuple[int, int]] = {}
         for mask, value in rows:
@@ -175,7 +197,6 @@ class RepairDecoder:
                 mask ^= pivot[0]
                 value ^= pivot[1]
         if len(pivots) < wanted:
-            self.dependent = len(rows) - len(pivots)
             return None  # not independent yet: wait for more
         solved: dict[int, int] = {}
         for top in sorted(pivots):
@@ -186,5 +207,4 @@ class RepairDecoder:
         self.used += len(rows)
         self.rows = []
         self.union = 0
-        self.dependent = 0
         return {index: encode_payload(value, self.chunk_size) for index, value in solved.items()}

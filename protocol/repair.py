@@ -139,12 +139,16 @@ class RepairDecoder:
             heads |= 1 << top
         return self.union & missing & ~heads
 
+    def _reset_basis(self) -> None:
+        self._basis.clear()
+        self._basis_missing = 0
+        self._basis_rows = 0
+
     def _synced_basis(self, missing: int) -> dict[int, int]:
         basis = self._basis
-        if missing & ~self._basis_missing or self._basis_rows > len(self.rows):
-            # A chunk missing again (rebuilt chunks distrusted) or rows replaced: start afresh.
-            basis.clear()
-            self._basis_rows = 0
+        if missing & ~self._basis_missing:
+            # A chunk missing again (rebuilt chunks distrusted), or a basis reset: start afresh.
+            self._reset_basis()
         else:
             arrived = self._basis_missing & ~missing
             while arrived:
@@ -183,7 +187,7 @@ class RepairDecoder:
         self.rows = rows
         self.union &= missing
         wanted = self.union.bit_count()
-        self._basis_rows = len(self.rows) + 1  # rows rewritten: the basis starts afresh
+        self._reset_basis()  # the rows were rewritten
         if not wanted or len(rows) < wanted:
             return None
         pivots: dict[int, tuple[int, int]] = {}

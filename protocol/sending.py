@@ -139,7 +139,8 @@ class OutgoingObject:
         the REPAIRs it holds leave undetermined, R9.6-5). The chunks beyond are losses that outran
         the batch: they go again now, not a round trip later."""
         if not self.repair_first <= index < self.repair_first + self.repair_count:
-            self.outran_repairs = self.outran_repairs or (self.repair_count > 0 and index < self.repair_first)
+            if self.repair_count and index < self.repair_first:
+                self.outran_repairs = True  # below the batch's window: nothing of it covers this
             return False
         unseen = self.repairs_pending + len(self.repair_pns) - bisect.bisect_right(self.repair_pns, largest_pn)
         if unseen <= 0:

@@ -562,11 +562,14 @@ class Connection:
             self.counters["duplicates"] += 1
             return
         self.counters["chunks_received"] += 1
-        if result:
-            # A chunk we reported missing was only late: the allowance must cover at least that
-            # much reordering from now on (as RACK widens its window on a spurious repair).
+        late, overtaken = result
+        if late:
             self.counters["late_arrivals"] += 1
-            self._reorder_observed = max(self._reorder_observed, 1.25 * result)
+        if late or overtaken:
+            # The allowance must cover at least the reordering seen from now on (as RACK widens
+            # its window on a spurious repair); a gap filled before its report counts as well, so
+            # that a jittery path need not first cost a round of spurious reports.
+            self._reorder_observed = max(self._reorder_observed, 1.25 * max(late, overtaken))
 
     def _hold_unannounced(self, packet: Data, pn: int, now: float) -> None:
         size = len(packet.chunk)
@@ -1009,7 +1012,9 @@ class Connection:
                 continue
             due = obj_in.next_due()
             if due is not None and now >= due:
-                missing = obj_in.due_missing(now, reorder_renack, self._largest_pn, self._reorder_allowance)
+                allowance = self._reorder_allowance
+                missing = obj_in.due_missing(now, reorder_renack, self._largest_pn, allowance,
+                                             min(self._reorder_observed, allowance))
                 self.counters["chunks_nacked_by_us"] += len(missing)
                 self._queue_nacks(obj_in.object_id, missing)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
 import itertools
@@ -35,6 +36,11 @@ class IncomingObject:
         self.last_nacked: dict[int, float] = {}  # missing chunk -> when we last reported it
         self.nacked_at_pn: dict[int, int] = {}  # missing chunk -> our largest pn seen at first report
         self.gap_seen: dict[int, float] = {}  # missing chunk -> when it was first reported
+        # Each gap a chunk opened, in index order: its first index, its end (the opener's index),
+        # when the opener arrived and its packet number. A gap chunk that turns up in an older
+        # datagram before it was reported shows reordering too, before any report was spurious.
+        self._gap_starts: list[int] = []
+        self._gaps: list[tuple[int, float, int]] = []
         self.started = now
         self.last_progress = now
         self.digest_failures = 0
@@ -58,16 +64,21 @@ class IncomingObject:
     def complete(self) -> bool:
         return self.received_count == self.chunk_count
 
-    def add_chunk(self, index: int, chunk: bytes, pn: int, now: float, reorder: float) -> float | None:
-        """Store a chunk. None: a duplicate. Otherwise how late it was, in seconds, when it had been
-        reported missing although it was sent before our report (reordering, not loss); else 0."""
+    def add_chunk(self, index: int, chunk: bytes, pn: int, now: float, reorder: float) -> tuple[float, float] | None:
+        """Store a chunk. None: a duplicate. Otherwise how much reordering its arrival shows, in
+        seconds (spec R9.1-2): (late, overtaken). Late: it had been reported missing although it
+        was sent before our report. Overtaken: it filled a gap before any report, but the chunk
+        that opened the gap had been sent after it. Each is 0 when it does not apply."""
         if self.received[index]:
             self.duplicates += 1
             return None
         self._keep(index, chunk, now)
         self.chunks_received += 1
         late = 0.0
-        if index in self.last_nacked:
+        overtaken = 0.0
+        if index < self.high and index not in self.last_nacked:
+            overtaken = self._overtaken_for(index, pn, now)
+        elif index in self.last_nacked:
             del self.last_nacked[index]
             first_pn = self.nacked_at_pn.pop(index, None)
             gap_seen = self.gap_seen.pop(index, now)
@@ -78,9 +89,28 @@ class IncomingObject:
                 self.recovered += 1
         if index > self.high:
             heapq.heappush(self.nack_queue, (now + reorder, self.high, index - 1))
+            self._gap_starts.append(self.high)
+            self._gaps.append((index, now, pn))
         if index >= self.high:
             self.high = index + 1
-        return late
+        return late, overtaken
+
+    def _gap_of(self, index: int) -> tuple[int, float, int] | None:
+        """The gap a chunk opened that ``index`` lies in: (end, when opened, opener's pn)."""
+        k = bisect.bisect_right(self._gap_starts, index) - 1
+        if k < 0 or index >= self._gaps[k][0]:
+            return None
+        return self._gaps[k]
+
+    def _gap_opened(self, index: int) -> float:
+        gap = self._gap_of(index)
+        return gap[1] if gap is not None else float("-inf")
+
+    def _overtaken_for(self, index: int, pn: int, now: float) -> float:
+        gap = self._gap_of(index)
+        if gap is None or pn >= gap[2]:
+            return 0.0  # not in a gap a chunk opened, or sent after the opener: not reordering
+        return max(now - gap[1], 1e-6)
 
     def _keep(self, index: int, chunk: bytes, now: float) -> None:
         start = index * self.chunk_size
@@ -165,12 +195,16 @@ class IncomingObject:
     def next_due(self) -> float | None:
         return self.nack_queue[0][0] if self.nack_queue else None
 
-    def due_missing(self, now: float, renack: float, largest_pn: int, reorder: float = 0.0) -> list[int]:
+    def due_missing(
+        self, now: float, renack: float, largest_pn: int, reorder: float = 0.0, reordering_seen: float = 0.0
+    ) -> list[int]:
         """Chunks whose report is due now; schedules their next report.
 
         Repeated reports due within the next RENACK_PULL of a re-NACK interval go out now as well:
         every chunk reported once keeps its own cadence, and without this each lost chunk would be
-        re-reported in a NACK of its own. First reports still wait for their reordering allowance.
+        re-reported in a NACK of its own. First reports still wait for their reordering allowance:
+        ``reorder`` as it was when their gap opened, or ``reordering_seen`` (the part of it that
+        reordering observations set) if that has grown past it since.
         """
         out: list[int] = []
         received = self.received
@@ -185,8 +219,11 @@ class IncomingObject:
                     continue
                 previous = last.get(index)
                 if previous is None:
-                    if due > now:  # a first report waits out its reordering allowance
-                        not_yet.append((due, index))
+                    # Reordering seen since the gap opened holds its first report back too: on a
+                    # jittery path the first flight shows it before any report is due (R9.1-1).
+                    wait_until = max(due, self._gap_opened(index) + reordering_seen)
+                    if wait_until > now:
+                        not_yet.append((wait_until, index))
                         continue
                 elif now - previous < ripe:
                     # Reported lately (pulled into an earlier NACK, or a PROBE's answer). It stays
@@ -225,7 +262,8 @@ class IncomingObject:
             if index not in self.last_nacked:
                 self.nacked += 1
                 self.nacked_at_pn[index] = largest_pn
-                self.gap_seen[index] = gap_time
+                opened = self._gap_opened(index)  # known unless a PROBE or a reset opened it
+                self.gap_seen[index] = opened if opened > float("-inf") else gap_time
             self.last_nacked[index] = now
         for first, count in to_ranges(chunks):
             heapq.heappush(self.nack_queue, (now + renack, first, first + count - 1))
@@ -243,6 +281,8 @@ class IncomingObject:
         self.last_nacked.clear()
         self.nacked_at_pn.clear()
         self.gap_seen.clear()
+        self._gap_starts.clear()
+        self._gaps.clear()
         self.nack_queue.clear()
         self.high = self.chunk_count
         if self.chunk_count:

@@ -33,7 +33,8 @@ DEFAULT_LIVE_DEADLINE_S = 1.0
 
 EPILOG = """\
 exit status: 0 every image delivered (and answered, unless --no-reply); 1 some image failed or the
-receiver could not be reached; 2 bad input (missing, empty or non-image file, bad option);
+receiver could not be reached; 2 bad input (missing file, empty or non-image file without
+--any-file, bad option);
 130 stopped with Ctrl-C before everything was sent. The first Ctrl-C stops taking new images and
 waits for those in flight; a second one aborts.
 
@@ -66,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                      help="in folders, skip files matching (repeatable)")
     src.add_argument("--any-file", action="store_true",
-                     help="send files even when they do not look like images")
+                     help="send files even when they do not look like images, empty ones too")
     src.add_argument("--name", help="the name to give the image read from stdin")
     cam = src.add_mutually_exclusive_group()
     cam.add_argument("--camera", metavar="DEVICE", help="capture from a camera (index such as 0, or a device path)")

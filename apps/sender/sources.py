@@ -52,7 +52,8 @@ class PlannedFile:
 
 
 def check_file(path: Path, *, allow_any: bool) -> PlannedFile:
-    """Check one file: it exists, is a readable regular file, is not empty and looks like an image."""
+    """Check one file: it exists, is a readable regular file, and is a non-empty image unless
+    ``allow_any`` (then any file goes, an empty one too)."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -62,7 +63,9 @@ def check_file(path: Path, *, allow_any: bool) -> PlannedFile:
     if not stat.S_ISREG(info.st_mode):
         raise SourceError(f"{path}: not a regular file")
     if info.st_size == 0:
-        raise SourceError(f"{path}: empty file (0 bytes), nothing to send")
+        if not allow_any:
+            raise SourceError(f"{path}: empty file (0 bytes), not an image; --any-file sends it anyway")
+        return PlannedFile(path, 0, None)  # an empty object is valid: copying tools send it too
     try:
         with path.open("rb") as handle:
             head = handle.read(SIGNATURE_BYTES)
@@ -146,7 +149,7 @@ def read_planned(item: PlannedFile) -> SourceItem:
         data = item.path.read_bytes()
     except OSError as exc:
         raise SourceError(f"{item.path}: cannot read ({exc.strerror or exc})") from None
-    if not data:
+    if not data and item.size:
         raise SourceError(f"{item.path}: became empty before it was sent")
     return SourceItem(item.name, data, item.content_type, str(item.path))
 
@@ -154,8 +157,8 @@ def read_planned(item: PlannedFile) -> SourceItem:
 def read_stdin(stream: BinaryIO, *, name: str | None, allow_any: bool) -> SourceItem:
     """Read one image from a byte stream (stdin); named ``name`` or "stdin" plus the format's extension."""
     data = stream.read()
-    if not data:
-        raise SourceError("stdin: no data (0 bytes), nothing to send")
+    if not data and not allow_any:
+        raise SourceError("stdin: no data (0 bytes), not an image; --any-file sends it anyway")
     fmt = sniff(data[:SIGNATURE_BYTES])
     if fmt is None and not allow_any:
         raise SourceError("stdin: not an image (no known image signature); --any-file sends it anyway")

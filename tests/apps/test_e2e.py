@@ -160,6 +160,27 @@ def test_unreachable_receivers(tmp_path: Path) -> None:
         assert time.monotonic() - started < 6
 
 
+def test_an_empty_file_goes_with_any_file_over_real_sockets(tmp_path: Path) -> None:
+    # An object of no chunks (spec 8.1): announced, verified against the digest of nothing, stored
+    # as an empty file and answered, between two files that have chunks.
+    (tmp_path / "empty.bin").write_bytes(b"")
+    (tmp_path / "a.jpg").write_bytes(image_bytes(4))
+    (tmp_path / "notes.txt").write_bytes(b"x" * 3000)
+
+    async def scenario() -> tuple[int, str, str]:
+        receiver = await start_receiver(tmp_path / "out")
+        result = await run_send(receiver.address, str(tmp_path / "a.jpg"), str(tmp_path / "empty.bin"),
+                                str(tmp_path / "notes.txt"), "--any-file")
+        await receiver.finish()
+        return result
+
+    code, out, err = _within(30, scenario())
+    assert code == 0, err
+    stored = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert stored == {"a.jpg": image_bytes(4), "empty.bin": b"", "notes.txt": b"x" * 3000}
+    assert "3/3 delivered, 3 answered" in out
+
+
 def test_image_above_the_receivers_limit_over_real_sockets(tmp_path: Path) -> None:
     (tmp_path / "big.jpg").write_bytes(blob_with_signature(5, 200_000))
 

@@ -12,7 +12,7 @@ import pytest
 
 from apps.media.encode import EncodeOptions
 from apps.media.formats import JPEG, PNG, sniff
-from apps.sender.sources import SourceError, check_file, plan_files, read_stdin, walk_folder
+from apps.sender.sources import SourceError, check_file, plan_files, read_planned, read_stdin, walk_folder
 from apps.sender.video import VideoFrames, VideoOptions, open_capture
 from tests.apps.conftest import image_bytes
 
@@ -82,9 +82,15 @@ def test_any_file_lets_non_images_through(tmp_path: Path) -> None:
     path.write_bytes(b"just text")
     planned = check_file(path, allow_any=True)
     assert planned.format is None and planned.content_type == "text/plain"
-    with pytest.raises(SourceError, match="0 bytes"):
-        (tmp_path / "e.txt").write_bytes(b"")
-        check_file(tmp_path / "e.txt", allow_any=True)  # empty is refused even then
+    (tmp_path / "e.txt").write_bytes(b"")
+    with pytest.raises(SourceError, match=r"0 bytes\), not an image; --any-file sends it anyway"):
+        check_file(tmp_path / "e.txt", allow_any=False)
+    empty = check_file(tmp_path / "e.txt", allow_any=True)  # an empty object is a valid one
+    assert (empty.size, empty.format) == (0, None)
+    assert read_planned(empty).data == b""
+    path.write_bytes(b"")  # a file planned with content that empties before its turn is an error
+    with pytest.raises(SourceError, match="became empty"):
+        read_planned(planned)
 
 
 def test_stdin() -> None:
@@ -97,6 +103,7 @@ def test_stdin() -> None:
     with pytest.raises(SourceError, match="not an image"):
         read_stdin(io.BytesIO(b"text"), name=None, allow_any=False)
     assert read_stdin(io.BytesIO(b"text"), name="t.txt", allow_any=True).content_type == "text/plain"
+    assert read_stdin(io.BytesIO(b""), name=None, allow_any=True).data == b""
 
 
 def make_video(path: Path, frames: int = 30, fps: float = 10.0, size: tuple[int, int] = (96, 64)) -> Path:

@@ -565,11 +565,10 @@ class Connection:
         late, overtaken = result
         if late:
             self.counters["late_arrivals"] += 1
-        if late or overtaken:
-            # The allowance must cover at least the reordering seen from now on (as RACK widens
-            # its window on a spurious repair); a gap filled before its report counts as well, so
-            # that a jittery path need not first cost a round of spurious reports.
-            self._reorder_observed = max(self._reorder_observed, 1.25 * max(late, overtaken))
+        # The allowance must cover at least the reordering seen from now on (as RACK widens its
+        # window on a spurious repair); a gap filled before its report counts as well, so that a
+        # jittery path need not first cost a round of spurious reports.
+        self._reorder_observed = max(self._reorder_observed, 1.25 * max(late, overtaken))
 
     def _hold_unannounced(self, packet: Data, pn: int, now: float) -> None:
         size = len(packet.chunk)

@@ -80,9 +80,7 @@ class IncomingObject:
         self.chunks_received += 1
         late = 0.0
         overtaken = 0.0
-        if index < self.high and index not in self.last_nacked:
-            overtaken = self._overtaken_for(index, pn, now)
-        elif index in self.last_nacked:
+        if index in self.last_nacked:
             del self.last_nacked[index]
             first_pn = self.nacked_at_pn.pop(index, None)
             gap_seen = self.gap_seen.pop(index, now)
@@ -91,6 +89,8 @@ class IncomingObject:
                 self.late_arrivals += 1
             else:
                 self.recovered += 1
+        elif index < self.high:
+            overtaken = self._overtaken_for(index, pn, now)
         if index > self.high:
             heapq.heappush(self.nack_queue, (now + reorder, self.high, index - 1))
             self._gap_starts.append(self.high)
@@ -227,7 +227,7 @@ class IncomingObject:
                 if previous is None:
                     # Reordering seen since the gap opened holds its first report back too: on a
                     # jittery path the first flight shows it before any report is due (R9.1-1).
-                    wait_until = max(due, self._gap_opened(index) + reordering_seen)
+                    wait_until = max(due, self._gap_opened(index) + reordering_seen) if reordering_seen else due
                     if wait_until > now:
                         not_yet.append((wait_until, index))
                         continue

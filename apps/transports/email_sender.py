@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from apps.transport import JSON, OutgoingImage, Progress, ProgressCallback, SendOutcome, TransportError
@@ -24,6 +23,7 @@ from apps.transports.email_client import (
 )
 from apps.transports.email_message import Reply, build_image_message, parse_reply, thread_ids
 from apps.transports.email_settings import MailSettings
+from apps.transports.windowed import WindowedSender
 
 log = logging.getLogger("snip.email")
 
@@ -134,7 +134,7 @@ class _ReplyBox:
             self.forget(mid)
 
 
-class EmailSender:
+class EmailSender(WindowedSender):
     """Sends images by email to ``recipient`` and collects the JSON answers from its own mailbox."""
 
     def __init__(
@@ -150,66 +150,22 @@ class EmailSender:
         self.settings = settings
         self.recipient = recipient
         self.reply_timeout = reply_timeout
-        self.max_inflight = max_inflight
+        super().__init__(max_inflight)
         self._outbox = SmtpOutbox(settings)
         self._replies = _ReplyBox(settings)
-        self._fatal: TransportError | None = None
 
-    async def send_all(
-        self,
-        images: AsyncIterator[OutgoingImage],
-        *,
-        want_reply: bool,
-        on_progress: ProgressCallback | None = None,
-    ) -> list[SendOutcome]:
-        self._fatal = None
+    async def _prepare(self, want_reply: bool) -> None:
         try:
             await self._outbox.connect()  # bad credentials or no server: fail before any image
             if want_reply:
                 await self._replies.snapshot()
         except MailUnavailable as exc:
             raise TransportError(str(exc)) from None
-        loop = asyncio.get_running_loop()
-        window = asyncio.Semaphore(self.max_inflight)
-        tasks: list[asyncio.Task[SendOutcome]] = []
-        try:
-            index = 0
-            async for image in images:
-                submitted = loop.time()
-                await window.acquire()
-                if self._fatal is not None:
-                    raise self._fatal
-                tasks.append(asyncio.create_task(
-                    self._deliver(index, image, want_reply, submitted, on_progress, window)
-                ))
-                index += 1
-            return list(await asyncio.gather(*tasks))
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
         await self._replies.aclose()
         await self._replies.flush_deletions()
         await self._outbox.aclose()
-
-    async def _deliver(
-        self,
-        index: int,
-        image: OutgoingImage,
-        want_reply: bool,
-        submitted: float,
-        on_progress: ProgressCallback | None,
-        window: asyncio.Semaphore,
-    ) -> SendOutcome:
-        try:
-            return await self._deliver_one(index, image, want_reply, submitted, on_progress)
-        except TransportError as exc:
-            self._fatal = exc
-            raise
-        finally:
-            window.release()
 
     async def _deliver_one(
         self,

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from apps.transports.tcp_socket import (
     set_congestion_control,
     tcp_info,
 )
+from apps.transports.windowed import WindowedSender
 
 log = logging.getLogger("snip.tcp")
 
@@ -215,7 +216,7 @@ class _Connection:
             pass
 
 
-class TcpSender:
+class TcpSender(WindowedSender):
     """Sends images to one TCP receiver at ``host:port``.
 
     ``chunk_size`` is the write size (the original project wrote 2048-byte chunks; progress is
@@ -246,47 +247,19 @@ class TcpSender:
         self.connect_timeout = connect_timeout
         self.io_timeout = io_timeout
         self.reply_timeout = reply_timeout
-        self.max_inflight = max_inflight
+        super().__init__(max_inflight)
         self.retries = retries
         self._conn: _Connection | None = None
         self._old: list[_Connection] = []
         self._conn_lock = asyncio.Lock()
         self._connections_opened = 0
-        self._fatal: TransportError | None = None
 
     @property
     def target(self) -> str:
         return join_host_port(self.host, self.port)
 
-    async def send_all(
-        self,
-        images: AsyncIterator[OutgoingImage],
-        *,
-        want_reply: bool,
-        on_progress: ProgressCallback | None = None,
-    ) -> list[SendOutcome]:
-        self._fatal = None
+    async def _prepare(self, want_reply: bool) -> None:
         await self._connection()  # an unreachable receiver fails the whole run up front
-        loop = asyncio.get_running_loop()
-        window = asyncio.Semaphore(self.max_inflight)
-        tasks: list[asyncio.Task[SendOutcome]] = []
-        try:
-            index = 0
-            async for image in images:
-                submitted = loop.time()
-                await window.acquire()
-                if self._fatal is not None:
-                    raise self._fatal
-                task = asyncio.create_task(
-                    self._deliver(index, image, want_reply, submitted, on_progress, window)
-                )
-                tasks.append(task)
-                index += 1
-            return list(await asyncio.gather(*tasks))
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
         conns = [*self._old, *([self._conn] if self._conn else [])]
@@ -340,24 +313,7 @@ class TcpSender:
             return conn
         raise TransportError(f"cannot connect to TCP receiver {where}: {last}")
 
-    async def _deliver(
-        self,
-        index: int,
-        image: OutgoingImage,
-        want_reply: bool,
-        submitted: float,
-        on_progress: ProgressCallback | None,
-        window: asyncio.Semaphore,
-    ) -> SendOutcome:
-        try:
-            return await self._deliver_with_retries(index, image, want_reply, submitted, on_progress)
-        except TransportError as exc:
-            self._fatal = exc
-            raise
-        finally:
-            window.release()
-
-    async def _deliver_with_retries(
+    async def _deliver_one(
         self,
         index: int,
         image: OutgoingImage,

@@ -648,11 +648,18 @@ class Server:
     def incoming_in_progress(self) -> int:
         return sum(len(c.incoming) for c in self.endpoint.sessions.values())
 
+    def _work_in_progress(self) -> bool:
+        sessions = self.endpoint.sessions.values()
+        return bool(self._tasks) or any(c.incoming or (c.is_open and c.pending_outgoing()) for c in sessions)
+
     async def close(self, grace: float = 0.0) -> None:
-        """Stop: let transfers in progress finish for up to ``grace`` seconds, then abort the rest."""
+        """Stop: refuse new sessions and objects, let transfers in progress (objects arriving, the
+        handlers working on them, the replies they write) finish for up to ``grace`` seconds, then
+        abort the rest."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while grace > 0 and loop.time() < deadline and (self.incoming_in_progress() or self._tasks):
+        self.endpoint.stop_accepting()
+        while grace > 0 and loop.time() < deadline and self._work_in_progress():
             await asyncio.sleep(0.02)
         now = self._driver.now()
         for conn in list(self.endpoint.sessions.values()):

@@ -48,6 +48,7 @@ class Endpoint:
         self.drops: Counter[str] = Counter()
         # The application's admission check for announced objects: None accepts, a string refuses.
         self.admit: Callable[[Connection, codec.Announce], str | None] | None = None
+        self.accepting = True  # False once stop_accepting(): a server about to shut down
         self.counters: Counter[str] = Counter()
 
     # ------------------------------------------------------------------------------------------
@@ -159,6 +160,11 @@ class Endpoint:
             self._stateless.append((codec.encode(Retry(token), initial_id, 0), addr))
             self.counters["retries_sent"] += 1
             return
+        if not self.accepting:
+            refusal = Close(ErrorCode.SERVER_BUSY, "server shutting down")
+            self._stateless.append((codec.encode(refusal, initial_id, 0), addr))
+            self.counters["busy_refusals"] += 1
+            return
         if len(self.sessions) >= self.config.max_sessions:
             refusal = Close(ErrorCode.SERVER_BUSY, "too many sessions")
             self._stateless.append((codec.encode(refusal, initial_id, 0), addr))
@@ -195,6 +201,11 @@ class Endpoint:
             self._stateless.append((reply, addr))
             self.counters["version_negotiations"] += 1
 
+    def stop_accepting(self) -> None:
+        """A server winding down: sessions and objects already under way go on; new sessions are
+        refused with SERVER_BUSY and new objects with REFUSED, so their senders hear why at once."""
+        self.accepting = False
+
     # ------------------------------------------------------------------------------------------
     # Output and timers
 
@@ -223,6 +234,8 @@ class Endpoint:
     # ------------------------------------------------------------------------------------------
 
     def _admit_object(self, conn: Connection, announce: codec.Announce) -> str | None:
+        if not self.accepting:
+            return "receiver shutting down"
         return self.admit(conn, announce) if self.admit is not None else None
 
     def _fresh_id(self, taken: dict[int, Connection]) -> int:

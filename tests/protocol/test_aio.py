@@ -145,3 +145,42 @@ def test_datagrams_read_late_keep_the_time_they_arrived() -> None:
             receiver.close()
 
     asyncio.run(scenario())
+
+
+def test_close_with_grace_sends_the_replies_handlers_are_still_writing() -> None:
+    """A reply queued by a handler that finishes during the grace period still reaches the client,
+    while new objects and sessions are refused.
+
+    The reply is 2 MB, so it needs many round trips even on loopback: a close that stopped waiting
+    once the handler returned would abort it half-sent."""
+    reply_data = random.Random(5).randbytes(2_000_000)
+    handler_started = asyncio.Event()
+
+    async def slow_handler(obj: ReceivedObject) -> bytes:
+        handler_started.set()
+        await asyncio.sleep(0.3)
+        return reply_data
+
+    async def main() -> None:
+        server = await serve("127.0.0.1", 0, slow_handler)
+        session = await connect(*server.sockname)
+        try:
+            handle = session.send_object(b"question", name="q", want_reply=True)
+            await asyncio.wait_for(handler_started.wait(), 5)
+            closing = asyncio.create_task(server.close(grace=10))
+            await asyncio.sleep(0.05)
+            # While it winds down, the server takes nothing new, and says so.
+            late = session.send_object(b"too late", name="late")
+            with pytest.raises(ObjectFailedError) as refused:
+                await asyncio.wait_for(late.delivered(), 5)
+            assert refused.value.code == ErrorCode.REFUSED and "shutting down" in refused.value.reason
+            with pytest.raises(SessionError, match="shutting down"):
+                await connect(*server.sockname, config=SessionConfig(handshake_timeout=3.0))
+            reply = await handle.reply(timeout=10)
+            assert reply.data == reply_data
+            await asyncio.wait_for(closing, 10)
+        finally:
+            await session.aclose()
+            await server.close()
+
+    asyncio.run(main())

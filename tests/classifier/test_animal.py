@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import urllib.error
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from apps.classifier.animal import classifier as animal_classifier
+from apps.classifier.animal import download
 from apps.classifier.animal.classifier import AnimalClassifier
 from apps.classifier.animal.table import (
     ANIMAL_CLASSES,
@@ -121,12 +124,18 @@ def test_missing_weights_message_names_file_and_folder(empty_torch_home: Path) -
 
 
 def test_failed_download_says_so(empty_torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def offline(*args: Any, **kwargs: Any) -> None:
-        raise urllib.error.URLError("Name or service not known")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(ClassifierError, match=r"put convnext_tiny-983f1562\.pth into .*download failed: .*Name or service"):
+    # torchvision's URL, moved to a loopback port where nothing listens: a real refused connection.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    real = animal_classifier.imagenet_spec(DEFAULT_ARCH)
+    moved = dataclasses.replace(real, url=f"http://127.0.0.1:{port}/models/{real.filename}")
+    monkeypatch.setattr(animal_classifier, "imagenet_spec", lambda arch: moved)
+    monkeypatch.setattr(download, "DEFAULT_BACKOFF_S", 0.0)
+    with pytest.raises(ClassifierError, match=r"put convnext_tiny-983f1562\.pth into .*download failed: "
+                       r"ConnectionRefusedError.*after 3 tries"):
         AnimalClassifier(device="cpu")
+    assert not (empty_torch_home / "hub" / "checkpoints" / real.filename).exists()
 
 
 def test_damaged_weights_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

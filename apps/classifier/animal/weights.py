@@ -17,10 +17,10 @@ senders gets about 20 images/s from two cores. EfficientNet-V2-S is 1.7 points b
 the cost; pass ``arch="efficientnet_v2_s"`` (``--arch``) to trade speed for it. Any torchvision
 ImageNet-1k classifier name works.
 
-Weights: torchvision's URL for the architecture, fetched on first use into the standard torch hub
-cache (``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``) and loaded
-from there afterwards, always with ``weights_only=True``. Without network the error names the
-exact file and folder to put it in.
+Weights: torchvision's URL for the architecture, fetched on first use (with timeouts, retries and
+the hash check of ``download.py``) into the standard torch hub cache (``$TORCH_HOME/hub/checkpoints``,
+by default ``~/.cache/torch/hub/checkpoints``) and loaded from there afterwards, always with
+``weights_only=True``. Without network the error names the exact file and folder to put it in.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from apps.classifier.animal.download import DownloadError, fetch
 from apps.classifier.animal.vision import ensure_torchvision_importable
 from apps.classifier.base import ClassifierError
 
@@ -102,17 +103,18 @@ def missing_message(spec: ImageNetSpec, cause: str | None = None) -> str:
 
 def load_imagenet_state_dict(spec: ImageNetSpec, *, download: bool = True) -> dict[str, Any]:
     """The state_dict from the hub cache, fetching it first when allowed."""
-    import torch.hub
+    import torch
 
-    if not spec.path.is_file() and not download:
-        raise WeightsMissingError(missing_message(spec))
-    try:
-        state = torch.hub.load_state_dict_from_url(
-            spec.url, model_dir=str(spec.cache_dir), progress=False, check_hash=True, weights_only=True
-        )
-    except Exception as exc:  # URLError, a hash mismatch, or unpickling errors from a damaged file
-        if not spec.path.is_file():
+    if not spec.path.is_file():
+        if not download:
+            raise WeightsMissingError(missing_message(spec))
+        try:
+            fetch(spec.url, spec.path)
+        except DownloadError as exc:
             raise WeightsMissingError(missing_message(spec, str(exc))) from None
+    try:
+        state = torch.load(spec.path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors from a damaged or foreign file
         raise ClassifierError(f"cannot read weights file {spec.path}: {type(exc).__name__}: {exc}; delete it and fetch it again") from None
     if not isinstance(state, dict):
         raise ClassifierError(f"weights file {spec.path} does not hold a state_dict")

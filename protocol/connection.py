@@ -161,12 +161,20 @@ class Connection:
         self._last_ping = -math.inf
         self._last_ack_time = now
         self._window_probes = 0
+        # Client: when to PING if the server has still sent nothing after ACCEPT, and how many
+        # PINGs went; None once it has (spec R7.2-10).
+        self._confirm_at: float | None = None
+        self._confirm_pings = 0
 
         # outgoing objects
         self.outgoing: dict[int, OutgoingObject] = {}
         self._out_final: dict[int, int] = {}  # finished outgoing id -> error code (0 = delivered)
         self._next_object_id = 0
         self._deferred_cancels: list[Cancel] = []  # CANCELs of never-announced ids awaiting credit
+        # Our CANCELs (Origin 1) the peer may not have: id -> (the CANCEL, when to send it again,
+        # copies sent). A receiver that never heard of the object has nothing to ask about, so a
+        # lost one would leave the id unfinished there and its credit never back (spec R12.3-8).
+        self._cancels_unconfirmed: dict[int, tuple[Cancel, float, int]] = {}
         self._announced_bytes = 0
         self._peer_id_limit = self.peer_params.max_concurrent_objects
         self._peer_announce_limit = self.peer_params.max_buffered_bytes
@@ -313,6 +321,7 @@ class Connection:
         self._peer_announce_limit = packet.params.max_buffered_bytes
         self.state = State.ESTABLISHED
         self._next_initial = None
+        self._confirm_at = now + self._pto()
         self._events.append(HandshakeCompleted(self.session_id, self.peer))
         for obj in list(self.outgoing.values()):
             self._check_object_fits(obj, now)
@@ -364,6 +373,7 @@ class Connection:
             elif now - self._last_close_sent >= max(self.rtt.smoothed, 0.01):
                 self._queue_close_again()
             return
+        self._confirm_at = None  # client: the server has heard from us since ACCEPT
         if self.state is State.SERVER_UNVALIDATED:
             # Only someone who saw our ACCEPT knows the session id: the address is real.
             self.address_validated = True
@@ -655,6 +665,9 @@ class Connection:
         self._final_word_sent[oid] = now
         code = self._in_final.get(oid)
         if code is None:
+            # Finished so long ago that its outcome is forgotten: without an answer its sender would
+            # probe it for ever (spec R9.1-9).
+            self._control.append(Cancel(oid, CANCEL_ORIGIN_RECIPIENT, ErrorCode.INTERNAL_ERROR, "outcome forgotten"))
             return
         if code == ErrorCode.NO_ERROR:
             self._control.append(Complete(oid))
@@ -724,7 +737,8 @@ class Connection:
             ready = [c for c in self._deferred_cancels if c.object_id < self._peer_id_limit]
             if ready:
                 self._deferred_cancels = [c for c in self._deferred_cancels if c.object_id >= self._peer_id_limit]
-                self._control.extend(ready)
+                for cancel in ready:
+                    self._send_cancel(cancel, now)
         for obj in self.outgoing.values():
             if obj.state is not OutState.QUEUED:
                 continue
@@ -762,6 +776,11 @@ class Connection:
             self.controller.on_rate_sample(now, sample)
         self._peer_id_limit = max(self._peer_id_limit, packet.object_id_limit)
         self._peer_announce_limit = max(self._peer_announce_limit, packet.announce_limit)
+        if self._cancels_unconfirmed:
+            # The peer's credit is its lowest unfinished id plus its max_concurrent_objects (R11.3-2).
+            finished_below = self._peer_id_limit - self.peer_params.max_concurrent_objects
+            for oid in [oid for oid in self._cancels_unconfirmed if oid < finished_below]:
+                self._cancel_confirmed(oid)
 
     def _rtt_sample(self, rtt: float, ack_delay: float, now: float) -> None:
         self.rtt.update(rtt, ack_delay)
@@ -801,6 +820,7 @@ class Connection:
     def _on_complete(self, packet: Complete, now: float) -> None:
         obj = self._outgoing_for_feedback(packet.object_id, "COMPLETE")
         if obj is None:
+            self._cancel_confirmed(packet.object_id)  # the peer has its outcome
             return
         if obj.next_new < obj.chunk_count:
             raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"COMPLETE for object {obj.object_id} before all chunks were sent")
@@ -825,7 +845,9 @@ class Connection:
                 self._finish_incoming_id(oid, packet.error_code, 0)
             return
         obj_out = self._outgoing_for_feedback(oid, "CANCEL")
-        if obj_out is not None:
+        if obj_out is None:
+            self._cancel_confirmed(oid)  # the peer has its outcome
+        else:
             self._fail_outgoing(obj_out, packet.error_code, reason or "refused by the receiver", by_peer=True, now=now, tell_peer=False)
 
     def _fail_outgoing(
@@ -840,10 +862,18 @@ class Connection:
         # Every id must end at the receiver, or its credit window would stall: an id that was
         # never announced is closed with a CANCEL too, under the same credit rule (spec R8.2-9).
         if tell_peer and was_announced:
-            self._control.append(Cancel(obj.object_id, CANCEL_ORIGIN_SENDER, code, reason[:200]))
+            self._send_cancel(Cancel(obj.object_id, CANCEL_ORIGIN_SENDER, code, reason[:200]), now)
         elif not was_announced and not by_peer:
             self._deferred_cancels.append(Cancel(obj.object_id, CANCEL_ORIGIN_SENDER, code, reason[:200]))
         self._events.append(ObjectFailed(self.session_id, obj.object_id, True, code, reason, by_peer, obj.stats()))
+
+    def _send_cancel(self, cancel: Cancel, now: float) -> None:
+        """Send our CANCEL (Origin 1) and keep sending it until the peer shows the id finished."""
+        self._control.append(cancel)
+        self._cancels_unconfirmed[cancel.object_id] = (cancel, now + self._pto(), 1)
+
+    def _cancel_confirmed(self, oid: int) -> None:
+        self._cancels_unconfirmed.pop(oid, None)
 
     def _remember_out_final(self, oid: int, code: int) -> None:
         self._out_final[oid] = code
@@ -920,6 +950,9 @@ class Connection:
             candidates.append(self._ack_deadline)
         if self.config.keepalive:
             candidates.append(max(self._last_recv, self._last_ping) + self._idle_timeout / 3)
+        if self._confirm_at is not None:
+            candidates.append(self._confirm_at)
+        candidates.extend(resend_at for _, resend_at, _ in self._cancels_unconfirmed.values())
         pto = self._pto()
         data_waiting = False
         for obj in self.outgoing.values():
@@ -950,6 +983,11 @@ class Connection:
 
     def _pto(self) -> float:
         return self.rtt.pto(self.peer_params.max_ack_delay_ms / 1000)
+
+    def _backed_off(self, pto: float, tries: int) -> float:
+        """The wait before the next copy of a packet no answer confirmed yet: doubling from one PTO,
+        up to the keepalive interval."""
+        return max(pto, min(pto * 2.0 ** min(tries, 16), self._idle_timeout / 3))
 
     def _probe_time(self, obj: OutgoingObject, pto: float) -> float:
         # Doubling spares a path that is gone; but past half a second (two round trips, on a long
@@ -982,6 +1020,16 @@ class Connection:
             self._last_ping = now
             self._control.append(Ping())
         pto = self._pto()
+        if self._confirm_at is not None and now >= self._confirm_at:
+            # Our ACK of ACCEPT is not ack-eliciting: if it was lost, the server heard nothing from
+            # us and drops the session at its handshake timeout. A PING draws an ACK (R7.2-10).
+            self._confirm_pings += 1
+            self._confirm_at = now + self._backed_off(pto, self._confirm_pings)
+            self._control.append(Ping())
+        for oid, (cancel, resend_at, copies) in list(self._cancels_unconfirmed.items()):
+            if now >= resend_at:
+                self._control.append(cancel)
+                self._cancels_unconfirmed[oid] = (cancel, now + self._backed_off(pto, copies + 1), copies + 1)
         if (
             self.sent.inflight >= self.controller.cwnd
             and now >= self._last_ack_time + pto * (2.0 ** min(self._window_probes, 6))
@@ -1095,7 +1143,10 @@ class Connection:
         )
 
     def _emit(self, packet: Packet, now: float, session_id: int | None = None) -> bytes:
-        datagram = codec.encode(packet, self.session_id if session_id is None else session_id, self.sent.next_pn)
+        # Past the last packet number only the closing CLOSE goes out, every copy numbered 2^32 - 1
+        # (spec R8.3-3).
+        pn = min(self.sent.next_pn, MAX_PN)
+        datagram = codec.encode(packet, self.session_id if session_id is None else session_id, pn)
         self._count_sent(datagram, now)
         return datagram
 

@@ -232,7 +232,7 @@ VECTORS: tuple[Vector, ...] = (
         session_id=SESSION_ID,
         packet_number=17,
         note="Chunks 2-4 and 1000-1004 of object 5 are missing; two ranges (18 bytes) beat a bitmap "
-        "(129 bytes). The NACK's writer had received packets up to number 1012.",
+        "(130 bytes: 4 + floor((1004 - 2) / 8) + 1). The NACK's writer had received packets up to number 1012.",
         hex=(
             "534e02120123456789abcdef00000011001c000000050000000003f400020000000200000003000003e80000000532a5"
             "88b7"
@@ -246,6 +246,16 @@ VECTORS: tuple[Vector, ...] = (
         packet_number=18,
         note="Chunks 16, 18, 19 and 23 of object 5 are missing; a bitmap (5 bytes) beats three ranges (26 bytes).",
         hex="534e02120123456789abcdef00000012000f0000000500010000001e00000010b14bd2587b",
+    ),
+    Vector(
+        name="nack_tie",
+        section="5.7",
+        packet=Nack(object_id=5, missing=((0, 41),), largest_pn=60),
+        session_id=SESSION_ID,
+        packet_number=18,
+        note="Chunks 0-40 of object 5 are missing: one range and a bitmap both take 10 bytes "
+        "(2 + 8 and 4 + floor(40 / 8) + 1); at a tie the ranges form is used (R5.7-4).",
+        hex="534e02120123456789abcdef0000001200140000000500000000003c0001000000000000002924f0a1d1",
     ),
     Vector(
         name="nack_announce_missing",

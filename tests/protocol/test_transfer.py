@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 
 import pytest
 
 from protocol import codec
 from protocol.config import SessionConfig
-from protocol.constants import ErrorCode
+from protocol.constants import MAX_PN, ErrorCode
 from protocol.events import ConnectionClosed, ObjectDelivered, ObjectFailed, ObjectReceived
 
-from .harness import Pair
+from .harness import CLIENT, Pair
 
 
 def payload(size: int, seed: int) -> bytes:
@@ -283,3 +284,87 @@ def test_duplication_does_not_hide_loss_from_the_sender(seed: int) -> None:
     # the session's whole count of datagrams lost, over the thousand or so the transfer took
     assert pair.conn.sent.loss_samples > 900
     assert 0.035 <= pair.conn.sent.counted_loss_rate <= 0.075
+
+
+
+def _drop_client_packets(pair: Pair, count: int) -> tuple[list[codec.Packet], Callable[[], None]]:
+    """Drop the client's next ``count`` datagrams other than INITIALs: (the dropped packets, a
+    function that stops dropping)."""
+    dropped: list[codec.Packet] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+        packet = codec.decode(datagram).packet
+        if src == CLIENT and not isinstance(packet, codec.Initial) and len(dropped) < count:
+            dropped.append(packet)
+            return None
+        return datagram
+
+    return dropped, pair.sim.add_tap(tap)
+
+
+def test_an_idle_client_whose_ack_of_accept_was_lost_still_validates_its_address() -> None:
+    """spec R7.2-6: the server discards a session it has heard nothing more from within the handshake
+    timeout; a client with nothing to send must still make its address known, or its first object,
+    seconds later, would go to a session the server no longer has."""
+    pair = Pair("rtt=40ms", seed=4)
+    dropped, _ = _drop_client_packets(pair, 1)
+    pair.sim.run(until=15.0)
+    assert dropped and not pair.server_log.of(ConnectionClosed)
+    oid = pair.send(payload(20_000, 4), name="late")
+    pair.run_until(lambda: pair.finished([oid]), timeout=20)
+    assert [r.name for r in pair.server_log.received()] == ["late"]
+
+
+def test_a_lost_cancel_for_an_object_the_receiver_never_saw_is_sent_again() -> None:
+    """spec R8.2-9: a CANCEL ends an id at the receiver; if the receiver never heard of the object
+    and the CANCEL is lost, nothing else would end it, and the id's credit (R11.3-2) never returns."""
+    pair = Pair("rtt=40ms", seed=5, server_config=SessionConfig(max_concurrent_objects=2))
+    pair.sim.run(until=0.3)
+    dropped, stop_dropping = _drop_client_packets(pair, 10**6)  # the whole first object is lost ...
+    first = pair.send(payload(3_000, 1), name="lost")
+    pair.run_until(lambda: len(dropped) >= 2, timeout=5)
+    pair.conn.cancel_object(first, pair.sim.now)  # ... and so is its CANCEL
+    pair.sim.poke()
+    pair.run_until(lambda: any(isinstance(p, codec.Cancel) for p in dropped), timeout=5)
+    stop_dropping()
+    later = [pair.send(payload(2_000, n), name=f"later{n}") for n in range(3)]  # ids 1-3: 2 and 3 need id 0 ended
+    pair.run_until(lambda: pair.finished(later), timeout=30)
+    assert [r.name for r in pair.server_log.received()] == ["later0", "later1", "later2"]
+
+
+def test_the_last_packet_number_ends_the_session_with_every_close_copy_numbered_2_32_minus_1() -> None:
+    """spec R8.3-3: a session that runs out of packet numbers aborts with LIMIT_REACHED; the CLOSE
+    goes out more than once (R12.4-3), and no copy may carry a number past the u32 field."""
+    pair = Pair("rtt=20ms", seed=1)
+    pair.sim.run(until=0.2)
+    pair.conn.sent.next_pn = MAX_PN - 3  # as if four billion datagrams had gone out
+    sent = pair.record_client_packets()
+    numbers: list[int] = []
+    pair.sim.add_tap(lambda now, src, dst, datagram: numbers.append(codec.decode(datagram).packet_number) or datagram
+                     if src == CLIENT else datagram)
+    pair.send(payload(50_000, 1), name="a")
+    pair.run_until(lambda: bool(pair.server_log.of(ConnectionClosed)), timeout=5)
+    closes = [i for i, (_, packet) in enumerate(sent) if isinstance(packet, codec.Close)]
+    assert len(closes) >= 2 and all(numbers[i] == MAX_PN for i in closes)
+    assert max(numbers) == MAX_PN
+    [closed] = pair.server_log.of(ConnectionClosed)
+    assert closed.error_code == ErrorCode.LIMIT_REACHED and closed.by_peer
+
+
+def test_a_probe_for_an_object_whose_outcome_was_forgotten_still_gets_an_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """spec R9.1-9: a receiver keeps the outcome of its last few thousand objects only; a PROBE for an
+    older one must still end its sender's probing."""
+    from protocol import connection
+
+    monkeypatch.setattr(connection, "MAX_FINAL_WORDS", 1)
+    pair = Pair("rtt=20ms", seed=3)
+    oids = [pair.send(payload(3_000, n), name=f"o{n}") for n in range(3)]
+    pair.run_until(lambda: pair.finished(oids), timeout=10)
+    answers: list[codec.Packet] = []
+    pair.sim.add_tap(lambda now, src, dst, datagram: answers.append(codec.decode(datagram).packet) or datagram
+                     if src != CLIENT else datagram)
+    pair.conn._control.append(codec.Probe(oids[0], 3))  # as a sender that never heard the COMPLETE would
+    pair.sim.poke()
+    pair.run_until(lambda: any(isinstance(p, codec.Cancel) for p in answers), timeout=5)
+    [cancel] = [p for p in answers if isinstance(p, codec.Cancel)]
+    assert (cancel.object_id, cancel.origin, cancel.error_code) == (oids[0], 0, ErrorCode.INTERNAL_ERROR)

@@ -256,7 +256,7 @@ def carries_token(peer: SenderPeer, token: bytes) -> Callable[[Decoded], bool]:
 @case(
     "R7.2-2",
     "A client sends INITIAL (section 5.1) with its parameters and without a token, and MUST retransmit it while no "
-    "ACCEPT, RETRY, VERSION or CLOSE for the attempt has arrived.",
+    "ACCEPT, RETRY, VERSION or CLOSE for the attempt has been accepted as a response",
     slug="initial-retransmitted",
     role="sender",
 )

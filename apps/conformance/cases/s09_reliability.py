@@ -255,7 +255,7 @@ def probe_beyond(ctx: Context) -> None:
 @case(
     "R9.1-9",
     "On an ANNOUNCE, DATA or PROBE for a finished object it MUST NOT buffer anything, and it answers with the "
-    "object's final word when it remembers it",
+    "object's final word",
     slug="data-after-finish",
 )
 def data_after_finish(ctx: Context) -> None:

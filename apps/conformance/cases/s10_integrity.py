@@ -106,10 +106,9 @@ def empty_object(ctx: Context) -> None:
 
 @case(
     "R10.2-3",
-    "An empty object with any other digest can never be delivered; the receiver SHOULD cancel it (Origin 0, "
-    "DIGEST_MISMATCH).",
+    "An empty object with any other digest can never be delivered; the receiver MUST cancel it (Origin 0, "
+    "DIGEST_MISMATCH), or its sender would probe it for ever.",
     slug="empty-object-wrong-digest",
-    level="SHOULD",
 )
 def empty_wrong_digest(ctx: Context) -> None:
     """An empty object announced with a wrong digest: CANCEL (Origin 0, DIGEST_MISMATCH), never COMPLETE."""

@@ -87,8 +87,8 @@ def data_before_announce(ctx: Context) -> None:
 
 _R8_2_5 = (
     "An ANNOUNCE for an object the receiver is receiving, identical in every field (reserved flag bits, and "
-    "In Reply To when is_reply is clear (R5.5-4), excepted) to the first, is a duplicate: it MUST be ignored. One that differs in any field is a protocol violation "
-    "(PROTOCOL_VIOLATION)."
+    "In Reply To when is_reply is clear (R5.5-4), excepted) to the first, is a duplicate: it MUST be ignored. "
+    "One that differs in any field is a protocol violation (PROTOCOL_VIOLATION)."
 )
 
 

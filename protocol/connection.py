@@ -780,7 +780,7 @@ class Connection:
             # The peer's credit is its lowest unfinished id plus its max_concurrent_objects (R11.3-2).
             finished_below = self._peer_id_limit - self.peer_params.max_concurrent_objects
             for oid in [oid for oid in self._cancels_unconfirmed if oid < finished_below]:
-                self._cancel_confirmed(oid)
+                self._cancels_unconfirmed.pop(oid, None)
 
     def _rtt_sample(self, rtt: float, ack_delay: float, now: float) -> None:
         self.rtt.update(rtt, ack_delay)
@@ -820,7 +820,7 @@ class Connection:
     def _on_complete(self, packet: Complete, now: float) -> None:
         obj = self._outgoing_for_feedback(packet.object_id, "COMPLETE")
         if obj is None:
-            self._cancel_confirmed(packet.object_id)  # the peer has its outcome
+            self._cancels_unconfirmed.pop(packet.object_id, None)  # the peer has its outcome
             return
         if obj.next_new < obj.chunk_count:
             raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"COMPLETE for object {obj.object_id} before all chunks were sent")
@@ -846,7 +846,7 @@ class Connection:
             return
         obj_out = self._outgoing_for_feedback(oid, "CANCEL")
         if obj_out is None:
-            self._cancel_confirmed(oid)  # the peer has its outcome
+            self._cancels_unconfirmed.pop(oid, None)  # the peer has its outcome
         else:
             self._fail_outgoing(obj_out, packet.error_code, reason or "refused by the receiver", by_peer=True, now=now, tell_peer=False)
 
@@ -871,9 +871,6 @@ class Connection:
         """Send our CANCEL (Origin 1) and keep sending it until the peer shows the id finished."""
         self._control.append(cancel)
         self._cancels_unconfirmed[cancel.object_id] = (cancel, now + self._pto(), 1)
-
-    def _cancel_confirmed(self, oid: int) -> None:
-        self._cancels_unconfirmed.pop(oid, None)
 
     def _remember_out_final(self, oid: int, code: int) -> None:
         self._out_final[oid] = code

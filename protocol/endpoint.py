@@ -160,13 +160,13 @@ class Endpoint:
             self._stateless.append((codec.encode(Retry(token), initial_id, 0), addr))
             self.counters["retries_sent"] += 1
             return
+        busy = None
         if not self.accepting:
-            refusal = Close(ErrorCode.SERVER_BUSY, "server shutting down")
-            self._stateless.append((codec.encode(refusal, initial_id, 0), addr))
-            self.counters["busy_refusals"] += 1
-            return
-        if len(self.sessions) >= self.config.max_sessions:
-            refusal = Close(ErrorCode.SERVER_BUSY, "too many sessions")
+            busy = "server shutting down"
+        elif len(self.sessions) >= self.config.max_sessions:
+            busy = "too many sessions"
+        if busy is not None:
+            refusal = Close(ErrorCode.SERVER_BUSY, busy)
             self._stateless.append((codec.encode(refusal, initial_id, 0), addr))
             self.counters["busy_refusals"] += 1
             return

@@ -22,6 +22,13 @@ BW_WINDOW_ROUNDS = 10
 MIN_RTT_WINDOW = 10.0  # seconds
 MAX_COMPENSATED_LOSS = 0.35
 RESTART_GROWTH = 1.15  # a probe that raised bw this much starts the search for the bottleneck again
+# Startup overran a queue in a round that lost at least STARTUP_MIN_LOST datagrams and this much
+# more than the least loss of the recent rounds that did not (STARTUP_COLD_LOSS while there are
+# none): random loss is the same at any rate, drops from a queue startup overruns grow with it.
+STARTUP_EXCESS_LOSS = 0.10
+STARTUP_COLD_LOSS = 0.5
+STARTUP_MIN_LOST = 8
+STARTUP_OVERRUN_ROUNDS = 2
 # The initial window leaves within this time at most, so that the path, not our pacing, spaces
 # its arrivals and the ACKs of that first train tell the bottleneck's rate (spec 11.3).
 INITIAL_TRAIN_SPREAD = 0.010
@@ -145,6 +152,8 @@ class SnipBbr:
         # in the rounds we overran it, so the least of them is the loss to compensate for.
         self._round_losses: deque[float] = deque(maxlen=BW_WINDOW_ROUNDS)
         self._round_count = (0, 0)
+        self._round_overran: deque[bool] = deque(maxlen=BW_WINDOW_ROUNDS)  # which of them startup overran
+        self._overrun_rounds = 0
 
     # -- estimates ------------------------------------------------------------------------
     @property
@@ -202,7 +211,9 @@ class SnipBbr:
             self._round_min_rtt = float("inf")
             counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
             if counted > 0:
+                overran = self.phase is Phase.STARTUP and lost >= STARTUP_MIN_LOST and self._exit_startup_on_overrun(lost / counted)
                 self._round_losses.append((lost + 1) / (counted + 2))
+                self._round_overran.append(overran)
                 self._round_count = (sample.counted, sample.lost)
         rate = self._compensated(sample.delivery_rate, sample.loss_rate)
         if rate > 0 and (not sample.app_limited or rate > self.bw):
@@ -251,8 +262,43 @@ class SnipBbr:
             self._train_id = sample.train_id
             self._train_round = self._round
             self._update_bw()
-        if self.phase is not Phase.STARTUP:
-            return
+        if self.phase is Phase.STARTUP:
+            self._enter_drain()
+
+    def _exit_startup_on_overrun(self, round_loss: float) -> bool:
+        """Whether this startup round overran the queue; ends startup after two in a row."""
+        calm = [loss for loss, overran in zip(self._round_losses, self._round_overran, strict=True) if not overran]
+        if calm:
+            baseline = min(calm)
+            overrun = round_loss > baseline + max(STARTUP_EXCESS_LOSS, baseline)
+        else:
+            overrun = round_loss > STARTUP_COLD_LOSS
+        # Two rounds in a row: reordering beyond the loss count's window reads as loss for a while.
+        self._overrun_rounds = self._overrun_rounds + 1 if overrun else 0
+        if self._overrun_rounds < STARTUP_OVERRUN_ROUNDS:
+            return overrun
+        if self._restarted:
+            self._enter_drain()
+        else:
+            # The first startup's floors (a whole initial window within 10 ms) overran the queue:
+            # the rounds since carried what survived a burst, not what the path carries, and read
+            # it low. Search again from there, paced by the estimate, which a queue can take.
+            self._start_search_again()
+        return overrun
+
+    def _start_search_again(self) -> None:
+        self.phase = Phase.STARTUP
+        self._restarted = True
+        # Only a probe cycle started after this search may start another: the stale figure would
+        # read the search's own finding as growth and restart at once, for ever.
+        self._bw_before_probe = 0.0
+        self._full_bw = self.bw
+        self._full_bw_rounds = 0
+        self._overrun_rounds = 0
+        self._pacing_gain = STARTUP_GAIN
+        self._cwnd_gain = STARTUP_GAIN
+
+    def _enter_drain(self) -> None:
         self._full_bw = self.bw
         self.phase = Phase.DRAIN
         self._pacing_gain = 1 / STARTUP_GAIN
@@ -267,9 +313,7 @@ class SnipBbr:
             return
         self._full_bw_rounds += 1
         if self._full_bw_rounds >= 3:
-            self.phase = Phase.DRAIN
-            self._pacing_gain = 1 / STARTUP_GAIN
-            self._cwnd_gain = STARTUP_GAIN
+            self._enter_drain()
 
     def _advance_phase(self, now: float) -> None:
         if self.phase is Phase.DRAIN and self._inflight <= self._bdp:
@@ -289,12 +333,7 @@ class SnipBbr:
             # nearly all of its extra 25%: the estimate was far below the bottleneck (a train read
             # short by jitter, an outage's aftermath). Growing 25% per cycle would take many
             # cycles; search as startup does.
-            self.phase = Phase.STARTUP
-            self._restarted = True
-            self._full_bw = self.bw
-            self._full_bw_rounds = 0
-            self._pacing_gain = STARTUP_GAIN
-            self._cwnd_gain = STARTUP_GAIN
+            self._start_search_again()
 
     def stats(self) -> dict[str, float | str]:
         return {

@@ -140,7 +140,7 @@ class IncomingObject:
             self.decoder = RepairDecoder(self.chunk_size)
         elif len(self.decoder.rows) > self.chunk_count - self.received_count + 8:
             return None  # more equations than unknowns already: this one cannot help
-        if not self.decoder.add(first, seed, count, payload, self.missing_mask, self.known_xor):
+        if not self.decoder.add(first, seed, count, payload, self.missing_mask):
             return None
         return self.try_decode()
 

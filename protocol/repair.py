@@ -87,8 +87,9 @@ class RepairDecoder:
     """The REPAIRs received for one object, reduced to equations over the chunks still missing.
 
     Each row is (mask, value): the XOR of the chunks whose bits are set in ``mask`` (absolute chunk
-    indices) equals ``value``. Known chunks are folded out when a row arrives and again before
-    solving, so a row only ever names missing chunks.
+    indices) equals ``value``. Held chunks stay in a row until it is solved, when they are folded
+    out of its value (one gather of their bytes); the rank is reckoned from masks alone, each
+    masked to the chunks still missing.
 
     Beside the rows, an echelon basis of their masks over the chunks still missing (each basis row
     under its highest chunk, which no other basis row has as its highest) tells the rank, and so the
@@ -109,17 +110,19 @@ class RepairDecoder:
         self._basis_missing = 0  # the missing chunks the basis was last brought up to date with
         self._basis_rows = 0  # rows reduced into the basis so far
 
-    def add(self, first: int, seed: int, count: int, payload: bytes, missing: int, known_xor: Callable[[int], int]) -> bool:
-        """Keep a REPAIR as a row over the missing chunks. False if it names none of them.
-        ``known_xor`` gives the XOR of the held chunks a mask names."""
+    def add(self, first: int, seed: int, count: int, payload: bytes, missing: int) -> bool:
+        """Keep a REPAIR as a row. False if it names none of the missing chunks.
+
+        The held chunks it names are folded out only when the rows are solved: a REPAIR costs bit
+        operations on its mask until then, however many held chunks it names. Rows that never go
+        into a solution (the chunks came as DATA, or a hostile peer sent REPAIRs that can never
+        reach full rank) never cost the XOR of the object's bytes."""
         mask = coefficients(seed, count) << first
-        value = chunk_value(payload) ^ known_xor(mask & ~missing)
-        mask &= missing
-        if not mask:
+        if not mask & missing:
             self.discarded += 1
             return False
-        self.rows.append((mask, value))
-        self.union |= mask
+        self.rows.append((mask, chunk_value(payload)))
+        self.union |= mask & missing
         return True
 
     def unknowns(self, missing: int) -> int:

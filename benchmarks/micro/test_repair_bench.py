@@ -83,7 +83,7 @@ def test_decode_256_lost_chunks(benchmark: BenchmarkFixture) -> None:
     def run() -> dict[int, bytes] | None:
         decoder = RepairDecoder(CHUNK)
         for seed, payload in payloads:
-            decoder.add(0, seed, WINDOW, payload, missing, known_xor)
+            decoder.add(0, seed, WINDOW, payload, missing)
             if decoder.deficit(missing) <= 0:
                 return decoder.solve(missing, known_xor)
         return None

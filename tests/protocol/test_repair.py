@@ -65,7 +65,7 @@ def test_decoder_rebuilds_any_missing_chunks_from_enough_repairs(lost_count: int
         seed += 1
         assert seed < lost_count + 30, "a dense random code needs only a few spare equations"
         value = repair_value(0, seed, n, lambda mask: xor_chunks(data, chunk_size, mask))
-        decoder.add(0, seed, n, encode_payload(value, chunk_size), missing, known_xor)
+        decoder.add(0, seed, n, encode_payload(value, chunk_size), missing)
         if decoder.deficit(missing) <= 0:
             solved = decoder.solve(missing, known_xor)
     assert set(solved) == lost
@@ -91,8 +91,7 @@ def test_xor_chunks_matches_chunk_by_chunk_xor(chunk_size: int, size: int) -> No
 
 def test_a_repair_over_chunks_all_present_is_discarded() -> None:
     decoder = RepairDecoder(16)
-    data = b"".join(bytes([i]) * 16 for i in range(8))
-    assert not decoder.add(0, 5, 8, encode_payload(1234, 16), 0, lambda mask: xor_chunks(data, 16, mask))
+    assert not decoder.add(0, 5, 8, encode_payload(1234, 16), 0)
     assert decoder.rows == [] and decoder.discarded == 1
 
 
@@ -116,6 +115,38 @@ def test_incoming_object_keeps_no_more_repairs_than_it_can_use() -> None:
     assert obj.decoder is not None
     assert len(obj.decoder.rows) <= 19 + 9
     assert obj.repairs_received == 199
+
+
+def test_repairs_that_cannot_reach_full_rank_never_gather_the_held_chunks() -> None:
+    # A hostile peer repeats one REPAIR over a window whose chunks are all held but two: every copy
+    # is the same equation, so the rows never solve. Folding the held chunks out as each arrived
+    # read a whole window of bytes per datagram; they are folded out only for a solution now.
+    obj, data = _incoming(64 * 512)
+    missing = {100, 400}
+    for index in range(512):
+        if index not in missing:
+            obj.add_chunk(index, data[index * 64 : (index + 1) * 64], 1, 0.0, 0.0)
+    gathered: list[int] = []
+    held_xor = obj.known_xor
+
+    def counting_xor(mask: int) -> int:
+        gathered.append(mask.bit_count())
+        return held_xor(mask)
+
+    obj.known_xor = counting_xor  # type: ignore[method-assign]
+    def names(seed: int, index: int) -> bool:
+        return bool((coefficients(seed, 512) >> index) & 1)
+
+    seed = next(s for s in range(1, 100) if names(s, 100) and names(s, 400))  # two unknowns, one equation
+    for _ in range(8):  # the rows an object keeps are bounded too: unknowns + 8
+        assert _repair(obj, data, 0, seed, 512) is None
+    assert obj.decoder is not None and obj.decoder.deficit(obj.missing_mask) == 1
+    assert gathered == []
+    # an independent REPAIR completes the rank: now the rows are solved, and right
+    other = next(s for s in range(seed + 1, 200) if names(s, 100) and not names(s, 400))
+    solved = _repair(obj, data, 0, other, 512)
+    assert solved is not None and gathered
+    assert solved == {i: data[i * 64 : (i + 1) * 64] for i in missing}
 
 
 def test_rebuilt_chunk_with_nonzero_padding_is_refused_and_repair_stops() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from itertools import pairwise
 
 from protocol import codec
-from protocol.codec import Accept, Close, Decoded, Initial, Retry
+from protocol.codec import Accept, Close, Decoded, Initial, Ping, Retry
 from protocol.constants import ErrorCode
 
 from ..client import Client
@@ -364,6 +364,38 @@ def at_most_three_retries(ctx: Context) -> None:
     ]
     if acted:
         raise CaseFailed("no INITIAL with the fourth RETRY's token", str(acted[0]))
+
+
+@case(
+    "R7.2-10",
+    "A client that has received no packet of the session from the server (a repeated ACCEPT does not count) one PTO "
+    "(section 9.4) after the ACCEPT MUST send a PING, and again, at intervals doubling up to a third of the effective "
+    "idle timeout, until a packet of the session arrives from the server.",
+    slug="pings-a-silent-server",
+    role="sender",
+)
+def pings_a_silent_server(ctx: Context) -> None:
+    """After ACCEPT the tester sends nothing (no ACK, NACK, COMPLETE): PINGs come, the second later
+    than the first; once the tester answers one, no more."""
+    peer = ctx.sender()
+    peer.policy.ack = False
+    peer.policy.complete = False
+    peer.policy.answer_probes = False
+    peer.accept()
+    first = peer.expect_session("a PING while the server has said nothing since ACCEPT", lambda p: isinstance(p, Ping))
+    second = peer.expect_session("a second PING, the server still silent", lambda p: isinstance(p, Ping))
+    assert peer.accept_sent_at is not None
+    if second.at - first.at < (first.at - peer.accept_sent_at) / 2:
+        raise CaseFailed(
+            "the PINGs' interval doubling from one PTO",
+            f"{(first.at - peer.accept_sent_at) * 1000:.0f} ms, then {(second.at - first.at) * 1000:.0f} ms",
+        )
+    peer.ack()
+    answered = ctx.target.clock()
+    late = [rx for rx in peer.collect(4 * (second.at - first.at) + ctx.target.slack) if isinstance(rx.packet, Ping)]
+    late = [rx for rx in late if rx.at - answered > ctx.target.slack]
+    if late:
+        raise CaseFailed("no PING once the server's ACK arrived", str(late[0]))
 
 
 @case(

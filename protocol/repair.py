@@ -111,7 +111,8 @@ class RepairDecoder:
         self._basis_rows = 0  # rows reduced into the basis so far
 
     def add(self, first: int, seed: int, count: int, payload: bytes, missing: int) -> bool:
-        """Keep a REPAIR as a row. False if it names none of the missing chunks.
+        """Keep a REPAIR as a row. False if it names none of the missing chunks, or adds nothing
+        to what the rows already determine.
 
         The held chunks it names are folded out only when the rows are solved: a REPAIR costs bit
         operations on its mask until then, however many held chunks it names. Rows that never go
@@ -121,7 +122,15 @@ class RepairDecoder:
         if not mask & missing:
             self.discarded += 1
             return False
+        rank = len(self._synced_basis(missing))
         self.rows.append((mask, chunk_value(payload)))
+        if len(self._synced_basis(missing)) == rank:
+            # What the rows already say about the missing chunks, and will whichever arrive: a
+            # copy kept would take a place that the object's bounded rows keep for new equations.
+            self.rows.pop()
+            self._basis_rows -= 1
+            self.discarded += 1
+            return False
         self.union |= mask & missing
         return True
 

@@ -120,7 +120,8 @@ def test_incoming_object_keeps_no_more_repairs_than_it_can_use() -> None:
 def test_repairs_that_cannot_reach_full_rank_never_gather_the_held_chunks() -> None:
     # A hostile peer repeats one REPAIR over a window whose chunks are all held but two: every copy
     # is the same equation, so the rows never solve. Folding the held chunks out as each arrived
-    # read a whole window of bytes per datagram; they are folded out only for a solution now.
+    # read a whole window of bytes per datagram; they are folded out only for a solution now, and
+    # a row that adds nothing to the rank is not kept.
     obj, data = _incoming(64 * 512)
     missing = {100, 400}
     for index in range(512):
@@ -138,11 +139,12 @@ def test_repairs_that_cannot_reach_full_rank_never_gather_the_held_chunks() -> N
         return bool((coefficients(seed, 512) >> index) & 1)
 
     seed = next(s for s in range(1, 100) if names(s, 100) and names(s, 400))  # two unknowns, one equation
-    for _ in range(8):  # the rows an object keeps are bounded too: unknowns + 8
+    for _ in range(50):
         assert _repair(obj, data, 0, seed, 512) is None
     assert obj.decoder is not None and obj.decoder.deficit(obj.missing_mask) == 1
     assert gathered == []
-    # an independent REPAIR completes the rank: now the rows are solved, and right
+    # The copies were not kept: they would have filled the rows an object keeps (unknowns + 8), and
+    # the independent REPAIR that completes the rank would have been refused. It is solved, right.
     other = next(s for s in range(seed + 1, 200) if names(s, 100) and not names(s, 400))
     solved = _repair(obj, data, 0, other, 512)
     assert solved is not None and gathered

@@ -150,10 +150,10 @@ class SnipBbr:
         # Loss of each of the last rounds, as (lost + 1) / (counted + 2), and the count when the
         # current round began. Random loss shows in every round; drops from a queue we overran only
         # in the rounds we overran it, so the least of them is the loss to compensate for.
-        self._round_losses: deque[float] = deque(maxlen=BW_WINDOW_ROUNDS)
+        # Each with whether startup overran the queue in that round.
+        self._round_losses: deque[tuple[float, bool]] = deque(maxlen=BW_WINDOW_ROUNDS)
         self._round_count = (0, 0)
-        self._round_overran: deque[bool] = deque(maxlen=BW_WINDOW_ROUNDS)  # which of them startup overran
-        self._overrun_rounds = 0
+        self._overrun_rounds = 0  # startup rounds in a row that overran it
 
     # -- estimates ------------------------------------------------------------------------
     @property
@@ -211,9 +211,10 @@ class SnipBbr:
             self._round_min_rtt = float("inf")
             counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
             if counted > 0:
-                overran = self.phase is Phase.STARTUP and lost >= STARTUP_MIN_LOST and self._exit_startup_on_overrun(lost / counted)
-                self._round_losses.append((lost + 1) / (counted + 2))
-                self._round_overran.append(overran)
+                overran = False
+                if self.phase is Phase.STARTUP and lost >= STARTUP_MIN_LOST:
+                    overran = self._on_startup_round_loss(lost / counted)
+                self._round_losses.append(((lost + 1) / (counted + 2), overran))
                 self._round_count = (sample.counted, sample.lost)
         rate = self._compensated(sample.delivery_rate, sample.loss_rate)
         if rate > 0 and (not sample.app_limited or rate > self.bw):
@@ -229,7 +230,7 @@ class SnipBbr:
         if self._round_losses:
             # A queue too short to show delay drops what we send too fast; compensating for those
             # drops would raise the rate that overruns it.
-            loss = min(loss, min(self._round_losses))
+            loss = min(loss, min(round_loss for round_loss, _ in self._round_losses))
         if self._queueing or loss > MAX_COMPENSATED_LOSS:
             # Past MAX_COMPENSATED_LOSS the loss is more likely an overrun receiver or a queue too
             # short to show delay, and compensating would keep the overrun going.
@@ -265,26 +266,22 @@ class SnipBbr:
         if self.phase is Phase.STARTUP:
             self._enter_drain()
 
-    def _exit_startup_on_overrun(self, round_loss: float) -> bool:
-        """Whether this startup round overran the queue; ends startup after two in a row."""
-        calm = [loss for loss, overran in zip(self._round_losses, self._round_overran, strict=True) if not overran]
-        if calm:
-            baseline = min(calm)
-            overrun = round_loss > baseline + max(STARTUP_EXCESS_LOSS, baseline)
-        else:
-            overrun = round_loss > STARTUP_COLD_LOSS
+    def _on_startup_round_loss(self, round_loss: float) -> bool:
+        """Whether this startup round overran the queue; two in a row end this startup."""
+        calm = [loss for loss, overran in self._round_losses if not overran]
+        limit = min(calm) + max(STARTUP_EXCESS_LOSS, min(calm)) if calm else STARTUP_COLD_LOSS
+        overran = round_loss > limit
         # Two rounds in a row: reordering beyond the loss count's window reads as loss for a while.
-        self._overrun_rounds = self._overrun_rounds + 1 if overrun else 0
-        if self._overrun_rounds < STARTUP_OVERRUN_ROUNDS:
-            return overrun
-        if self._restarted:
-            self._enter_drain()
-        else:
-            # The first startup's floors (a whole initial window within 10 ms) overran the queue:
-            # the rounds since carried what survived a burst, not what the path carries, and read
-            # it low. Search again from there, paced by the estimate, which a queue can take.
-            self._start_search_again()
-        return overrun
+        self._overrun_rounds = self._overrun_rounds + 1 if overran else 0
+        if self._overrun_rounds >= STARTUP_OVERRUN_ROUNDS:
+            if self._restarted:
+                self._enter_drain()
+            else:
+                # The first startup's floors (a whole initial window within 10 ms) overran the
+                # queue: the rounds since carried what survived a burst, not what the path
+                # carries, and read it low. Search again, paced by the estimate: a queue takes that.
+                self._start_search_again()
+        return overran
 
     def _start_search_again(self) -> None:
         self.phase = Phase.STARTUP

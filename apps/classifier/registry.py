@@ -66,7 +66,7 @@ _ENTRIES: dict[str, Entry] = {
         _real_vs_animated("colors"),
     ),
     "combined": Entry(
-        "real vs animated: logistic regression over all the features above",
+        "real vs animated: logistic regression over the measurements above and texture (flatness, grain, edges, saturation)",
         _RVA_OPTIONS,
         _real_vs_animated("combined"),
     ),

@@ -27,10 +27,16 @@ DESCRIPTIONS = {
     "bytes": "real vs animated from the file's byte, hex and base64 lengths (one-hot, logistic)",
     "bilateral": "real vs animated from RGB histograms before/after a bilateral filter",
     "colors": "real vs animated from the share of pixels in the 512 most common colours",
-    "combined": "real vs animated: logistic regression over all the features above",
+    "combined": "real vs animated: logistic regression over the measurements above and texture (flatness, grain, edges, saturation)",
 }
 # (needs the bilateral filter, needs the colour count)
-_NEEDS = {"bytes": (False, False), "bilateral": (True, False), "colors": (False, True), "combined": (True, True)}
+# (bilateral, colours, texture) measurements each model reads
+_NEEDS = {
+    "bytes": (False, False, False),
+    "bilateral": (True, False, False),
+    "colors": (False, True, False),
+    "combined": (True, True, True),
+}
 _SHOWN = {
     "bytes": ("byte_length", "hex_length", "base64_length"),
     "bilateral": ("histogram_distance",),
@@ -65,7 +71,7 @@ class RealAnimatedClassifier(BaseClassifier):
         self.model = self.params.model(model)
 
     def _predict(self, images: Sequence[DecodedImage]) -> list[tuple[str, float, dict[str, Any]]]:
-        need_bilateral, need_colors = _NEEDS[self.name]
+        need_bilateral, need_colors, need_texture = _NEEDS[self.name]
         features: list[Features] = []
         notes: list[dict[str, Any]] = []
         for image in images:
@@ -73,7 +79,16 @@ class RealAnimatedClassifier(BaseClassifier):
                 encoded, stored, note = image.encoded, image.original_size, {}
             else:
                 encoded, stored, note = encode_png(image.rgb), image.size, {"encoded_for_features": "png"}
-            features.append(extract(image.rgb, encoded, stored, need_bilateral=need_bilateral, need_colors=need_colors))
+            features.append(
+                extract(
+                    image.rgb,
+                    encoded,
+                    stored,
+                    need_bilateral=need_bilateral,
+                    need_colors=need_colors,
+                    need_texture=need_texture,
+                )
+            )
             notes.append(note)
         probabilities = self.model.p_animated(features)
         out = []

@@ -7,9 +7,11 @@ and are refitted by ``python -m apps.classifier.fit``.
   training quantiles (of the log length), then logistic regression;
 * bilateral: the histogram distance against a fitted threshold (below it: animated);
 * colors: the top-512-colour share against a fitted threshold (above it: animated);
-* combined: logistic regression over every feature above, plus what the same computations give
-  for free: bits per pixel, the number of distinct colours and the bilateral filter's mean
-  per-pixel residual.
+* combined: logistic regression over the file size, bits per pixel, the histogram distance, the
+  top-512 share, the number of distinct colours, the bilateral filter's mean per-pixel residual and
+  the texture measurements (flatness, grain in smooth areas, Laplacian kurtosis, edges,
+  saturation). Format 1 also fed it the byte one-hot bins; on pictures from sources it had not seen
+  they taught it the training set's file sizes more than anything about pictures.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from apps.classifier.realanimated.features import Features
 from apps.classifier.realanimated.linear import Array, Logistic, one_hot, sigmoid
 
 PARAMS_PATH = Path(__file__).resolve().parent.parent / "data" / "real_vs_animated.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BYTE_FEATURES = ("byte_length", "hex_length", "base64_length")
 
 
@@ -41,8 +43,8 @@ def byte_one_hot(features: Sequence[Features], edges: Sequence[Sequence[float]])
     return np.hstack([one_hot(logs[:, i], tuple(edges[i])) for i in range(len(BYTE_FEATURES))])
 
 
-def combined_design(features: Sequence[Features], edges: Sequence[Sequence[float]]) -> Array:
-    dense = np.array(
+def combined_design(features: Sequence[Features]) -> Array:
+    return np.array(
         [
             [
                 math.log1p(f.byte_length),
@@ -51,17 +53,26 @@ def combined_design(features: Sequence[Features], edges: Sequence[Sequence[float
                 f.top_color_share,
                 math.log1p(f.distinct_colors),
                 math.log(f.bilateral_residual + 1e-3),
+                f.flat_share,
+                f.near_flat_share,
+                f.smooth_noise,
+                f.smooth_noise_mean,
+                math.log1p(f.laplacian_kurtosis),
+                f.edge_share,
+                f.mean_saturation,
+                f.vivid_share,
             ]
             for f in features
         ],
         dtype=np.float64,
-    )
-    return np.hstack([byte_one_hot(features, edges), dense])
+    ).reshape(len(features), len(COMBINED_COLUMNS))
 
 
 COMBINED_COLUMNS = (
     "log bytes", "log bits per pixel", "log histogram distance", "top-512 share", "log colours",
-    "log bilateral residual",
+    "log bilateral residual", "flat share", "near-flat share", "smooth-area noise (median)",
+    "smooth-area noise (mean)", "log(1 + Laplacian kurtosis)", "edge share", "mean saturation",
+    "vivid share",
 )  # fmt: skip
 
 
@@ -128,23 +139,20 @@ class ThresholdModel:
 
 @dataclass(frozen=True)
 class CombinedModel:
-    edges: tuple[tuple[float, ...], ...]
     logistic: Logistic
 
     def p_animated(self, features: Sequence[Features]) -> Array:
-        return self.logistic.probability(combined_design(features, self.edges))
+        return self.logistic.probability(combined_design(features))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "edges": [list(e) for e in self.edges],
-            "dense_columns": list(COMBINED_COLUMNS),
-            "logistic": self.logistic.to_json(),
-        }
+        return {"columns": list(COMBINED_COLUMNS), "logistic": self.logistic.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CombinedModel:
-        edges = tuple(tuple(float(v) for v in e) for e in data["edges"])
-        return cls(edges, Logistic.from_json(data["logistic"]))
+        logistic = Logistic.from_json(data["logistic"])
+        if len(logistic.weights) != len(COMBINED_COLUMNS):
+            raise ValueError(f"combined model: {len(logistic.weights)} weights for {len(COMBINED_COLUMNS)} columns")
+        return cls(logistic)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ pictures from anywhere else (RESULTS.md). This corpus adds 54 more photographs (
 people, objects, aerial views) and 176 drawings of other hands (clip art, game backgrounds, desktop
 art), each chosen and labelled by looking at it. The files are not copied into the project: they are
 fetched from Debian's archive with ``apt-get download`` (no root needed) and unpacked with
-``dpkg-deb -x`` into a cache folder, about 700 MB.
+``dpkg-deb -x`` into a cache folder: about 580 MB to download, 900 MB unpacked.
 
     python -m apps.classifier.realanimated.corpus fetch [--cache DIR]
     python -m apps.classifier.realanimated.corpus write --out DIR   # DIR/real, DIR/animated for --evaluate

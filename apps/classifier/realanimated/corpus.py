@@ -1,10 +1,11 @@
 """Photographs and drawings from Debian packages, labelled by hand here, for fitting and scoring.
 
 The generated set (``dataset.py``) has 17 photographed scenes and one drawing generator; a model fitted
-on it alone learnt that set's habits (its file sizes, its drawing style) and scored 60-72% on
+on it alone learnt that set's habits (its file sizes, its drawing style) and scored 59-68% on
 pictures from anywhere else (RESULTS.md). This corpus adds 54 more photographs (nature, streets,
-people, objects, aerial views) and 176 drawings of other hands (clip art, game backgrounds, desktop
-art), each chosen and labelled by looking at it. The files are not copied into the project: they are
+people, objects, aerial views) and 173 drawings by other hands (clip art, game backgrounds, desktop
+art), each chosen and labelled by looking at it; one photograph is matplotlib's sample portrait,
+the rest come from Debian packages. The files are not copied into the project: they are
 fetched from Debian's archive with ``apt-get download`` (no root needed) and unpacked with
 ``dpkg-deb -x`` into a cache folder: about 580 MB to download, 900 MB unpacked.
 

@@ -14,7 +14,7 @@
 * texture (for the combined model): how much of the picture is exactly flat, how much sensor-like
   noise its smooth parts carry, how peaked its Laplacian is, how much of it is strong edges, and how
   saturated its colours are. A drawing is flat areas split by sharp edges; a photograph has no
-  truly flat area and noise even in its sky. These carried the combined model from 60-72% to
+  truly flat area and noise even in its sky. These carried the combined model from 59-68% to
   about 80% on photographs and drawings it never saw (RESULTS.md).
 """
 

@@ -25,7 +25,14 @@ from typing import Any
 from apps.classifier.metrics import Report
 from apps.classifier.realanimated.corpus import CorpusError, CorpusImage, default_cache, fetch
 from apps.classifier.realanimated.corpus import images as corpus_images
-from apps.classifier.realanimated.dataset import LABELS, Sample, build_dataset, split_heldout
+from apps.classifier.realanimated.dataset import (
+    CORPUS_GROUP,
+    LABELS,
+    Sample,
+    build_dataset,
+    corpus_family,
+    split_heldout,
+)
 from apps.classifier.realanimated.features import Features
 from apps.classifier.realanimated.fitting import MODEL_NAMES, fit_models, sample_features, score
 from apps.classifier.realanimated.models import PARAMS_PATH, FittedParams
@@ -49,8 +56,9 @@ def fit_and_score(
 
 def family(sample: Sample) -> str:
     """The family a leave-one-out score holds out: a corpus family, or a kind of generated picture."""
-    if sample.style.startswith("corpus "):
-        return sample.style.removeprefix("corpus ")
+    from_corpus = corpus_family(sample)
+    if from_corpus is not None:
+        return from_corpus
     if sample.group.startswith("drawing"):
         return "generated drawings"
     return "generated graphics" if sample.style == "graphic" else "generated photos"
@@ -75,7 +83,7 @@ def run(seed: int, per_photo: int, splits: int, out: Path | None, corpus: Sequen
     samples = build_dataset(seed, per_photo, corpus=corpus)
     features = sample_features(samples)
     params, reports, test = fit_and_score(samples, features, seed)
-    corpus_test = [s for s in test if s.style.startswith("corpus ")]
+    corpus_test = [s for s in test if corpus_family(s) is not None]
     corpus_reports = score(params, _subset(samples, features, corpus_test), [s.label for s in corpus_test]) if corpus_test else {}
     families = leave_family_out(samples, features)
     spread: dict[str, list[float]] = {name: [] for name in MODEL_NAMES}
@@ -83,7 +91,7 @@ def run(seed: int, per_photo: int, splits: int, out: Path | None, corpus: Sequen
         _, extra, _ = fit_and_score(samples, features, seed + k)
         for name in MODEL_NAMES:
             spread[name].append(extra[name].accuracy)
-    held_groups = sorted({s.group for s in test if not s.group.startswith(("drawing", "corpus:"))})
+    held_groups = sorted({s.group for s in test if not s.group.startswith(("drawing", CORPUS_GROUP))})
     provenance: dict[str, Any] = {
         "command": f"python -m apps.classifier.fit --seed {seed} --per-photo {per_photo} --splits {splits}"
         + ("" if corpus else " --no-corpus"),

@@ -38,6 +38,7 @@ REAL = "real"
 ANIMATED = "animated"
 CACHE_ENV = "SNIP_CORPUS"
 CLIPART_PACKAGE = "openclipart-png"
+CLIPART_FAMILY = "clip art"  # one variant each in the fitted set: there are many, all alike in kind
 CLIPART_ROOT = "openclipart/png"
 CLIPART_COUNT = 120
 CLIPART_MIN_SIDE = 200  # icons smaller than this say little about a picture
@@ -103,7 +104,7 @@ MANIFEST: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
             "forest/dawn_hill_para_blur.png",
         )
     )),
-    ("opencv-doc", "clip art", ANIMATED, (_OPENCV + "data/HappyFish.jpg", _OPENCV + "data/ml.png")),
+    ("opencv-doc", CLIPART_FAMILY, ANIMATED, (_OPENCV + "data/HappyFish.jpg", _OPENCV + "data/ml.png")),
 )  # fmt: skip
 
 Image = npt.NDArray[np.uint8]
@@ -207,7 +208,7 @@ def _clipart(root: Path) -> list[CorpusImage]:
                     continue
         except (OSError, PILImage.DecompressionBombError):
             continue  # a few files in the package are broken or enormous
-        chosen.append(CorpusImage(f"{CLIPART_PACKAGE}/{path.relative_to(root)}", "clip art", ANIMATED, path))
+        chosen.append(CorpusImage(f"{CLIPART_PACKAGE}/{path.relative_to(root)}", CLIPART_FAMILY, ANIMATED, path))
         if len(chosen) == CLIPART_COUNT:
             break
     return chosen

@@ -28,13 +28,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from apps.classifier.realanimated.corpus import CorpusImage, load_rgb
+from apps.classifier.realanimated.corpus import ANIMATED as ANIMATED  # the labels, defined once, there
+from apps.classifier.realanimated.corpus import CLIPART_FAMILY, CorpusImage, load_rgb
+from apps.classifier.realanimated.corpus import REAL as REAL
 from apps.classifier.realanimated.drawing import draw_animated
 
-REAL = "real"
-ANIMATED = "animated"
 LABELS = (REAL, ANIMATED)
 CORPUS_VARIANTS = 3
+CORPUS_GROUP = "corpus:"  # + the image's name
+CORPUS_STYLE = "corpus "  # + its family
 
 Image = npt.NDArray[np.uint8]
 
@@ -178,16 +180,21 @@ def build_dataset(
             add(ANIMATED, name, "graphic", _photo_variant(rng, frames[0], False), i)
     for item in corpus:
         base = load_rgb(item.path)
-        count = 1 if item.family == "clip art" else per_corpus
+        count = 1 if item.family == CLIPART_FAMILY else per_corpus
         for i in range(count):
             variant = _photo_variant(rng, base, False, camera=item.label == REAL)
-            add(item.label, f"corpus:{item.name}", f"corpus {item.family}", variant, i)
+            add(item.label, CORPUS_GROUP + item.name, CORPUS_STYLE + item.family, variant, i)
     real_count = sum(1 for s in samples if s.label == REAL)
     graphic_count = len(samples) - real_count
     for i in range(drawings if drawings is not None else max(0, real_count - graphic_count)):
         img, style = _drawing(rng)
         add(ANIMATED, f"drawing{i:04d}", style, img, 0)
     return samples
+
+
+def corpus_family(sample: Sample) -> str | None:
+    """The corpus family a sample was derived from; None for a generated one."""
+    return sample.style.removeprefix(CORPUS_STYLE) if sample.style.startswith(CORPUS_STYLE) else None
 
 
 def split_heldout(samples: Sequence[Sample], seed: int = 0, fraction: float = 0.25) -> tuple[list[Sample], list[Sample]]:

@@ -18,6 +18,7 @@ TRAIN_MIN_BYTES = 24 * 1000
 # Or when far fewer bytes per second arrived than we sent, beyond the loss seen before the train:
 # a queue too short to spread the train dropped the excess instead.
 TRAIN_DROP_SPREAD = 1.5
+LOSS_HALF_LIFE = 128  # datagrams: how fast the smoothed loss rate forgets (spec 11.2)
 TRAIN_GAP = 0.010  # a pause this long in our sending starts a new train
 # ACKs kept for the loss count's reordering window: enough for a second of ACKs at 100 Mbit/s.
 SHORTFALL_HISTORY = 2048
@@ -85,6 +86,8 @@ class SentLog:
         self._shortfalls: deque[tuple[float, int, int]] = deque(maxlen=SHORTFALL_HISTORY)
         self._lagged_sent = 0
         self._lagged_lost = 0
+        self._faded_sent = 0.0
+        self._faded_lost = 0.0
         # The last few trains: [first pn, last pn, ACKs seen, reference, loss before]. The reference
         # is taken from the second ACK of a packet of the train: (arrival, peer's received_bytes,
         # send time and our cumulative sent bytes of the packet it acknowledged). Not the first:
@@ -127,11 +130,16 @@ class SentLog:
         span = lagged_sent - self._lagged_sent
         if span <= 0:
             return  # the window's oldest ACK is the same: its loss is judged when it moves on
-        # The smoothed rate follows the same lagged count. A sample can be negative: a loss
-        # counted earlier that the window then saw arrive late is taken back.
-        sample = max((lagged_lost - self._lagged_lost) / span, -1.0)
-        weight = min(1.0, span / 64)
-        self.loss_rate = min(max(self.loss_rate + (sample - self.loss_rate) * weight, 0.0), 1.0)
+        # The smoothed rate follows the same lagged count: datagrams lost over datagrams counted,
+        # each count fading with a half-life of LOSS_HALF_LIFE datagrams. A loss counted earlier
+        # that then arrived late is taken back from the same sum, so reordering cancels out (a
+        # rate averaged sample by sample would take a large correction as a single sample of
+        # -100 %, held to a weight of one interval, and keep most of the loss it had read). The
+        # sum never goes below zero: a correction for a loss already faded must not hide new ones.
+        fade = 0.5 ** (span / LOSS_HALF_LIFE)
+        self._faded_sent = self._faded_sent * fade + span
+        self._faded_lost = max(self._faded_lost * fade + (lagged_lost - self._lagged_lost), 0.0)
+        self.loss_rate = min(max(self._faded_lost / self._faded_sent, 0.0), 1.0)
         self._lagged_sent = lagged_sent
         self._lagged_lost = lagged_lost
 

@@ -46,24 +46,22 @@ def test_a_train_the_path_did_not_spread_gives_no_sample() -> None:
         assert sample is not None and sample.train_rate == 0.0
 
 
+def _ack_interval(log: SentLog, size: int, received: int, now: float, step: float) -> RateSample | None:
+    """Send ``size`` packets at ``now``; the peer's ACK of them, ``step`` later, counting ``received``
+    packets over the session."""
+    _send_train(log, size, now, 0.0001)
+    return _ack(log, now + step, log.next_pn - 1, received)
+
+
 def test_loss_compensation_is_not_raised_by_a_burst_of_drops() -> None:
     # A long clean history, then one ACK interval in which half of 64 packets were dropped (a queue
     # the sender overran): the smoothed rate jumps, but the rate bandwidth samples are corrected
     # for stays near the session's count.
     log = SentLog()
-    sent = received = 0
-    now = 0.0
-    for _ in range(50):
-        _send_train(log, 64, now, 0.0001)
-        sent += 64
-        received += 63  # 1.6% loss
-        now += 0.01
-        _ack(log, now, sent - 1, received)
-    _send_train(log, 64, now, 0.0001)
-    sent += 64
-    received += 32
-    now += 0.01
-    sample = _ack(log, now, sent - 1, received)
+    counts = [63] * 50 + [32]  # 1.6% loss, then the burst
+    sample = None
+    for k in range(len(counts)):
+        sample = _ack_interval(log, 64, sum(counts[: k + 1]), k * 0.01, 0.01)
     assert sample is not None
     assert log.loss_rate > 0.1  # the smoothed rate saw the burst (1.6 % before it)
     # the first ACK only starts the count: 49 intervals of 1 lost in 64, then 32 of 64
@@ -90,19 +88,12 @@ def test_a_large_late_correction_cancels_what_it_read_as_loss() -> None:
     # theirs, and the next counts all 40 with its own 8. Nothing was lost; the smoothed rate must
     # be back near zero at once, not weigh the correction as one short interval's sample.
     log = SentLog()
-    sent = received = 0
-    now = 0.0
-    for k in range(40):
-        _send_train(log, 8, now, 0.0001)
-        sent += 8
-        received += 0 if 30 <= k < 35 else (48 if k == 35 else 8)
-        now += 0.002
-        _ack(log, now, sent - 1, received)
+    counts = [8] * 30 + [0] * 5 + [48]
+    for k in range(len(counts)):
+        _ack_interval(log, 8, sum(counts[: k + 1]), k * 0.002, 0.002)
         if k == 34:
             assert log.loss_rate > 0.1  # read as loss while they were missing
-        if k == 35:
-            break
-    assert received == sent
+    assert sum(counts) == log.next_pn
     assert log.loss_rate < 0.02
 
 

@@ -139,7 +139,7 @@ class SentLog:
         fade = 0.5 ** (span / LOSS_HALF_LIFE)
         self._faded_sent = self._faded_sent * fade + span
         self._faded_lost = max(self._faded_lost * fade + (lagged_lost - self._lagged_lost), 0.0)
-        self.loss_rate = min(max(self._faded_lost / self._faded_sent, 0.0), 1.0)
+        self.loss_rate = min(self._faded_lost / self._faded_sent, 1.0)  # both sums are >= 0
         self._lagged_sent = lagged_sent
         self._lagged_lost = lagged_lost
 

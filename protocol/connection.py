@@ -78,6 +78,9 @@ REPAIR_SIGMAS = 3.0  # a shortfall costs a round trip; a spare REPAIR costs one 
 REPAIR_SPARE = 1
 CLOSE_COPIES = 2
 PROBE_INTERVAL_CAP = 0.5  # seconds: the probe timer stops doubling there (or at 2 x srtt)
+# The INITIAL's retransmission interval stops doubling here: at heavy loss the handshake timeout
+# must hold enough tries (two 1200-byte copies a second cost next to nothing).
+INITIAL_INTERVAL_CAP = 1.0
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
 # Packet numbers this far below the largest received are remembered, so that a duplicated datagram
 # is not counted twice in received_packets (spec R9.2-4): duplication must not hide loss.
@@ -1077,7 +1080,7 @@ class Connection:
                     out.append(self._emit(Initial(self.local_params, self._token), now, self.initial_id))
                 self._initial_sends.append(now)
                 backoff = 3 * self.config.initial_rtt * (2.0 ** (len(self._initial_sends) - 1))
-                self._next_initial = now + backoff
+                self._next_initial = now + min(backoff, max(INITIAL_INTERVAL_CAP, 3 * self.config.initial_rtt))
             return out
         if state is State.CLOSING:
             while self._control:

@@ -135,6 +135,30 @@ def test_unreachable_server_ends_with_handshake_timeout() -> None:
     assert event.error_code == ErrorCode.HANDSHAKE_TIMEOUT
 
 
+def test_initial_retransmissions_double_up_to_a_second() -> None:
+    """R7.2-2: two copies per try, 0.3 s after the first, then doubling, but never more than 1 s apart,
+    so that the 10 s handshake timeout holds twelve tries."""
+    pair = Pair("loss=100%", seed=1)
+    sent = pair.record_client_packets()
+    pair.run_until(pair.closed, timeout=30)
+    times = [t for t, packet in sent if isinstance(packet, codec.Initial)]
+    tries = sorted(set(times))
+    assert len(times) == 2 * len(tries)
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(tries)]
+    assert gaps == [0.3, 0.6] + [1.0] * 9
+
+
+def test_handshake_opens_at_50_percent_loss_each_way() -> None:
+    """With intervals doubling without end, seed 32 never opened within the 10 s timeout."""
+
+    def opens(seed: int) -> bool:
+        pair = Pair("rate=10mbit rtt=100ms loss=50%", seed=seed)
+        pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED" or pair.closed(), timeout=15)
+        return not pair.closed()
+
+    assert [seed for seed in range(1, 41) if not opens(seed)] == []
+
+
 def test_deadline_drops_a_stale_object_and_the_next_one_still_arrives() -> None:
     pair = Pair("rtt=100ms rate=2mbit", seed=6)
     stale = pair.send(payload(400_000, 1), name="stale-frame", deadline=0.3)

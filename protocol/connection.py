@@ -799,6 +799,9 @@ class Connection:
 
     def _on_nack(self, packet: Nack, now: float) -> None:
         self.counters["nacks_received"] += 1
+        # Its Largest PN reports what arrived as an ACK's does: while the window is full and the
+        # newest datagrams were lost, the NACKs for them are often all that comes back.
+        self.sent.on_reported(packet.largest_pn)
         obj = self._outgoing_for_feedback(packet.object_id, "NACK")
         if obj is None:
             code = self._out_final.get(packet.object_id)
@@ -968,7 +971,7 @@ class Connection:
                 candidates.append(self._next_send_time)
             else:
                 # Window-blocked: if no ACK frees it within a PTO, ask for one (spec 9.4).
-                candidates.append(self._last_ack_time + pto * (2.0 ** min(self._window_probes, 6)))
+                candidates.append(self._last_ack_time + self._probe_backoff(pto, self._window_probes))
         for obj_in in self.incoming.values():
             due = obj_in.next_due()
             if due is not None:
@@ -989,12 +992,15 @@ class Connection:
         up to the keepalive interval."""
         return max(pto, min(pto * 2.0 ** min(tries, 16), self._idle_timeout / 3))
 
-    def _probe_time(self, obj: OutgoingObject, pto: float) -> float:
+    def _probe_backoff(self, pto: float, tries: int) -> float:
         # Doubling spares a path that is gone; but past half a second (two round trips, on a long
-        # path) a PROBE of some 60 bytes costs next to nothing, while the interval is how long a
-        # transfer sits idle after an outage ends. Never sooner than one PTO.
-        backoff = pto * (2.0 ** min(obj.probe_count, 6))
-        return obj.last_feedback + max(pto, min(backoff, max(PROBE_INTERVAL_CAP, 2 * self.rtt.smoothed)))
+        # path) a PROBE or PING of some 60 bytes costs next to nothing, while the interval is how
+        # long a transfer sits idle after an outage ends. Never sooner than one PTO.
+        backoff = pto * (2.0 ** min(tries, 6))
+        return max(pto, min(backoff, max(PROBE_INTERVAL_CAP, 2 * self.rtt.smoothed)))
+
+    def _probe_time(self, obj: OutgoingObject, pto: float) -> float:
+        return obj.last_feedback + self._probe_backoff(pto, obj.probe_count)
 
     def handle_timer(self, now: float) -> None:
         state = self.state
@@ -1032,7 +1038,7 @@ class Connection:
                 self._cancels_unconfirmed[oid] = (cancel, now + self._backed_off(pto, copies + 1), copies + 1)
         if (
             self.sent.inflight >= self.controller.cwnd
-            and now >= self._last_ack_time + pto * (2.0 ** min(self._window_probes, 6))
+            and now >= self._last_ack_time + self._probe_backoff(pto, self._window_probes)
         ):
             self._window_probes += 1
             self._last_ack_time = now
@@ -1117,7 +1123,7 @@ class Connection:
                 break
             self._control.popleft()
             out.append(datagram)
-            self._count_sent(datagram, now)
+            self._count_sent(datagram, now, in_flight=not isinstance(packet, Ack))
         self._send_data(now, out)
         return out
 
@@ -1147,11 +1153,11 @@ class Connection:
         # (spec R8.3-3).
         pn = min(self.sent.next_pn, MAX_PN)
         datagram = codec.encode(packet, self.session_id if session_id is None else session_id, pn)
-        self._count_sent(datagram, now)
+        self._count_sent(datagram, now, in_flight=not isinstance(packet, Ack))
         return datagram
 
-    def _count_sent(self, datagram: bytes, now: float) -> None:
-        self.sent.on_sent(now, len(datagram))
+    def _count_sent(self, datagram: bytes, now: float, in_flight: bool = True) -> None:
+        self.sent.on_sent(now, len(datagram), in_flight)
         self.counters["packets_sent"] += 1
         self.counters["bytes_sent"] += len(datagram)
         # spec R8.3-3: number 2^32 - 1 is kept for the CLOSE that ends an exhausted session.

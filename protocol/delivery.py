@@ -45,7 +45,7 @@ class RateSample:
 
 
 class _Sent:
-    __slots__ = ("app_limited", "cum_bytes", "delivered", "delivered_time", "first_sent_time", "time")
+    __slots__ = ("app_limited", "cum_bytes", "cum_uncounted", "delivered", "delivered_time", "first_sent_time", "time")
 
     def __init__(
         self,
@@ -55,9 +55,11 @@ class _Sent:
         delivered_time: float,
         first_sent_time: float,
         app_limited: bool,
+        cum_uncounted: int,
     ) -> None:
         self.time = time
         self.cum_bytes = cum_bytes
+        self.cum_uncounted = cum_uncounted
         self.delivered = delivered
         self.delivered_time = delivered_time
         self.first_sent_time = first_sent_time
@@ -72,6 +74,12 @@ class SentLog:
         self.sent_bytes = 0
         self.largest_acked = -1
         self._acked_cum_bytes = 0
+        # ACK-only datagrams are not in flight (spec 11.1): their bytes, cumulative, and as of the
+        # newest packet the peer has reported receiving, by ACK or by NACK.
+        self._uncounted_bytes = 0
+        self._reported_pn = -1
+        self._reported_cum_bytes = 0
+        self._reported_uncounted = 0
         self.delivered = 0  # peer-reported received_bytes
         self.delivered_time = 0.0
         self.first_sent_time = 0.0
@@ -152,7 +160,17 @@ class SentLog:
 
     @property
     def inflight(self) -> int:
-        return self.sent_bytes - self._acked_cum_bytes
+        return (self.sent_bytes - self._reported_cum_bytes) - (self._uncounted_bytes - self._reported_uncounted)
+
+    def on_reported(self, largest_pn: int) -> None:
+        """The peer has received packet ``largest_pn`` (an ACK's or a NACK's Largest PN): it and
+        every older packet have arrived or been lost, and are no longer in flight."""
+        i = largest_pn - self._base_pn
+        if largest_pn > self._reported_pn and 0 <= i < len(self._log):
+            sent = self._log[i]
+            self._reported_pn = largest_pn
+            self._reported_cum_bytes = sent.cum_bytes
+            self._reported_uncounted = sent.cum_uncounted
 
     def mark_app_limited(self) -> None:
         """The sender has nothing more to send now (spec 11.2): if anything is in flight, the
@@ -164,8 +182,8 @@ class SentLog:
     def app_limited(self) -> bool:
         return self.largest_acked < self._app_limited_until
 
-    def on_sent(self, now: float, size: int) -> int:
-        """Record a packet; returns its packet number."""
+    def on_sent(self, now: float, size: int, in_flight: bool = True) -> int:
+        """Record a packet; returns its packet number. An ACK-only datagram is not ``in_flight``."""
         pn = self.next_pn
         app_limited = self.app_limited
         self.next_pn += 1
@@ -181,8 +199,11 @@ class SentLog:
             self._trains[-1][1] = pn
         self._last_send_time = now
         self.sent_bytes += size
+        if not in_flight:
+            self._uncounted_bytes += size
         self._log.append(
-            _Sent(now, self.sent_bytes, self.delivered, self.delivered_time, self.first_sent_time, app_limited)
+            _Sent(now, self.sent_bytes, self.delivered, self.delivered_time, self.first_sent_time, app_limited,
+                  self._uncounted_bytes)
         )
         return pn
 
@@ -192,6 +213,9 @@ class SentLog:
         self._base_pn = self.next_pn
         self.largest_acked = self.next_pn - 1
         self._acked_cum_bytes = self.sent_bytes
+        self._reported_pn = self.largest_acked
+        self._reported_cum_bytes = self.sent_bytes
+        self._reported_uncounted = self._uncounted_bytes
         self.delivered_time = now
         self.first_sent_time = now
         self._trains.clear()
@@ -239,6 +263,7 @@ class SentLog:
         self._received_packets = received_packets
         self.largest_acked = largest_pn
         self._acked_cum_bytes = sent.cum_bytes
+        self.on_reported(largest_pn)
         delivered = max(received_bytes, self.delivered)
         send_elapsed = sent.time - sent.first_sent_time
         ack_elapsed = now - sent.delivered_time

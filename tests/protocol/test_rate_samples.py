@@ -248,3 +248,25 @@ def test_random_loss_the_session_already_showed_is_not_read_as_drops() -> None:
         received += 8
         sample = _ack(log, now + 0.050 + (largest - first) * 0.0001, largest, received)
         assert sample is not None and sample.train_rate == 0.0
+
+
+def test_bytes_in_flight_leave_out_ack_only_datagrams_and_end_at_the_largest_reported() -> None:
+    """Spec 11.1: a datagram carrying an ACK is never in flight; an ACK's or a NACK's Largest PN
+    takes every datagram up to it out of flight; a report of an older or unsent number changes nothing."""
+    log = SentLog()
+    first = log.on_sent(0.000, PACKET)
+    second = log.on_sent(0.001, PACKET)
+    log.on_sent(0.002, 40, in_flight=False)
+    third = log.on_sent(0.003, PACKET)
+    assert log.inflight == 3 * PACKET
+    log.on_reported(first)  # a NACK's Largest PN
+    assert log.inflight == 2 * PACKET
+    log.on_reported(first - 1)
+    log.on_reported(third + 5)
+    assert log.inflight == 2 * PACKET
+    _ack(log, 0.05, second, 2)
+    assert log.inflight == PACKET
+    log.on_reported(third)
+    assert log.inflight == 0
+    log.on_sent(0.06, 40, in_flight=False)
+    assert log.inflight == 0

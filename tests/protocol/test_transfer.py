@@ -159,6 +159,33 @@ def test_handshake_opens_at_50_percent_loss_each_way() -> None:
     assert [seed for seed in range(1, 41) if not opens(seed)] == []
 
 
+def test_a_window_shut_by_lost_datagrams_opens_again_at_heavy_loss_and_reordering() -> None:
+    """Spec 11.1 and R9.4-5. At 40 % loss each way, with a quarter of the datagrams overtaking the
+    rest (as netem's reorder does), the window shrank to a few datagrams and its newest ones were
+    lost. ACKs of the peer's NACKs counted in flight, NACKs did not take anything out of it, and the
+    window PING backed off to 64 PTOs: the third object stalled and failed by timeout after 32 s."""
+    pair = Pair("rate=50mbit queue=250kb rtt=60ms jitter=5ms reorder=25% loss=40%", seed=4)
+    rng = random.Random(4)
+    pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED", timeout=10)
+    for size in (64, 256, 1024):  # one after another, as the bench sends them
+        oid = pair.send(rng.randbytes(size << 10))
+        pair.run_until(lambda: pair.finished([oid]), timeout=60)  # noqa: B023 (called at once)
+    assert len(pair.client_log.of(ObjectDelivered)) == 3
+    assert not pair.client_log.of(ObjectFailed)
+
+
+def test_window_probes_stop_doubling_at_half_a_second() -> None:
+    """R9.4-5 (doubling as in R9.4-2): a sender whose window is full and that hears nothing sends a
+    PING at intervals that stop growing at max(0.5 s, 2 x srtt), here 0.5 s, not at 64 PTOs."""
+    pair = Pair("rate=20mbit queue=250kb rtt=50ms blackout=0.3s-9s", seed=2)
+    sent = pair.record_client_packets()
+    pair.send(payload(2_000_000, 2))
+    pair.run_until(lambda: pair.sim.now > 8.9, timeout=20)
+    pings = [t for t, packet in sent if isinstance(packet, codec.Ping) and 1.0 < t < 9.0]
+    assert len(pings) >= 10
+    assert max(b - a for a, b in itertools.pairwise(pings)) <= 0.5 + 1e-6
+
+
 def test_deadline_drops_a_stale_object_and_the_next_one_still_arrives() -> None:
     pair = Pair("rtt=100ms rate=2mbit", seed=6)
     stale = pair.send(payload(400_000, 1), name="stale-frame", deadline=0.3)

@@ -20,7 +20,7 @@ STARTUP_GAIN = 2.885  # 2/ln 2: doubles the sending rate each round
 PROBE_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 BW_WINDOW_ROUNDS = 10
 MIN_RTT_WINDOW = 10.0  # seconds
-MAX_COMPENSATED_LOSS = 0.35
+MAX_COMPENSATED_LOSS = 0.5
 RESTART_GROWTH = 1.15  # a probe that raised bw this much starts the search for the bottleneck again
 # Startup overran a queue in a round that lost at least STARTUP_MIN_LOST datagrams and this much
 # more than the least loss of the recent rounds that did not (STARTUP_COLD_LOSS while there are

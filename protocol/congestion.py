@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Protocol
 
 from .config import parse_rate
-from .delivery import RateSample
+from .delivery import TRAIN_NOISE_SPANS, RateSample
 
 STARTUP_GAIN = 2.885  # 2/ln 2: doubles the sending rate each round
 PROBE_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
@@ -146,6 +146,7 @@ class SnipBbr:
         self._bw_before_probe = 0.0
         self._restarted = False  # startup entered again: the initial floors no longer apply
         self._inflight = 0
+        self._jitter = 0.0  # the path's, once known (RateSample.jitter)
         self._feedback_delay = 0.0
         # Loss of each of the last rounds, as (lost + 1) / (counted + 2), and the count when the
         # current round began. Random loss shows in every round; drops from a queue we overran only
@@ -166,6 +167,13 @@ class SnipBbr:
         return max(self.min_rtt, self._typical_rtt.value)
 
     @property
+    def _trains_readable(self) -> bool:
+        """Whether an initial window could still arrive spread over enough time to be read past
+        the path's jitter: only at a bottleneck below what bw already shows, if jitter forbids
+        it. Until then sending the initial window within INITIAL_TRAIN_SPREAD serves a reading."""
+        return self.bw * TRAIN_NOISE_SPANS * self._jitter < self._initial_cwnd
+
+    @property
     def _bdp(self) -> float:
         return self.bw * self._path_rtt
 
@@ -174,7 +182,13 @@ class SnipBbr:
 
     @property
     def pacing_rate(self) -> float:
-        initial = max(STARTUP_GAIN * self._initial_cwnd / self.min_rtt, self._initial_cwnd / INITIAL_TRAIN_SPREAD)
+        # Per path RTT, not per min_rtt: on a jittery path min_rtt is an outlier, and a window
+        # per outlier would leave at many times any rate the path could carry.
+        initial = STARTUP_GAIN * self._initial_cwnd / self._path_rtt
+        if self._trains_readable and self._round <= 1:
+            # The first round: the initial window leaves within INITIAL_TRAIN_SPREAD, a train to
+            # read the bottleneck by. Later, on a path where it was not read, only a burst.
+            initial = max(initial, self._initial_cwnd / INITIAL_TRAIN_SPREAD)
         if self.bw <= 0:
             return initial
         rate = self._pacing_gain * self.bw
@@ -197,6 +211,8 @@ class SnipBbr:
 
     def on_rate_sample(self, now: float, sample: RateSample) -> None:
         self._inflight = sample.inflight
+        if sample.jitter != float("inf"):
+            self._jitter = sample.jitter
         round_start = sample.prior_delivered >= self._next_round_delivered
         if round_start:
             self._next_round_delivered = sample.delivered

@@ -77,6 +77,7 @@ REPAIR_WINDOW = 1024
 REPAIR_SIGMAS = 3.0  # a shortfall costs a round trip; a spare REPAIR costs one datagram
 REPAIR_SPARE = 1
 CLOSE_COPIES = 2
+JITTER_KNOWN_SAMPLES = 2  # changes between RTT samples before the jitter estimate is trusted for trains
 PROBE_INTERVAL_CAP = 0.5  # seconds: the probe timer stops doubling there (or at 2 x srtt)
 # The INITIAL's retransmission interval stops doubling here: at heavy loss the handshake timeout
 # must hold enough tries (two 1200-byte copies a second cost next to nothing).
@@ -774,6 +775,7 @@ class Connection:
             rtt,
             packet.ack_delay_us / 1e6,
             self._sender_reorder_allowance,
+            self.rtt.jitter if self.rtt.jitter_samples >= JITTER_KNOWN_SAMPLES else float("inf"),
         )
         if sample is not None:
             self.controller.on_rate_sample(now, sample)
@@ -1334,6 +1336,7 @@ class Connection:
                 "srtt_ms": round(self.rtt.smoothed * 1000, 3),
                 "min_rtt_ms": round(self.rtt.min_rtt * 1000, 3) if self.rtt.has_sample else None,
                 "rttvar_ms": round(self.rtt.variance * 1000, 3),
+                "jitter_ms": round(self.rtt.jitter * 1000, 3),
                 "loss_estimate": round(self.sent.loss_rate, 4),
                 "inflight_bytes": self.sent.inflight,
                 "reorder_allowance_ms": round(self._reorder_allowance * 1000, 3),

@@ -22,6 +22,9 @@ LOSS_HALF_LIFE = 128  # datagrams: how fast the smoothed loss rate forgets (spec
 TRAIN_GAP = 0.010  # a pause this long in our sending starts a new train
 # ACKs kept for the loss count's reordering window: enough for a second of ACKs at 100 Mbit/s.
 SHORTFALL_HISTORY = 2048
+# Each end of a train's span is timed by an ACK, and jitter moves each by about the path's jitter:
+# a span shorter than this many times that is read mostly from the jitter.
+TRAIN_NOISE_SPANS = 4
 TRAIN_REFERENCE_ACK = 2  # the ACK of a train that its rate is measured from (the first may come late)
 
 
@@ -42,6 +45,9 @@ class RateSample:
     # The loss count so far (spec 11.2): datagrams it covers, and how many of those were lost.
     counted: int = 0
     lost: int = 0
+    # How much the path's delay varies from one packet to the next (infinite while unknown): a
+    # train's span must be TRAIN_NOISE_SPANS times that to be read.
+    jitter: float = 0.0
 
 
 class _Sent:
@@ -104,6 +110,7 @@ class SentLog:
         # later one may start (a probe, a reply) before the ACKs of the one before come back.
         self._trains: deque[list[Any]] = deque(maxlen=4)
         self._last_send_time = float("-inf")
+        self._last_flight_send_time = float("inf")  # the last packet in flight we sent: none yet
         # The last packet sent before the sender last ran out of data: packets sent before the
         # peer acknowledges it follow a gap in our sending and measure it, not the path.
         self._app_limited_until = -1
@@ -191,13 +198,18 @@ class SentLog:
             self._base_pn = pn
         if self.sent_bytes == self._acked_cum_bytes:
             # Nothing in flight: a new sending period starts, and its samples measure from here.
+            # Except on a reordering path, where packets older than the largest acknowledged may
+            # still be on their way, and their bytes count in this period's first samples: the
+            # send span of those starts at our last send, which bounds what the late bytes can add.
             self.delivered_time = now
-            self.first_sent_time = now
+            self.first_sent_time = min(now, self._last_flight_send_time)
         if now - self._last_send_time >= TRAIN_GAP or not self._trains:
             self._trains.append([pn, pn, 0, None, self.loss_for_compensation])
         else:
             self._trains[-1][1] = pn
         self._last_send_time = now
+        if in_flight:
+            self._last_flight_send_time = now
         self.sent_bytes += size
         if not in_flight:
             self._uncounted_bytes += size
@@ -235,12 +247,14 @@ class SentLog:
         rtt: float | None,
         ack_delay: float = 0.0,
         reorder_window: float = 0.0,
+        jitter: float = 0.0,
     ) -> RateSample | None:
         """Process an ACK; a rate sample when it acknowledges a new largest packet.
 
         ``ack_delay`` is the peer's report of how long it held the ACK after the acknowledged
         packet arrived (spec 5.8); ``reorder_window`` how much later than newer ones our
-        datagrams may arrive on this path, for the loss count."""
+        datagrams may arrive on this path, for the loss count; ``jitter`` how much the path's
+        delay varies from one packet to the next (infinite while unknown), for train readings."""
         if largest_pn == self.largest_acked >= 0:
             # Nothing newer arrived, but older datagrams may have: those that newer ones overtook
             # are counted now, often at the end of a transfer, and must not stay counted as lost.
@@ -290,7 +304,7 @@ class SentLog:
             loss_before = train[4]
             reading_loss: float | None = None
             sent_bytes = sent.cum_bytes - ref_cum_bytes
-            if train_bytes >= TRAIN_MIN_BYTES and train_time > 0:
+            if train_bytes >= TRAIN_MIN_BYTES and train_time > 0 and train_time >= TRAIN_NOISE_SPANS * jitter:
                 if train_time > TRAIN_SPREAD * send_time:
                     # The path queued what we sent too fast: it arrived spread out.
                     reading_loss = self.loss_for_compensation
@@ -316,6 +330,7 @@ class SentLog:
             train_loss=train_loss,
             counted=self._lagged_sent,
             lost=self._lagged_lost,
+            jitter=jitter,
         )
         self.delivered = delivered
         self.delivered_time = now

@@ -15,6 +15,13 @@ class RttEstimator:
         self.variance = initial_rtt / 2
         self.min_rtt = float("inf")
         self.samples = 0
+        # Delay variation that is not a trend: half the mean change, from one sample to the next,
+        # of the change from the sample before (about the standard deviation of the samples for a
+        # path whose delay varies at random per packet). A queue that builds or drains at a steady
+        # rate changes each sample by the same step, and adds nothing. 0 before three samples.
+        self.jitter = 0.0
+        self.jitter_samples = 0
+        self._last_step = 0.0
 
     def update(self, sample: float, ack_delay: float = 0.0) -> None:
         if sample <= 0:
@@ -23,6 +30,13 @@ class RttEstimator:
         self.min_rtt = min(self.min_rtt, sample)
         # Subtract the peer's ack delay only when that keeps the sample plausible (RFC 9002 5.3).
         adjusted = sample - ack_delay if sample - ack_delay >= self.min_rtt else sample
+        if self.samples >= 2:
+            step = adjusted - self.latest
+            if self.samples >= 3:
+                change = abs(step - self._last_step) / 2
+                self.jitter = change if not self.jitter_samples else 0.75 * self.jitter + 0.25 * change
+                self.jitter_samples += 1
+            self._last_step = step
         self.latest = adjusted
         if not self.has_sample:
             self.has_sample = True

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from protocol.delivery import RateSample, SentLog
+from protocol.rtt import RttEstimator
 
 PACKET = 1000
 
@@ -270,3 +273,56 @@ def test_bytes_in_flight_leave_out_ack_only_datagrams_and_end_at_the_largest_rep
     assert log.inflight == 0
     log.on_sent(0.06, 40, in_flight=False)
     assert log.inflight == 0
+
+
+def test_a_train_shorter_than_the_paths_jitter_allows_gives_no_reading() -> None:
+    # The train of the first test, but on a path whose delay varies by 5 ms per packet: its
+    # 8-10 ms span, timed by two jittered ACKs, says more about the jitter than the bottleneck.
+    def readings(jitter: float) -> list[float]:
+        log = SentLog()
+        _send_train(log, 48, 0.0, 0.00005)
+        found = []
+        for k in range(1, 7):
+            arrival = 0.050 + 8 * k * PACKET / 5e6
+            sample = log.on_ack(arrival, 8 * k - 1, 8 * k * PACKET, 8 * k, rtt=None, jitter=jitter)
+            assert sample is not None
+            if sample.train_rate:
+                found.append(sample.train_rate)
+        return found
+
+    assert readings(0.0005)  # 0.5 ms of jitter: the 8 ms span reads the bottleneck
+    assert readings(0.005) == []
+    assert readings(float("inf")) == []  # jitter not yet known
+
+
+def test_late_bytes_of_a_reordered_flight_do_not_inflate_the_next_periods_first_sample() -> None:
+    # Spec 11.2: a flight of 64 packets whose last one overtook the rest (netem-style reordering):
+    # its ACK leaves nothing "in flight" while 40 older packets are still on their way. The next
+    # object starts 30 ms later; its first packet overtakes too, and its ACK, 0.5 ms later, counts
+    # the 40 late packets as well. Measured from that packet's own send time they read as 80 MB/s
+    # on a path that carries 5.
+    log = SentLog()
+    _send_train(log, 64, 0.0, 0.0002)
+    assert log.on_ack(0.020, 63, 24 * PACKET, 24, rtt=None) is not None
+    assert log.inflight == 0
+    log.on_sent(0.050, PACKET)
+    sample = log.on_ack(0.0505, 64, 65 * PACKET, 65, rtt=None)
+    assert sample is not None
+    assert sample.delivery_rate < 5e6
+
+
+def test_jitter_is_the_randomness_of_rtt_samples_not_their_trend() -> None:
+    ramp = RttEstimator()
+    for k in range(20):
+        ramp.update(0.050 + 0.002 * k)  # a queue building steadily: 2 ms more per sample
+    assert ramp.jitter_samples == 18
+    assert ramp.jitter < 1e-9
+    noisy = RttEstimator()
+    rng = random.Random(7)
+    for _ in range(200):
+        noisy.update(0.050 + rng.gauss(0.0, 0.010))
+    assert 0.006 < noisy.jitter < 0.014  # about the samples' 10 ms standard deviation
+    fresh = RttEstimator()
+    fresh.update(0.05)
+    fresh.update(0.06)
+    assert fresh.jitter_samples == 0  # two samples give one step: no change of step yet

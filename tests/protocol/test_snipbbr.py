@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from protocol.congestion import BW_WINDOW_ROUNDS, Phase, SnipBbr
@@ -252,3 +254,49 @@ def test_random_loss_of_half_the_datagrams_is_compensated(seed: int) -> None:
     pair.run_until(lambda: pair.finished([oid]), timeout=60)
     assert pair.conn.counters["objects_delivered"] == 1
     assert pair.conn.controller.stats()["bw_estimate_bps"] >= 9e6
+
+
+def test_the_initial_windows_10_ms_floor_lasts_one_round() -> None:
+    # Spec 11.4: the floor sends the initial window as a train to read the bottleneck by. Kept
+    # through startup, it sent a 1 MiB image at 105 Mbit/s into a 50 Mbit/s path while startup
+    # was still looking (300 drops from a 250 KB queue): after the first round only 2.885
+    # initial windows per path RTT remain.
+    bbr = _controller()
+    window = 128 * MSS
+    assert bbr.pacing_rate == pytest.approx(window / 0.010)
+    bbr.on_rate_sample(0.06, _sample(10, rate=1e5))
+    assert bbr.pacing_rate == pytest.approx(window / 0.010)
+    bbr.on_rate_sample(0.12, _sample(20, rate=1.2e5))
+    assert bbr.phase is Phase.STARTUP
+    assert bbr.pacing_rate == pytest.approx(2.885 * window / 0.05)
+
+
+def test_no_10_ms_floor_where_jitter_would_hide_the_train() -> None:
+    # 1 MB/s already measured and 50 ms of jitter: a bottleneck fast enough to be worth finding
+    # spreads the initial window over less than four times the jitter, so no train can read it.
+    bbr = _controller()
+    window = 128 * MSS
+    bbr.on_rate_sample(0.06, dataclasses.replace(_sample(10, rate=1e6), jitter=0.050))
+    assert bbr.phase is Phase.STARTUP
+    assert bbr.pacing_rate == pytest.approx(max(2.885 * window / 0.05, 2.885 * 1e6))
+    calm = _controller()
+    calm.on_rate_sample(0.06, dataclasses.replace(_sample(10, rate=1e6), jitter=0.002))
+    assert calm.pacing_rate == pytest.approx(window / 0.010)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_reordering_path_is_not_flooded(seed: int) -> None:
+    # 50 Mbit/s, 60 ms, netem-style reordering of a quarter of the datagrams (each way), no loss;
+    # three images in a row. The second image's first ACK once counted the first image's late
+    # datagrams as delivered within 0.5 ms: a 1 Gbit/s sample, and 5,700 drops from the queue
+    # (seed 1, 5.8 bytes on the wire per image byte). The path drops nothing by itself.
+    pair = Pair("rate=50mbit queue=250kb rtt=60ms jitter=5ms reorder=25%", seed=seed)
+    pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED", timeout=10)
+    total = 0
+    for size in (64 << 10, 256 << 10, 1 << 20):
+        oid = pair.send(bytes(size))
+        pair.run_until(lambda oid=oid: pair.finished([oid]), timeout=30)
+        total += size
+    assert pair.conn.counters["objects_delivered"] == 3
+    assert pair.conn.counters["bytes_sent"] < 1.6 * total
+    assert pair.link.stats()["fwd"]["dropped_by_cause"]["queue"] < 400

@@ -77,7 +77,6 @@ REPAIR_WINDOW = 1024
 REPAIR_SIGMAS = 3.0  # a shortfall costs a round trip; a spare REPAIR costs one datagram
 REPAIR_SPARE = 1
 CLOSE_COPIES = 2
-JITTER_KNOWN_SAMPLES = 2  # changes between RTT samples before the jitter estimate is trusted for trains
 PROBE_INTERVAL_CAP = 0.5  # seconds: the probe timer stops doubling there (or at 2 x srtt)
 # The INITIAL's retransmission interval stops doubling here: at heavy loss the handshake timeout
 # must hold enough tries (two 1200-byte copies a second cost next to nothing).
@@ -775,7 +774,7 @@ class Connection:
             rtt,
             packet.ack_delay_us / 1e6,
             self._sender_reorder_allowance,
-            self.rtt.jitter if self.rtt.jitter_samples >= JITTER_KNOWN_SAMPLES else float("inf"),
+            self.rtt.known_jitter,
         )
         if sample is not None:
             self.controller.on_rate_sample(now, sample)

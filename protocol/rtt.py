@@ -4,6 +4,7 @@ from __future__ import annotations
 
 GRANULARITY = 0.001  # 1 ms: the floor under rttvar terms, as in RFC 9002
 SETTLED_SAMPLES = 8
+JITTER_KNOWN_VALUES = 2  # jitter values (each from three samples) before the estimate is trusted
 
 
 class RttEstimator:
@@ -50,6 +51,11 @@ class RttEstimator:
     def settled_variance(self) -> float:
         """rttvar once it has had samples enough to mean something (it starts at half the RTT)."""
         return self.variance if self.samples >= SETTLED_SAMPLES else 0.0
+
+    @property
+    def known_jitter(self) -> float:
+        """jitter once it has had values enough to trust; infinite before (spec 9.5, 11.4)."""
+        return self.jitter if self.jitter_samples >= JITTER_KNOWN_VALUES else float("inf")
 
     @property
     def min_or_smoothed(self) -> float:

@@ -12,9 +12,11 @@ scenarios by name, or add their own link strings (``--link "NAME: LINK"``).
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 
 from netsim.spec import DirectionSpec, LinkSpec, SpecError, parse_link
 
@@ -25,6 +27,7 @@ __all__ = [
     "RATES_MBIT",
     "RTTS_MS",
     "SPECIALS",
+    "TRACES_DIR",
     "Preset",
     "Scenario",
     "ScenarioError",
@@ -161,6 +164,21 @@ def grid(
     return out
 
 
+TRACES_DIR = Path(__file__).resolve().parent / "traces"
+
+
+def _trace(name: str) -> str:
+    """``ratetrace=`` for one of the shipped traces, so that a named scenario works from any
+    directory. Link strings split at spaces: a checkout whose path has one gets the relative path."""
+    path = str(TRACES_DIR / f"{name}.trace")
+    if any(ch.isspace() for ch in path):
+        path = os.path.relpath(path)
+    return f"ratetrace={path}"
+
+
+# A bottleneck whose rate changes (benchmarks/traces/README.md), behind a 100 kB queue at 80 ms.
+_TRACE_LINK = "queue=100kb rtt=80ms"
+
 # Named cases off the loss grid. Each keeps the 50 Mbit/s, 250 kB bottleneck unless it is about rate.
 SPECIALS: dict[str, Scenario] = {
     s.name: s
@@ -180,6 +198,16 @@ SPECIALS: dict[str, Scenario] = {
                  "100 ms RTT, 1% loss"),
         Scenario("satellite", f"rate=10mbit queue={DEFAULT_QUEUE} rtt=600ms jitter=5ms fifo loss=2%",
                  "geostationary-like: 600 ms RTT, 10 Mbit/s, 2% loss, jitter without reordering"),
+        Scenario("trace-steps", f"{_trace('steps')} {_TRACE_LINK}",
+                 "the rate steps through 50, 5, 20 and 2 Mbit/s, 0.5 s each; 80 ms RTT, 100 kB queue"),
+        Scenario("trace-cell", f"{_trace('cell')} {_TRACE_LINK}",
+                 "cellular-like: 30, 3, 12, 1 and 40 Mbit/s, 0.2 s each; 80 ms RTT, 100 kB queue"),
+        Scenario("trace-random", f"{_trace('random')} {_TRACE_LINK} loss=1%",
+                 "random steps of 0.5-40 Mbit/s held 50-450 ms (11.7 on average), 1% loss; 80 ms RTT, 100 kB queue"),
+        Scenario("trace-drop", f"{_trace('drop')} {_TRACE_LINK}",
+                 "50 Mbit/s for 2 s, then 10 for 4 s; 80 ms RTT, 100 kB queue"),
+        Scenario("trace-rise", f"{_trace('rise')} {_TRACE_LINK}",
+                 "5 Mbit/s for 2 s, then 40 for 4 s; 80 ms RTT, 100 kB queue"),
     )
 }
 

@@ -91,6 +91,18 @@ def test_named_and_custom_scenarios() -> None:
         custom_scenario("loss=5", 1)
 
 
+def test_trace_scenarios_are_one_name_away_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the shipped traces are found by the package's path, not the cwd's
+    chosen = select(PRESETS["quick"], names=["trace-cell", "trace-random"])
+    cell, rand = chosen
+    assert cell.base.fwd.rate is None and cell.base.fwd.rate_trace is not None
+    # 30, 3, 12, 1 and 40 Mbit/s for 0.2 s each (benchmarks/traces/README.md)
+    assert cell.rate_bps == pytest.approx(17.2e6, rel=0.02)
+    assert cell.rtt_s == pytest.approx(0.08) and cell.base.fwd.queue_bytes == 100_000
+    assert rand.loss == pytest.approx(0.01)
+    assert {s.name for s in PRESETS["full"].scenarios()} >= {"trace-steps", "trace-cell", "trace-random", "trace-drop", "trace-rise"}
+
+
 def test_blackouts_count_from_timing_start() -> None:
     scenario = SPECIALS["blackout"]
     assert scenario.has_blackout and scenario.blackout_total_s == pytest.approx(1.0)

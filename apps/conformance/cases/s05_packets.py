@@ -6,8 +6,9 @@ import struct
 from collections.abc import Callable
 
 from protocol import codec
-from protocol.codec import Complete, Initial, Repair
+from protocol.codec import Complete, Data, Initial, Repair
 from protocol.constants import ErrorCode, PacketType
+from protocol.params import SessionParams
 
 from .. import wire
 from ..client import Client
@@ -511,3 +512,34 @@ def repair_data_wrong_length(ctx: Context) -> None:
     s.announce(obj)
     s.send(Repair(obj.object_id, 0, 1, 3, bytes(obj.chunk_size - 1)))
     s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "Repair Data one byte shorter than the chunk size")
+
+
+@case(
+    "R5.14-4",
+    "A sender MUST NOT send a REPAIR whose window includes a chunk it has not yet sent at least once",
+    slug="repair-covers-sent-chunks",
+    role="sender",
+)
+def repair_covers_sent_chunks(ctx: Context) -> None:
+    """The tester decodes REPAIR; every REPAIR's window holds only chunks whose first copy came before it."""
+    peer = ctx.sender(SessionParams(repair_decoder=1))
+    peer.policy.complete = False  # REPAIRs follow the last chunk: a COMPLETE could stop them first
+    peer.accept()
+    incoming = peer.obj(0)
+    if not peer.pump(lambda: incoming.whole):
+        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    peer.pump(None, peer.quiet)
+    sent: dict[int, set[int]] = {}
+    repairs = 0
+    for rx in peer.session_packets():
+        packet = rx.packet
+        if isinstance(packet, Data):
+            sent.setdefault(packet.object_id, set()).add(packet.chunk_index)
+        elif isinstance(packet, Repair):
+            repairs += 1
+            window = range(packet.first_index, packet.first_index + packet.count)
+            unsent = [i for i in window if i not in sent.get(packet.object_id, set())]
+            if unsent:
+                raise CaseFailed(f"a REPAIR window of chunks already sent ({rx})", f"chunk {unsent[0]} not sent before it")
+    if not repairs:
+        ctx.unsupported("the sender sent no REPAIR (it need not)")

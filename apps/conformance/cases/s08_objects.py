@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from itertools import pairwise
 
 from protocol import codec
@@ -154,6 +155,46 @@ def reply_to_unknown(ctx: Context) -> None:
     obj = small_object(ctx, 2)
     obj.in_reply_to = 999
     must_complete(s.transfer(obj), "a reply to an object the target never sent")
+
+
+_R8_2_11 = (
+    "A receiver checks a well-formed ANNOUNCE in this order and acts on the first rule that applies: (1) the id is "
+    "finished: the final word (R9.1-9); (2) the id is being received: a duplicate or PROTOCOL_VIOLATION (R8.2-5); "
+    "(3) the id is not below the advertised object_id_limit: FLOW_CONTROL_ERROR (R11.3-3); (4) Chunk Size is above "
+    "its max_datagram_size - 30: PROTOCOL_VIOLATION (R8.1-3); (5) Total Length is above its max_object_size: CANCEL "
+    "with Origin 0 and OBJECT_TOO_LARGE (R11.3-5)"
+)
+
+
+def _announce_raw(object_id: int, total: int, chunk_size: int) -> Announce:
+    count = -(-total // chunk_size)
+    return Announce(object_id, total, chunk_size, count, hashlib.sha256(b"").digest(), "application/octet-stream", "order")
+
+
+def _oversized(ctx: Context, limit: int, chunk_size: int) -> int:
+    """A Total Length one byte over ``limit`` that the wire can carry in chunks of ``chunk_size``."""
+    if limit >= (1 << 64) - 1 or -(-(limit + 1) // chunk_size) > 0xFFFFFFFF:
+        ctx.unsupported("the target's max_object_size cannot be exceeded")
+    return limit + 1
+
+
+@case("R8.2-11", _R8_2_11, slug="announce-id-limit-before-size")
+def announce_id_limit_first(ctx: Context) -> None:
+    """An id beyond object_id_limit that is also too large: rule 3 first, CLOSE FLOW_CONTROL_ERROR (not a CANCEL)."""
+    s = ctx.session()
+    params = s.target_params
+    s.send(_announce_raw(params.max_concurrent_objects, _oversized(ctx, params.max_object_size, 1024), 1024))
+    s.expect_close(ErrorCode.FLOW_CONTROL_ERROR, "the id is beyond the limit, whatever its size")
+
+
+@case("R8.2-11", _R8_2_11, slug="announce-chunk-size-before-size")
+def announce_chunk_size_first(ctx: Context) -> None:
+    """Chunks too large for the target's datagrams, in an object also too large: rule 4 first, CLOSE PROTOCOL_VIOLATION."""
+    s = ctx.session()
+    params = s.target_params
+    chunk_size = params.max_datagram_size - 30 + 1
+    s.send(_announce_raw(0, _oversized(ctx, params.max_object_size, chunk_size), chunk_size))
+    s.expect_close(ErrorCode.PROTOCOL_VIOLATION, f"chunk size {chunk_size} exceeds max_datagram_size - 30, whatever the size")
 
 
 # ================================================================================================

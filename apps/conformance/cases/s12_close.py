@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from protocol.codec import Announce, Cancel, Close, Complete, Data, Ping, Probe
 from protocol.constants import ErrorCode
 from protocol.params import SessionParams
@@ -287,3 +289,52 @@ def sender_deadline(ctx: Context) -> None:
         raise CaseFailed("CANCEL (Origin 1, DEADLINE_EXPIRED)", str(cancel))
     if cancel.at - rx.at > deadline + 2 * ctx.target.slack + 0.05:
         raise CaseFailed(f"the CANCEL by the {deadline:.3g} s deadline", f"after {cancel.at - rx.at:.3f} s")
+
+
+_R12_3_8 = (
+    "An endpoint that sent a CANCEL with Origin 1 MUST send it again, at intervals doubling from one PTO up to a "
+    "third of the effective idle timeout, until the peer shows the id finished: an ACK whose object_id_limit is above "
+    "the id plus the peer's max_concurrent_objects, or a COMPLETE or CANCEL from the peer for the id."
+)
+
+
+@case("R12.3-8", _R12_3_8, slug="sender-cancel-repeated", role="sender")
+def sender_cancel_repeated(ctx: Context) -> None:
+    """The tester never shows object 0 finished (its ACKs keep the first object_id_limit): the deadline's CANCEL
+    comes again at growing intervals; after the tester's own CANCEL for the id, no more copies."""
+    peer = ctx.sender()
+    peer.policy.complete = False
+    peer.accept()
+    rx = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    assert isinstance(rx.packet, Announce)
+    deadline = rx.packet.deadline_ms / 1000
+    if deadline <= 0:
+        ctx.unsupported("the sender's object has no deadline")
+    if deadline > 10 and not (ctx.target.virtual or ctx.options.slow):
+        ctx.unsupported(f"the deadline is {deadline:.0f} s; run with --slow to wait for it")
+
+    def cancel_of_0(p: object) -> bool:
+        return isinstance(p, Cancel) and p.object_id == 0 and p.origin == 1
+
+    idle = min(peer.params.idle_timeout_ms, peer.client_params.idle_timeout_ms) / 1000
+    copies = [peer.expect_session("CANCEL (Origin 1) of the object", cancel_of_0, deadline + 2 * peer.quiet).at]
+    for n in (2, 3, 4):
+        copies.append(peer.expect_session(f"copy {n} of the CANCEL", cancel_of_0, idle / 3 + 2 * peer.quiet).at)
+    gaps = [b - a for a, b in pairwise(copies)]
+    slack = 2 * ctx.target.slack + 0.01
+    # Doubling makes the third interval four times the first, unless the cap (a third of the idle
+    # timeout) comes first; at least twice is asked, and never shorter in any case.
+    if any(later + slack < earlier for earlier, later in pairwise(gaps)) or (
+        4 * gaps[0] <= idle / 3 and gaps[2] + slack < 2 * gaps[0]
+    ):
+        raise CaseFailed("intervals doubling from the first", ", then ".join(f"{g:.3f} s" for g in gaps))
+    last_gap = gaps[-1]
+    # The tester shows the id finished: the copies stop.
+    peer.send(Cancel(0, 0, ErrorCode.CANCELLED))
+    stopped_at = ctx.target.clock()
+    late = [
+        r for r in peer.collect(2 * last_gap + 2 * peer.quiet)
+        if cancel_of_0(r.packet) and r.at - stopped_at > slack
+    ]
+    if late:
+        raise CaseFailed("no CANCEL copy after the tester's CANCEL for the id", str(late[0]))

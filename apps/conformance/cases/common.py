@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from protocol.codec import Decoded, Initial, Nack
+import hashlib
+
+from protocol.codec import Announce, Decoded, Initial, Nack
 from protocol.params import SessionParams
 
 from ..client import Client, Outcome, TestObject
@@ -69,3 +71,17 @@ def session_starts(peer: SenderPeer, why: str) -> None:
     peer.accept()
     peer.expect_session(f"the session proceeding after ACCEPT ({why})", lambda p: True)
 
+
+
+def announce_sized(object_id: int, size: int, chunk_size: int = 1024) -> Announce:
+    """An ANNOUNCE of ``size`` bytes that the tester never sends the chunks of (limits are checked
+    on the ANNOUNCE alone)."""
+    count = -(-size // chunk_size)
+    return Announce(object_id, size, chunk_size, count, hashlib.sha256(b"").digest(), "application/octet-stream", "big")
+
+
+def over_max_object_size(ctx: Context, limit: int, chunk_size: int = 1024) -> int:
+    """A Total Length one byte over ``limit`` that the wire can carry in chunks of ``chunk_size``."""
+    if limit >= (1 << 64) - 1 or -(-(limit + 1) // chunk_size) > 0xFFFFFFFF:
+        ctx.unsupported("the target's max_object_size cannot be exceeded")
+    return limit + 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from itertools import pairwise
 
 from protocol import codec
@@ -13,7 +12,7 @@ from ..client import TestObject
 from ..context import Context
 from ..model import CaseFailed
 from ..registry import case
-from .common import must_complete, small_object
+from .common import announce_sized, must_complete, over_max_object_size, small_object
 
 # ================================================================================================
 # Receiver role
@@ -166,24 +165,12 @@ _R8_2_11 = (
 )
 
 
-def _announce_raw(object_id: int, total: int, chunk_size: int) -> Announce:
-    count = -(-total // chunk_size)
-    return Announce(object_id, total, chunk_size, count, hashlib.sha256(b"").digest(), "application/octet-stream", "order")
-
-
-def _oversized(ctx: Context, limit: int, chunk_size: int) -> int:
-    """A Total Length one byte over ``limit`` that the wire can carry in chunks of ``chunk_size``."""
-    if limit >= (1 << 64) - 1 or -(-(limit + 1) // chunk_size) > 0xFFFFFFFF:
-        ctx.unsupported("the target's max_object_size cannot be exceeded")
-    return limit + 1
-
-
 @case("R8.2-11", _R8_2_11, slug="announce-id-limit-before-size")
 def announce_id_limit_first(ctx: Context) -> None:
     """An id beyond object_id_limit that is also too large: rule 3 first, CLOSE FLOW_CONTROL_ERROR (not a CANCEL)."""
     s = ctx.session()
     params = s.target_params
-    s.send(_announce_raw(params.max_concurrent_objects, _oversized(ctx, params.max_object_size, 1024), 1024))
+    s.send(announce_sized(params.max_concurrent_objects, over_max_object_size(ctx, params.max_object_size)))
     s.expect_close(ErrorCode.FLOW_CONTROL_ERROR, "the id is beyond the limit, whatever its size")
 
 
@@ -193,7 +180,7 @@ def announce_chunk_size_first(ctx: Context) -> None:
     s = ctx.session()
     params = s.target_params
     chunk_size = params.max_datagram_size - 30 + 1
-    s.send(_announce_raw(0, _oversized(ctx, params.max_object_size, chunk_size), chunk_size))
+    s.send(announce_sized(0, over_max_object_size(ctx, params.max_object_size, chunk_size), chunk_size))
     s.expect_close(ErrorCode.PROTOCOL_VIOLATION, f"chunk size {chunk_size} exceeds max_datagram_size - 30, whatever the size")
 
 

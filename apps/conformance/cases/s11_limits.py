@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-
-from protocol.codec import Ack, Announce, Cancel, Data, Probe
+from protocol.codec import Ack, Cancel, Data, Probe
 from protocol.constants import ErrorCode
 
 from ..client import TestObject
 from ..context import Context
 from ..model import CaseFailed
 from ..registry import case
-from .common import must_complete, small_object
+from .common import announce_sized, must_complete, over_max_object_size, small_object
 
 _HEAVY = 64 << 20  # announcing more would make a live target set aside this much memory
-
-
-def _announce_sized(object_id: int, size: int) -> Announce:
-    chunk = 1024
-    return Announce(object_id, size, chunk, -(-size // chunk), hashlib.sha256(b"").digest(), "application/octet-stream", "big")
 
 
 @case(
@@ -52,9 +45,9 @@ def bytes_beyond_limit(ctx: Context) -> None:
     if params.max_buffered_bytes > _HEAVY and not (ctx.target.virtual or ctx.options.slow):
         ctx.unsupported(f"the target would set aside {params.max_buffered_bytes} bytes; run with --slow to allow it")
     for object_id in range(need - 1):
-        s.send(_announce_sized(object_id, params.max_object_size))
+        s.send(announce_sized(object_id, params.max_object_size))
     s.settle()
-    s.send(_announce_sized(need - 1, params.max_object_size))
+    s.send(announce_sized(need - 1, params.max_object_size))
     s.expect_close(ErrorCode.FLOW_CONTROL_ERROR, "announced bytes above max_buffered_bytes")
 
 
@@ -67,10 +60,7 @@ def bytes_beyond_limit(ctx: Context) -> None:
 def too_large(ctx: Context) -> None:
     """ANNOUNCE one byte over max_object_size: CANCEL (Origin 0, OBJECT_TOO_LARGE), and the session lives on."""
     s = ctx.session()
-    limit = s.target_params.max_object_size
-    if limit >= (1 << 64) - 1 or -(-(limit + 1) // 1024) > 0xFFFFFFFF:
-        ctx.unsupported("the target's max_object_size cannot be exceeded")
-    s.send(_announce_sized(0, limit + 1))
+    s.send(announce_sized(0, over_max_object_size(ctx, s.target_params.max_object_size)))
     rx = s.expect(lambda d: isinstance(d.packet, Cancel) and d.packet.object_id == 0, "CANCEL OBJECT_TOO_LARGE")
     assert isinstance(rx.packet, Cancel)
     if rx.packet.origin != 0 or rx.packet.error_code != ErrorCode.OBJECT_TOO_LARGE:

@@ -10,7 +10,9 @@ from protocol.params import SessionParams
 
 from ..context import Context
 from ..model import CaseFailed
+from ..peer import Rx
 from ..registry import case
+from ..server import SenderPeer
 from .common import must_complete, small_object
 
 
@@ -261,15 +263,9 @@ def sender_idle(ctx: Context) -> None:
         raise CaseFailed(f"nothing {idle:.3g} s after the tester's last datagram", f"{late[0]} at +{late[0].at - accepted:.3f} s")
 
 
-@case(
-    "R12.3-2",
-    "An object sender that announced an object with deadline_ms > 0 MUST cancel it (CANCEL with Origin 1 and "
-    "DEADLINE_EXPIRED) and report it failed if it has not received COMPLETE for it by the time its deadline runs out",
-    slug="sender-deadline",
-    role="sender",
-)
-def sender_deadline(ctx: Context) -> None:
-    """The tester holds back COMPLETE: by the ANNOUNCE's deadline a CANCEL (Origin 1, DEADLINE_EXPIRED) arrives."""
+def _deadline_object(ctx: Context) -> tuple[SenderPeer, Rx, float]:
+    """A sender whose object the tester never COMPLETEs: the peer, the ANNOUNCE, and its deadline in
+    seconds (the case is unsupported without one, or with a long one on a live target not --slow)."""
     peer = ctx.sender()
     peer.policy.complete = False
     peer.accept()
@@ -280,6 +276,19 @@ def sender_deadline(ctx: Context) -> None:
         ctx.unsupported("the sender's object has no deadline")
     if deadline > 10 and not (ctx.target.virtual or ctx.options.slow):
         ctx.unsupported(f"the deadline is {deadline:.0f} s; run with --slow to wait for it")
+    return peer, rx, deadline
+
+
+@case(
+    "R12.3-2",
+    "An object sender that announced an object with deadline_ms > 0 MUST cancel it (CANCEL with Origin 1 and "
+    "DEADLINE_EXPIRED) and report it failed if it has not received COMPLETE for it by the time its deadline runs out",
+    slug="sender-deadline",
+    role="sender",
+)
+def sender_deadline(ctx: Context) -> None:
+    """The tester holds back COMPLETE: by the ANNOUNCE's deadline a CANCEL (Origin 1, DEADLINE_EXPIRED) arrives."""
+    peer, rx, deadline = _deadline_object(ctx)
     cancel = peer.expect_session(
         "CANCEL of the object", lambda p: isinstance(p, Cancel) and p.object_id == 0, deadline + 2 * peer.quiet
     )
@@ -302,16 +311,7 @@ _R12_3_8 = (
 def sender_cancel_repeated(ctx: Context) -> None:
     """The tester never shows object 0 finished (its ACKs keep the first object_id_limit): the deadline's CANCEL
     comes again at growing intervals; after the tester's own CANCEL for the id, no more copies."""
-    peer = ctx.sender()
-    peer.policy.complete = False
-    peer.accept()
-    rx = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
-    assert isinstance(rx.packet, Announce)
-    deadline = rx.packet.deadline_ms / 1000
-    if deadline <= 0:
-        ctx.unsupported("the sender's object has no deadline")
-    if deadline > 10 and not (ctx.target.virtual or ctx.options.slow):
-        ctx.unsupported(f"the deadline is {deadline:.0f} s; run with --slow to wait for it")
+    peer, _announce, deadline = _deadline_object(ctx)
 
     def cancel_of_0(p: object) -> bool:
         return isinstance(p, Cancel) and p.object_id == 0 and p.origin == 1

@@ -29,6 +29,19 @@ STARTUP_EXCESS_LOSS = 0.10
 STARTUP_COLD_LOSS = 0.5
 STARTUP_MIN_LOST = 8
 STARTUP_OVERRUN_ROUNDS = 2
+# The path RTT is never under this share of the time datagrams stay in flight until an ACK reports
+# them, averaged over at least REPORT_DELAY_DATAGRAMS of them (the least such average of the last
+# MIN_RTT_WINDOW). Where netem-style reordering lets some datagrams skip the delay, the RTT samples
+# (each the largest acknowledged, so often one that skipped it) can read a few ms on a 60 ms path,
+# while the ACKs that report most datagrams come a full delay later. A share under 1: on other
+# paths this average exceeds the RTT by half an ACK's span of datagrams, and must not set it.
+REPORT_DELAY_SHARE = 0.75
+REPORT_DELAY_DATAGRAMS = 128
+# A standing queue delays every packet of several rounds in a row. On a reordering path a round can
+# be a few ms of datagrams, and one whose RTT samples all took the path's full delay read as a
+# queue; loss compensation then stopped, and at 40 % loss each round's samples, uncompensated,
+# lowered the estimate that paced the next (1 MiB took 12-18 s instead of 0.3-0.8).
+QUEUE_ROUNDS = 4
 # The initial window leaves within this time at most, so that the path, not our pacing, spaces
 # its arrivals and the ACKs of that first train tell the bottleneck's rate (spec 11.3).
 INITIAL_TRAIN_SPREAD = 0.010
@@ -138,7 +151,13 @@ class SnipBbr:
         # what most packets take; a window sized by it starves the flow, and its rate samples with it.
         self._smoothed_rtt = 0.0
         self._typical_rtt = _WindowedMin(0.0)
+        # How long datagrams stay in flight until reported: the sum and count since the last
+        # average, and the least average of the last MIN_RTT_WINDOW (0 before the first).
+        self._report_delay_sum = 0.0
+        self._reported = 0
+        self._report_delay = _WindowedMin(0.0)
         self._queueing = False
+        self._round_min_rtts: deque[float] = deque(maxlen=QUEUE_ROUNDS)
         self._full_bw = 0.0
         self._full_bw_rounds = 0
         self._cycle_index = 2
@@ -164,7 +183,7 @@ class SnipBbr:
 
     @property
     def _path_rtt(self) -> float:
-        return max(self.min_rtt, self._typical_rtt.value)
+        return max(self.min_rtt, self._typical_rtt.value, REPORT_DELAY_SHARE * self._report_delay.value)
 
     @property
     def _trains_readable(self) -> bool:
@@ -214,16 +233,26 @@ class SnipBbr:
         if sample.jitter != float("inf"):
             self._jitter = sample.jitter
         round_start = sample.prior_delivered >= self._next_round_delivered
+        self._report_delay_sum += sample.report_delay_sum
+        self._reported += sample.reported
         if round_start:
             self._next_round_delivered = sample.delivered
             self._round += 1
             if self._smoothed_rtt:
                 self._typical_rtt.update(now, self._smoothed_rtt)
+            if self._reported >= REPORT_DELAY_DATAGRAMS:
+                # Over many datagrams: a round on a reordering path can be a few ms of datagrams
+                # that skipped the delay, reported at once.
+                self._report_delay.update(now, self._report_delay_sum / self._reported)
+                self._report_delay_sum = 0.0
+                self._reported = 0
             if self._round_min_rtt != float("inf"):
-                # A standing queue: even the round's quickest packet took markedly longer than the
-                # path's typical RTT (not its single quickest sample, which jitter makes an outlier).
+                # A standing queue: even the quickest packet of the last QUEUE_ROUNDS rounds took
+                # markedly longer than the path's typical RTT (not its single quickest sample,
+                # which jitter makes an outlier).
                 base = self._path_rtt
-                self._queueing = self._round_min_rtt - base > max(base / 4, 0.005)
+                self._round_min_rtts.append(self._round_min_rtt)
+                self._queueing = min(self._round_min_rtts) - base > max(base / 4, 0.005)
             self._round_min_rtt = float("inf")
             counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
             if counted > 0:

@@ -48,6 +48,12 @@ class RateSample:
     # How much the path's delay varies from one packet to the next (infinite while unknown): a
     # train's span must be TRAIN_NOISE_SPANS times that to be read.
     jitter: float = 0.0
+    # The datagrams this ACK newly reported (those after the previous largest acknowledged, up to
+    # its own): how many, and how long they had been in flight, summed (the ACK's arrival, as
+    # trains time it, minus each one's send time). An ACK reports every datagram up to its
+    # largest, so this, not the largest's RTT, is how long bytes stay counted in flight.
+    reported: int = 0
+    report_delay_sum: float = 0.0
 
 
 class _Sent:
@@ -291,6 +297,9 @@ class SentLog:
         # was busy, must not read as a slow path. The reported delay cannot place the arrival
         # before the packet was sent, whatever the peer claims.
         arrival = now - min(max(ack_delay, 0.0), max(now - sent.time, 0.0))
+        first_reported = max(i + 1 - sent_delta, 0)
+        reported = i + 1 - first_reported
+        report_delay_sum = reported * arrival - sum(self._log[j].time for j in range(first_reported, i + 1))
         train = next((t for t in self._trains if t[0] <= largest_pn <= t[1]), None)
         if train is not None and train[3] is None:
             train[2] += 1
@@ -331,6 +340,8 @@ class SentLog:
             counted=self._lagged_sent,
             lost=self._lagged_lost,
             jitter=jitter,
+            reported=reported,
+            report_delay_sum=report_delay_sum,
         )
         self.delivered = delivered
         self.delivered_time = now

@@ -326,3 +326,24 @@ def test_jitter_is_the_randomness_of_rtt_samples_not_their_trend() -> None:
     fresh.update(0.05)
     fresh.update(0.06)
     assert fresh.jitter_samples == 0  # two samples give one step: no change of step yet
+
+
+def test_an_ack_reports_how_long_each_datagram_it_newly_covers_was_in_flight() -> None:
+    # Ten datagrams 1 ms apart; an ACK of the fourth, then one of the tenth. Each reports the
+    # datagrams after the previous largest: the second covers the fifth to the tenth, whose
+    # in-flight times run from 0.075 - 0.004 down to 0.075 - 0.009.
+    log = SentLog()
+    _send_train(log, 10, 0.0, 0.001)
+    first = _ack(log, 0.060, 3, 4)
+    assert first is not None
+    assert first.reported == 4
+    assert first.report_delay_sum == pytest.approx(4 * 0.060 - (0.0 + 0.001 + 0.002 + 0.003))
+    second = _ack(log, 0.075, 9, 10)
+    assert second is not None
+    assert second.reported == 6
+    assert second.report_delay_sum == pytest.approx(sum(0.075 - 0.001 * k for k in range(4, 10)))
+    # An ACK the peer held back is timed by its arrival, as trains are: its delay is not in flight.
+    log.on_sent(0.080, PACKET)
+    held = log.on_ack(0.140, 10, 11 * PACKET, 11, rtt=None, ack_delay=0.010)
+    assert held is not None and held.reported == 1
+    assert held.report_delay_sum == pytest.approx(0.050)

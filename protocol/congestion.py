@@ -18,7 +18,11 @@ from .delivery import TRAIN_NOISE_SPANS, RateSample
 
 STARTUP_GAIN = 2.885  # 2/ln 2: doubles the sending rate each round
 PROBE_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+# The bandwidth estimate is the best sample of the last BW_WINDOW_ROUNDS rounds, and of at least
+# the last BW_WINDOW_MIN_S: on a path that reorders much, a round ends when a datagram that skipped
+# the queue is acknowledged, a few ms, and ten such rounds are too short to ride out a dip.
 BW_WINDOW_ROUNDS = 10
+BW_WINDOW_MIN_S = 0.5
 MIN_RTT_WINDOW = 10.0  # seconds
 MAX_COMPENSATED_LOSS = 0.5
 RESTART_GROWTH = 1.15  # a probe that raised bw this much starts the search for the bottleneck again
@@ -134,7 +138,8 @@ class SnipBbr:
         self.phase = Phase.STARTUP
         self._pacing_gain = STARTUP_GAIN
         self._cwnd_gain = STARTUP_GAIN
-        self._bw_samples: deque[tuple[int, float]] = deque()  # (round, best sample of that round)
+        self._bw_samples: deque[tuple[int, float, float]] = deque()  # (round, its best sample, when)
+        self._now = 0.0  # the time of the rate sample being taken in
         # The train reading held: a train's later readings replace its earlier ones, since they
         # span more of it and ACK timing noise weighs on them less; another train's reading
         # replaces it only if higher, as any sample would. Its round, so that it ages out.
@@ -229,6 +234,7 @@ class SnipBbr:
         self._smoothed_rtt = rtt if not self._smoothed_rtt else self._smoothed_rtt + (rtt - self._smoothed_rtt) / 8
 
     def on_rate_sample(self, now: float, sample: RateSample) -> None:
+        self._now = now
         self._inflight = sample.inflight
         if sample.jitter != float("inf"):
             self._jitter = sample.jitter
@@ -285,15 +291,16 @@ class SnipBbr:
     def _add_bw_sample(self, rate: float) -> None:
         if self._bw_samples and self._bw_samples[-1][0] == self._round:
             if rate > self._bw_samples[-1][1]:
-                self._bw_samples[-1] = (self._round, rate)
+                self._bw_samples[-1] = (self._round, rate, self._now)
         else:
-            self._bw_samples.append((self._round, rate))
+            self._bw_samples.append((self._round, rate, self._now))
         self._update_bw()
 
     def _update_bw(self) -> None:
-        while self._bw_samples and self._bw_samples[0][0] <= self._round - BW_WINDOW_ROUNDS:
-            self._bw_samples.popleft()
-        best = max((value for _, value in self._bw_samples), default=0.0)
+        samples = self._bw_samples
+        while samples and samples[0][0] <= self._round - BW_WINDOW_ROUNDS and samples[0][2] < self._now - BW_WINDOW_MIN_S:
+            samples.popleft()
+        best = max((value for _, value, _ in samples), default=0.0)
         if self._train_round > self._round - BW_WINDOW_ROUNDS:
             best = max(best, self._train_bw)
         self.bw = best

@@ -76,6 +76,19 @@ TAIL_REPAIRS = 4  # at most this many repairs waiting: the object is in its tail
 REPAIR_WINDOW = 1024
 REPAIR_SIGMAS = 3.0  # a shortfall costs a round trip; a spare REPAIR costs one datagram
 REPAIR_SPARE = 1
+# A window of a few chunks may get more REPAIRs than it has chunks, up to REPAIR_BEYOND_WINDOW more
+# for the smallest (one fewer per 4 chunks): over one chunk every REPAIR is a copy of it, and on a
+# path losing half its datagrams one copy is far from enough. A window of many chunks gets at most
+# as many REPAIRs: beyond that a round of retransmissions costs less.
+REPAIR_BEYOND_WINDOW = 4
+# Packets whose loss costs a round trip or a probe timeout go in copies on a lossy path: the fewest
+# whose joint loss is below COPIES_MISS, at most MAX_COPIES. They are the ANNOUNCE (without it the
+# receiver drops every REPAIR, R9.6-3, and buffers only so many chunks, R9.1-6), the copies beyond
+# its echoes each behind a first copy of a chunk or a REPAIR; COMPLETE, the sender's only news of
+# delivery; and a PROBE on a probe timeout, each copy of which draws an answer.
+COPIES_MISS = 0.01
+MAX_COPIES = 6
+COPIES_MIN_SPAN = 32  # packet numbers of the peer's before their gaps count as its loss
 CLOSE_COPIES = 2
 PROBE_INTERVAL_CAP = 0.5  # seconds: the probe timer stops doubling there (or at 2 x srtt)
 # The INITIAL's retransmission interval stops doubling here: at heavy loss the handshake timeout
@@ -101,6 +114,14 @@ class _Violation(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+def copies_against(loss: float) -> int:
+    """The fewest copies of a packet, at least one, whose joint loss at ``loss`` is below
+    COPIES_MISS; at most MAX_COPIES."""
+    if loss <= COPIES_MISS:
+        return 1
+    return min(MAX_COPIES, math.ceil(math.log(COPIES_MISS) / math.log(min(loss, 0.9))))
 
 
 class Connection:
@@ -156,6 +177,7 @@ class Connection:
         self._largest_pn_time = now
         self._recv_bytes = 0
         self._recv_packets = 0
+        self._lowest_pn = -1  # the lowest packet number counted in _recv_packets
         self._recent_pns = 0  # bit i set: packet number largest_pn - i has arrived
         self._ack_pending = 0
         self._ack_deadline: float | None = None
@@ -417,6 +439,7 @@ class Connection:
         self._recv_bytes += size  # duplicates included: they crossed the path like any other
         if self._first_copy(pn):
             self._recv_packets += 1
+            self._lowest_pn = pn if self._lowest_pn < 0 else min(self._lowest_pn, pn)
         if pn > self._largest_pn:
             self._largest_pn = pn
             self._largest_pn_time = now
@@ -619,7 +642,9 @@ class Connection:
         del self.incoming[obj.object_id]
         self.counters["objects_received"] += 1
         self._finish_incoming_id(obj.object_id, ErrorCode.NO_ERROR, obj.size)
-        self._control.append(Complete(obj.object_id))
+        # Copies, on a lossy path: the sender learns of delivery from nothing else, and a lost
+        # COMPLETE leaves it probing, a probe timeout or more (spec R9.1-10).
+        self._control.extend(Complete(obj.object_id) for _ in range(copies_against(self._loss_for_copies())))
         self._final_word_sent[obj.object_id] = now
         stats = obj.stats()
         stats["elapsed_s"] = round(now - obj.started, 6)
@@ -635,6 +660,16 @@ class Connection:
                 stats,
             )
         )
+
+    def _loss_for_copies(self) -> float:
+        """The loss rate that sizes copies (copies_against): the worse of the smoothed rate our own
+        packets see (spec 11.2) and the share missing from the peer's packet numbers, once they span
+        COPIES_MIN_SPAN. The first is the path the copies take, but a receiver sends few packets of
+        its own; the second is the other direction's, usually alike. Neither guesses before there
+        is something to count: a few copies too few cost a round trip, not a failed object."""
+        span = self._largest_pn + 1 - self._lowest_pn
+        incoming = (span - min(self._recv_packets, span)) / span if span >= COPIES_MIN_SPAN else 0.0
+        return max(self.sent.loss_rate, incoming)
 
     def _fail_incoming(self, obj: IncomingObject, code: int, reason: str, *, by_peer: bool, tell_peer: bool) -> None:
         self.incoming.pop(obj.object_id, None)
@@ -751,10 +786,23 @@ class Connection:
                 return
             obj.state = OutState.SENDING
             obj.announce_pending = True
+            # Beyond the first copy and the echoes (R8.2-10), as many as the loss calls for.
+            obj.announces_owed = max(0, copies_against(self._loss_for_copies()) - 1 - obj.announce_echoes_left)
             obj.last_feedback = now
             self._announced_bytes += obj.size
             if obj.chunk_count == 0:
                 obj.tail_probe_pending = True
+            self._note_backlog()
+
+    def _note_backlog(self) -> None:
+        """An object started: if every chunk waiting to go fits in the free window, the flight that
+        carries them is application-limited from its first packet (spec 11.2)."""
+        waiting = sum(
+            (obj.chunk_count - obj.next_new + len(obj.retx) + obj.repairs_pending) * obj.chunk_size
+            for obj in self.outgoing.values()
+            if obj.state is OutState.SENDING
+        )
+        self.sent.expect_app_limited(waiting < self.controller.cwnd - self.sent.inflight)
 
     def _on_ack(self, packet: Ack, now: float) -> None:
         if packet.largest_pn >= self.sent.next_pn:
@@ -1057,7 +1105,8 @@ class Connection:
                 obj.probe_count += 1
                 if obj.next_new == 0 or not obj.announce_confirmed:
                     obj.announce_pending = True  # the peer may not have it: repeat it
-                self._control.append(self._probe(obj, now))
+                probe = self._probe(obj, now)
+                self._control.extend(probe for _ in range(copies_against(self._loss_for_copies())))
         reorder_renack = self._renack_interval
         for obj_in in list(self.incoming.values()):
             if now >= obj_in.last_progress + self._idle_timeout:
@@ -1099,6 +1148,10 @@ class Connection:
             out.append(self._emit(self._make_ack(now), now))
             self.counters["acks_sent"] += 1
         self._promote_queued(now)
+        if not any(obj.state is OutState.SENDING and obj.has_data_to_send for obj in self.outgoing.values()):
+            # What goes now (a PROBE, a PING, an ANNOUNCE again, a NACK) is sent for want of data:
+            # timed from the last flight, long ago, its sample would read the path as nearly idle.
+            self.sent.expect_app_limited(True)
         # Announcements go ahead of other control packets, but never ahead of an ACCEPT: the
         # session's first packet is its ACCEPT (spec R8.3-1).
         announces: list[Announce | Probe] = []
@@ -1221,7 +1274,7 @@ class Connection:
         variance = chunks * loss * (1 - loss) * (1 + chunks / (self.sent.loss_samples + 2))
         # REPAIRs are lost too: send enough that those arriving cover the chunks lost.
         needed = expected + REPAIR_SIGMAS * math.sqrt(variance) + REPAIR_SPARE
-        repairs = min(count, math.ceil(needed / (1 - loss)))
+        repairs = min(count + max(0, REPAIR_BEYOND_WINDOW - count // 4), math.ceil(needed / (1 - loss)))
         obj.plan_repairs(first, count, repairs, now)
 
     def _probe(self, obj: OutgoingObject, now: float) -> Probe:
@@ -1246,6 +1299,15 @@ class Connection:
             self._repair_seed = (self._repair_seed + 1) & 0xFFFFFFFF
             if repair_coefficients(self._repair_seed, obj.repair_count):
                 return self._repair_seed
+
+    def _pay_announce(self, obj: OutgoingObject, now: float, out: list[bytes], rate: float) -> None:
+        """One of the ANNOUNCE copies a lossy path calls for, behind a chunk's first copy or a
+        REPAIR, while the peer has not shown it has the ANNOUNCE."""
+        if obj.announces_owed > 0 and not obj.announce_confirmed:
+            obj.announces_owed -= 1
+            datagram = self._emit(obj.announce(), now)
+            out.append(datagram)
+            self._next_send_time += len(datagram) / rate
 
     def _tail_copies(self, obj: OutgoingObject) -> int:
         """Copies of a repair to send at an object's tail, where each lost copy costs a round trip.
@@ -1287,6 +1349,7 @@ class Connection:
                 obj.on_repair_sent(self.sent.next_pn - 1)
                 self.counters["repairs_sent"] += 1
                 self._next_send_time += len(datagram) / rate
+                self._pay_announce(obj, now, out, rate)
                 if not obj.repairs_pending and not obj.retx:
                     # A status request behind the batch: NACKs written before the last REPAIR
                     # arrived are not acted on (R9.6-6), and were the last REPAIR lost, nothing
@@ -1304,6 +1367,8 @@ class Connection:
                 if is_retx:
                     self.counters["chunks_retransmitted"] += 1
                 self._next_send_time += len(datagram) / rate
+            if not is_retx:
+                self._pay_announce(obj, now, out, rate)
             if obj.next_new == obj.chunk_count:
                 first_batch = not is_retx and obj.repair_count == 0
                 round_batch = is_retx and not obj.retx and self._round_needs_repairs(obj, now)

@@ -120,6 +120,9 @@ class SentLog:
         # The last packet sent before the sender last ran out of data: packets sent before the
         # peer acknowledges it follow a gap in our sending and measure it, not the path.
         self._app_limited_until = -1
+        # The application's data waiting to go fits in the window: the packets that carry it leave
+        # faster than it can fill the path, and their samples measure the data, not the path.
+        self._dry_ahead = False
 
     @property
     def loss_for_planning(self) -> float:
@@ -188,8 +191,15 @@ class SentLog:
     def mark_app_limited(self) -> None:
         """The sender has nothing more to send now (spec 11.2): if anything is in flight, the
         samples of packets sent until it is acknowledged are application-limited."""
+        self._dry_ahead = False
         if self.inflight > 0:
             self._app_limited_until = self.next_pn - 1
+
+    def expect_app_limited(self, dry: bool) -> None:
+        """Whether what the application has queued will run out before it fills the window (spec
+        11.2): if so, the packets sent until the sender runs dry are application-limited too, as
+        Linux marks a write that cannot fill the window."""
+        self._dry_ahead = dry
 
     @property
     def app_limited(self) -> bool:
@@ -198,7 +208,7 @@ class SentLog:
     def on_sent(self, now: float, size: int, in_flight: bool = True) -> int:
         """Record a packet; returns its packet number. An ACK-only datagram is not ``in_flight``."""
         pn = self.next_pn
-        app_limited = self.app_limited
+        app_limited = self._dry_ahead or self.app_limited
         self.next_pn += 1
         if not self._log:
             self._base_pn = pn

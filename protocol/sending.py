@@ -87,6 +87,13 @@ class OutgoingObject:
         self._left_as_of_pn = -1
         self.outran_repairs = False
         self._announce_echoes = sorted({min(after, self.chunk_count) for after in ANNOUNCE_ECHO_AFTER} - {0})
+        # Further copies of the ANNOUNCE, one behind each first copy of a chunk or REPAIR until
+        # none is owed: on a path losing many datagrams the echoes alone leave it at risk.
+        self.announces_owed = 0
+
+    @property
+    def announce_echoes_left(self) -> int:
+        return len(self._announce_echoes)
 
     def announce(self) -> Announce:
         return Announce(

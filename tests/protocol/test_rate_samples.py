@@ -158,6 +158,34 @@ def test_running_dry_with_nothing_in_flight_marks_nothing() -> None:
     assert sample is not None and not sample.app_limited
 
 
+def test_a_flight_that_cannot_fill_the_window_is_app_limited_from_its_first_packet() -> None:
+    # spec 11.2: the application queued less than the window holds. Marked only once the sender
+    # ran dry, the packets before that measured the object's size, not the path: after a pause,
+    # a 500-byte object read as a path of a few kbit/s, and enough of those set the estimate.
+    log = SentLog()
+    _send_train(log, 4, 0.0, 0.001)
+    _ack(log, 0.05, 3, 4)
+    log.expect_app_limited(True)
+    _send_train(log, 2, 1.0, 0.001)
+    sample = _ack(log, 1.05, 5, 6)
+    assert sample is not None and sample.app_limited
+    log.expect_app_limited(False)
+    _send_train(log, 2, 2.0, 0.001)
+    sample = _ack(log, 2.05, 7, 8)
+    assert sample is not None and not sample.app_limited
+
+
+def test_running_dry_ends_the_expectation_and_marks_the_gap_instead() -> None:
+    log = SentLog()
+    log.expect_app_limited(True)
+    _send_train(log, 2, 0.0, 0.001)
+    log.mark_app_limited()
+    _ack(log, 0.05, 1, 2)
+    _send_train(log, 2, 0.1, 0.001)
+    sample = _ack(log, 0.15, 3, 4)
+    assert sample is not None and not sample.app_limited
+
+
 def test_datagrams_overtaken_throughout_a_transfer_do_not_read_as_loss() -> None:
     # A jittery path: at every ACK the 40 datagrams before the largest are still on their way
     # (they arrive, later). Shortfalls net of reordering still show those 40 at every ACK; the

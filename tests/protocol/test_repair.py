@@ -13,7 +13,7 @@ import pytest
 
 from protocol import codec
 from protocol.config import SessionConfig
-from protocol.connection import Connection
+from protocol.connection import Connection, copies_against
 from protocol.events import ObjectReceived
 from protocol.receiving import IncomingObject
 from protocol.repair import RepairDecoder, chunk_value, coefficients, encode_payload, repair_value, set_bits, xor_chunks
@@ -469,3 +469,64 @@ def test_a_long_gap_not_yet_due_stays_one_entry_on_the_schedule() -> None:
     assert obj.due_missing(0.005, 0.020, 1) == []  # within the pull horizon, but a first report
     assert obj.nack_queue == [(0.010, 0, 998)]
     assert obj.due_missing(0.010, 0.020, 1) == list(range(999))
+
+
+# -- small objects on a path losing many datagrams (spec 9.6, R8.2-10) ----------------------------
+
+
+def _after_warm_up(link: str, seed: int) -> Pair:
+    """A session that has measured its loss: a 64 KiB object went first."""
+    pair = Pair(link, seed=seed)
+    warm_up = pair.send(payload(64 << 10, seed), name="warm-up")
+    pair.run_until(lambda: pair.finished([warm_up]), timeout=60)
+    return pair
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_one_chunk_object_gets_more_repairs_than_chunks_where_half_the_datagrams_are_lost(seed: int) -> None:
+    # Over one chunk every REPAIR is a copy of it: capped at the window's length, one copy went
+    # with the chunk, and both were lost one time in four at 50 % loss, a round trip each time.
+    pair = _after_warm_up("rate=10mbit rtt=100ms loss=50%", seed)
+    sent = pair.record_client_packets()
+    oid = pair.send(payload(500, seed), name="reply")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    repairs = [packet for _, packet in sent if isinstance(packet, codec.Repair) and packet.object_id == oid]
+    assert len(repairs) >= 4
+    assert all(repair.count == 1 for repair in repairs)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_announce_goes_in_as_many_copies_as_the_loss_calls_for(seed: int) -> None:
+    # R8.2-10: a lost ANNOUNCE stalls a small object for a round trip (its REPAIRs are dropped,
+    # R9.6-3). At 50 % loss the first copy and the echo after the last chunk left it lost one time
+    # in four; the copies now go behind the chunk and the REPAIRs, before any answer could come.
+    pair = _after_warm_up("rate=10mbit rtt=100ms loss=50%", seed)
+    sent = pair.record_client_packets()
+    oid = pair.send(payload(500, seed), name="reply")
+    start = pair.sim.now
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    early = [packet for t, packet in sent if t < start + 0.05 and isinstance(packet, codec.Announce)]
+    assert len(early) == copies_against(pair.conn.sent.loss_rate) >= 5
+    # On a clean path the echo is all there is (the warm-up counted no loss).
+    pair = _after_warm_up("rate=10mbit rtt=100ms", seed)
+    sent = pair.record_client_packets()
+    oid = pair.send(payload(500, seed), name="reply")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    assert sum(isinstance(packet, codec.Announce) for _, packet in sent) == 2
+
+
+def test_small_objects_at_half_loss_mostly_arrive_without_a_round_trip() -> None:
+    # Thirty one-chunk objects, one after another, over 50 ms each way at 50 % loss. With one
+    # REPAIR and two ANNOUNCEs, 13-19 of them arrived within the one-way delay; the rest waited a
+    # round trip or a probe timeout, up to seconds.
+    pair = _after_warm_up("rate=10mbit rtt=100ms loss=50%", 1)
+    took = []
+    for k in range(30):
+        oid = pair.send(payload(500, k), name=f"reply-{k}")
+        start = pair.sim.now
+        count = len(pair.server_log.received())
+        pair.run_until(lambda count=count: len(pair.server_log.received()) > count, timeout=30)
+        took.append(pair.sim.now - start)
+        pair.run_until(lambda oid=oid: pair.finished([oid]), timeout=30)
+    assert sum(t < 0.05 + 0.04 for t in took) >= 25, [round(t, 3) for t in took]
+    assert max(took) < 1.0

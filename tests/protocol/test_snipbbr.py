@@ -64,6 +64,19 @@ def test_a_train_reading_ages_out_like_any_sample() -> None:
 
 
 
+def test_the_best_sample_holds_for_half_a_second_however_short_the_rounds() -> None:
+    # A path that reorders much ends a round whenever a datagram that skipped the queue is
+    # acknowledged, every few ms; ten such rounds aged the best sample out within 40 ms, and at
+    # 40 % loss the estimate then followed each dip down (spec 11.4).
+    bbr = _controller()
+    bbr.on_rate_sample(0.010, _sample(1, rate=8e6))
+    for k in range(2, 3 * BW_WINDOW_ROUNDS):
+        bbr.on_rate_sample(0.010 + 0.004 * k, _sample(k, rate=2e6))
+    assert bbr.bw == pytest.approx(8e6)  # 30 rounds, 0.13 s
+    bbr.on_rate_sample(0.6, _sample(3 * BW_WINDOW_ROUNDS, rate=2e6))
+    assert bbr.bw == pytest.approx(2e6)
+
+
 def test_another_trains_lower_reading_does_not_displace_the_held_one() -> None:
     # A later train's readings, taken while the path's jitter may weigh on them, lower the
     # estimate only once the held reading has aged out; a higher one takes its place at once.
@@ -380,3 +393,19 @@ def test_a_reordering_lossy_path_keeps_its_estimate(seed: int) -> None:
         pair.run_until(lambda oid=oid: pair.finished([oid]), timeout=30)
     assert pair.conn.counters["objects_delivered"] == 3
     assert pair.sim.now - start < 3.0
+
+
+def test_small_objects_one_after_another_leave_the_estimate_where_it_was() -> None:
+    # 500-byte objects one after another at 50 % loss: each flight, timed from the last one, read
+    # as a path of a few kbit/s and counted as a full sample; after a dozen objects the estimate
+    # had fallen from 800 to 1 kbit/s, and each REPAIR of the next object waited seconds.
+    pair = Pair("rate=10mbit rtt=100ms loss=50%", seed=1)
+    first = pair.send(bytes(500))
+    pair.run_until(lambda: pair.finished([first]), timeout=30)
+    estimate = pair.conn.controller.stats()["bw_estimate_bps"]
+    start = pair.sim.now
+    for k in range(30):
+        oid = pair.send(bytes([k]) * 500)
+        pair.run_until(lambda oid=oid: pair.finished([oid]), timeout=30)
+    assert pair.conn.controller.stats()["bw_estimate_bps"] >= estimate
+    assert pair.sim.now - start < 30 * 0.5

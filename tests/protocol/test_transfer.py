@@ -14,6 +14,7 @@ import pytest
 
 from protocol import codec
 from protocol.config import SessionConfig
+from protocol.connection import copies_against
 from protocol.constants import MAX_PN, ErrorCode
 from protocol.events import ConnectionClosed, ObjectDelivered, ObjectFailed, ObjectReceived
 
@@ -419,3 +420,74 @@ def test_a_probe_for_an_object_whose_outcome_was_forgotten_still_gets_an_answer(
     pair.run_until(lambda: any(isinstance(p, codec.Cancel) for p in answers), timeout=5)
     [cancel] = [p for p in answers if isinstance(p, codec.Cancel)]
     assert (cancel.object_id, cancel.origin, cancel.error_code) == (oids[0], 0, ErrorCode.INTERNAL_ERROR)
+
+
+# -- copies of the packets whose loss costs a timeout (R9.1-10, R9.4-2) ---------------------------
+
+
+def _server_completes(pair: Pair) -> list[float]:
+    """From now on, when each COMPLETE the server sends leaves."""
+    times: list[float] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
+        if src != CLIENT and isinstance(codec.decode(datagram).packet, codec.Complete):
+            times.append(now)
+        return datagram
+
+    pair.sim.add_tap(tap)
+    return times
+
+
+@pytest.mark.parametrize(("loss", "least", "most"), [(0, 1, 2), (20, 3, 4), (50, 6, 7)])
+def test_the_receiver_says_complete_as_many_times_as_the_loss_calls_for(loss: int, least: int, most: int) -> None:
+    # R9.1-10: the COMPLETE is the sender's only news of delivery; lost, it costs a probe timeout.
+    # Copies go at once, as many as put the chance of losing all under 1 % (a PROBE right behind
+    # the last chunk may draw one more).
+    pair = Pair(f"rtt=50ms loss={loss}%", seed=5)
+    completes = _server_completes(pair)
+    oid = pair.send(payload(64 << 10, 5), name="img")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    assert least <= sum(t == completes[0] for t in completes) <= most
+
+
+def test_the_sender_hears_of_delivery_without_waiting_on_its_probe_timer() -> None:
+    # 300 ms, 20 % loss: a single COMPLETE was lost one time in five, and the sender then waited a
+    # probe timeout (0.6 s here) or more before it learnt the object had arrived.
+    for seed in range(1, 17):
+        pair = Pair("rate=50mbit queue=250kb rtt=300ms loss=20%", seed=seed)
+        oid = pair.send(payload(64 << 10, seed), name="img")
+        pair.run_until(lambda: pair.finished([oid]), timeout=30)  # noqa: B023
+        [(arrived, _)] = [(t, e) for t, e in pair.server_log.events if isinstance(e, ObjectReceived)]
+        delivered = [t for t, e in pair.client_log.events if isinstance(e, ObjectDelivered)]
+        assert delivered[0] - arrived < 0.15 + 0.05, f"seed {seed}"
+
+
+def test_a_probe_timeout_on_a_lossy_path_sends_the_probe_in_copies() -> None:
+    # R9.4-2: each copy of a PROBE draws an answer, so at 30 % loss one round of the probe timer
+    # gets through about as often as 1 % of rounds fail, not 51 %. Every answer to the object is
+    # lost for a while, so the probe timer runs out.
+    pair = Pair("rtt=50ms loss=30%", seed=3)
+    warm_up = pair.send(payload(64 << 10, 3), name="warm-up")
+    pair.run_until(lambda: pair.finished([warm_up]), timeout=30)
+    muted_until = pair.sim.now + 1.0
+
+    def mute(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+        return None if src != CLIENT and now < muted_until else datagram
+
+    pair.sim.add_tap(mute)
+    sent = pair.record_client_packets()
+    oid = pair.send(payload(8 << 10, 4), name="img")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    probes = [t for t, packet in sent if isinstance(packet, codec.Probe) and packet.object_id == oid]
+    bursts = [sum(t == u for u in probes) for t in sorted(set(probes))]
+    assert max(bursts) >= copies_against(0.3) - 1
+    # On a clean path a probe timeout sends one PROBE.
+    pair = Pair("rtt=50ms", seed=3)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    muted_until = pair.sim.now + 1.0
+    pair.sim.add_tap(mute)
+    sent = pair.record_client_packets()
+    oid = pair.send(payload(8 << 10, 4), name="img")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    probes = [t for t, packet in sent if isinstance(packet, codec.Probe)]
+    assert len(probes) >= 3 and len(set(probes)) == len(probes)

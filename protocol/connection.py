@@ -83,7 +83,7 @@ REPAIR_SPARE = 1
 REPAIR_BEYOND_WINDOW = 4
 # Packets whose loss costs a round trip or a probe timeout go in copies on a lossy path: the fewest
 # whose joint loss is below COPIES_MISS, at most MAX_COPIES. They are the ANNOUNCE (without it the
-# receiver drops every REPAIR, R9.6-3, and buffers only so many chunks, R9.1-6), the copies beyond
+# receiver cannot use a REPAIR, R9.6-3, and buffers only so many chunks, R9.1-6), the copies beyond
 # its echoes each behind a first copy of a chunk or a REPAIR; COMPLETE, the sender's only news of
 # delivery; and a PROBE on a probe timeout, each copy of which draws an answer.
 COPIES_MISS = 0.01
@@ -214,6 +214,7 @@ class Connection:
         self._in_id_limit = self.local_params.max_concurrent_objects
         self._in_announce_limit = self.local_params.max_buffered_bytes
         self._unannounced: dict[int, list[tuple[int, bytes, int]]] = {}
+        self._unannounced_repairs: dict[int, list[Repair]] = {}  # within the same byte bound
         self._unannounced_bytes = 0
         self._final_word_sent: dict[int, float] = {}
         self._reorder_observed = 0.0  # the largest reordering seen, in seconds
@@ -534,7 +535,11 @@ class Connection:
                 self._store_chunk(obj, index, chunk, pn, now)
                 if oid not in self.incoming:
                     return
-        if obj.complete:
+        for repair in self._unannounced_repairs.pop(oid, []):
+            self._unannounced_bytes -= len(repair.payload)
+            if oid in self.incoming and not obj.complete:
+                self._take_repair(obj, repair, now)
+        if obj.complete and oid in self.incoming:
             self._complete_incoming(obj, now)
 
     def _on_data(self, packet: Data, pn: int, now: float) -> None:
@@ -567,8 +572,15 @@ class Connection:
         obj = self.incoming.get(oid)
         if obj is None:
             if self._unannounced_id(oid, "REPAIR", now):
-                self.counters["ignored_packets"] += 1  # not announced yet: a REPAIR is not worth buffering
+                # Its ANNOUNCE was lost or is late: a burst of loss that takes a small object's
+                # ANNOUNCE and chunk often spares REPAIRs sent right behind them (R9.6-3).
+                self._hold_unannounced_repair(packet, now)
             return
+        self._take_repair(obj, packet, now)
+        if obj.complete and oid in self.incoming:
+            self._complete_incoming(obj, now)
+
+    def _take_repair(self, obj: IncomingObject, packet: Repair, now: float) -> None:
         if packet.first_index + packet.count > obj.chunk_count:
             raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"REPAIR window runs past chunk {obj.chunk_count - 1}")
         if len(packet.payload) != obj.chunk_size:
@@ -577,8 +589,6 @@ class Connection:
             self.counters["ignored_packets"] += 1  # we did not offer to decode (spec R9.6-1)
             return
         self._apply_repaired(obj, obj.add_repair(packet.first_index, packet.seed, packet.count, packet.payload), now)
-        if obj.complete and oid in self.incoming:
-            self._complete_incoming(obj, now)
 
     def _apply_repaired(self, obj: IncomingObject, chunks: dict[int, bytes] | None, now: float) -> None:
         if not chunks:
@@ -615,9 +625,21 @@ class Connection:
             self._unannounced_bytes += size
         self._ask_for_announce(packet.object_id, now)
 
+    def _hold_unannounced_repair(self, packet: Repair, now: float) -> None:
+        size = len(packet.payload)
+        if self._unannounced_bytes + size > self.config.unannounced_buffer:
+            self.counters["unannounced_dropped"] += 1
+        else:
+            self._unannounced_repairs.setdefault(packet.object_id, []).append(packet)
+            self._unannounced_bytes += size
+        if not __import__('os').environ.get('NOASK'):
+            self._ask_for_announce(packet.object_id, now)
+
     def _drop_unannounced(self, oid: int) -> None:
         for _, chunk, _ in self._unannounced.pop(oid, []):
             self._unannounced_bytes -= len(chunk)
+        for repair in self._unannounced_repairs.pop(oid, []):
+            self._unannounced_bytes -= len(repair.payload)
 
     def _ask_for_announce(self, oid: int, now: float) -> None:
         last = self._final_word_sent.get(oid, -math.inf)
@@ -864,7 +886,7 @@ class Connection:
         if not packet.announce_missing:
             obj.announce_confirmed = True
         else:
-            obj.announce_pending = True
+            obj.announce_pending = obj.announce_lost = True
             # Every chunk went out while the peer did not know the object; what it kept of them
             # (R9.1-6) only a PROBE behind the ANNOUNCE makes it say at once.
             obj.probe_after_announce = obj.next_new == obj.chunk_count > 0
@@ -1104,7 +1126,7 @@ class Connection:
             ):
                 obj.probe_count += 1
                 if obj.next_new == 0 or not obj.announce_confirmed:
-                    obj.announce_pending = True  # the peer may not have it: repeat it
+                    obj.announce_pending = obj.announce_lost = True  # the peer may not have it: repeat it
                 probe = self._probe(obj, now)
                 self._control.extend(probe for _ in range(copies_against(self._loss_for_copies())))
         reorder_renack = self._renack_interval
@@ -1158,7 +1180,10 @@ class Connection:
         for obj in self.outgoing.values():
             if obj.announce_pending:
                 obj.announce_pending = False
-                announces.append(obj.announce())
+                # Sent again because the peer lacks it: as many copies as the loss calls for.
+                copies = copies_against(self._loss_for_copies()) if obj.announce_lost else 1
+                obj.announce_lost = False
+                announces.extend(obj.announce() for _ in range(copies))
                 if obj.probe_after_announce:
                     obj.probe_after_announce = False
                     announces.append(self._probe(obj, now))

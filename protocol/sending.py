@@ -66,6 +66,7 @@ class OutgoingObject:
         # timeout repeats the ANNOUNCE (R9.4-2): its loss and that of every answer asking for it
         # would otherwise leave the object waiting on the probe timer alone.
         self.announce_confirmed = False
+        self.announce_lost = False  # going again because the peer may lack it: in copies
         self.last_feedback = created
         self.probe_count = 0
         self.chunks_sent = 0

@@ -98,6 +98,9 @@ MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
 # Packet numbers this far below the largest received are remembered, so that a duplicated datagram
 # is not counted twice in received_packets (spec R9.2-4): duplication must not hide loss.
 PN_MEMORY = 4096
+# What a chunk or REPAIR held for an unannounced object costs the buffer beyond its bytes: the
+# entry's own keeping, so that 256 KiB of 1-byte chunks is not a quarter of a million entries.
+HELD_ENTRY_COST = 128
 
 
 def error_name(code: int) -> str:
@@ -531,12 +534,12 @@ class Connection:
         held = self._unannounced.pop(oid, None)
         if held:
             for index, chunk, pn in held:
-                self._unannounced_bytes -= len(chunk)
+                self._unannounced_bytes -= len(chunk) + HELD_ENTRY_COST
                 self._store_chunk(obj, index, chunk, pn, now)
                 if oid not in self.incoming:
                     return
         for repair in self._unannounced_repairs.pop(oid, []):
-            self._unannounced_bytes -= len(repair.payload)
+            self._unannounced_bytes -= len(repair.payload) + HELD_ENTRY_COST
             if oid in self.incoming and not obj.complete:
                 self._take_repair(obj, repair, now)
         if obj.complete and oid in self.incoming:
@@ -617,7 +620,7 @@ class Connection:
         self._reorder_observed = max(self._reorder_observed, 1.25 * max(late, overtaken))
 
     def _hold_unannounced(self, packet: Data, pn: int, now: float) -> None:
-        size = len(packet.chunk)
+        size = len(packet.chunk) + HELD_ENTRY_COST
         if self._unannounced_bytes + size > self.config.unannounced_buffer:
             self.counters["unannounced_dropped"] += 1
         else:
@@ -626,20 +629,19 @@ class Connection:
         self._ask_for_announce(packet.object_id, now)
 
     def _hold_unannounced_repair(self, packet: Repair, now: float) -> None:
-        size = len(packet.payload)
+        size = len(packet.payload) + HELD_ENTRY_COST
         if self._unannounced_bytes + size > self.config.unannounced_buffer:
             self.counters["unannounced_dropped"] += 1
         else:
             self._unannounced_repairs.setdefault(packet.object_id, []).append(packet)
             self._unannounced_bytes += size
-        if not __import__('os').environ.get('NOASK'):
-            self._ask_for_announce(packet.object_id, now)
+        self._ask_for_announce(packet.object_id, now)
 
     def _drop_unannounced(self, oid: int) -> None:
         for _, chunk, _ in self._unannounced.pop(oid, []):
-            self._unannounced_bytes -= len(chunk)
+            self._unannounced_bytes -= len(chunk) + HELD_ENTRY_COST
         for repair in self._unannounced_repairs.pop(oid, []):
-            self._unannounced_bytes -= len(repair.payload)
+            self._unannounced_bytes -= len(repair.payload) + HELD_ENTRY_COST
 
     def _ask_for_announce(self, oid: int, now: float) -> None:
         last = self._final_word_sent.get(oid, -math.inf)

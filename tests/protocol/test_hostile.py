@@ -182,3 +182,22 @@ def test_arbitrary_datagrams_never_raise_and_never_break_a_transfer(junk: list[b
     pair.run_until(lambda: pair.finished([oid]), timeout=60)
     received = pair.server_log.received()
     assert all(r.data == data for r in received if r.name == "legit")
+
+
+def test_tiny_chunks_and_repairs_for_unannounced_objects_hold_few_entries() -> None:
+    # R9.1-6, R9.6-3: what waits for an ANNOUNCE is bounded in bytes, each entry counted with the
+    # cost of its keeping; a flood of 1-byte chunks and REPAIRs cannot turn the bound into
+    # thousands of entries.
+    pair = established(unannounced_buffer=8 << 10)
+    conn = server_conn(pair)
+    sid = pair.conn.session_id
+    for k in range(2000):
+        packet: codec.Packet = Data(k % 4, k, b"x") if k % 2 else codec.Repair(k % 4, 0, k + 1, 1, b"y")
+        pn = pair.conn.sent.on_sent(pair.sim.now, 40)
+        pair.sim.inject(codec.encode(packet, sid, pn), CLIENT, SERVER, through_link=False)
+    pair.sim.run_for(0.2)
+    held = sum(map(len, conn._unannounced.values())) + sum(map(len, conn._unannounced_repairs.values()))
+    assert 0 < held <= (8 << 10) // 128
+    assert conn.counters["unannounced_dropped"] >= 2000 - (8 << 10) // 128
+    # (Our own client, which never sent those, then closes the session on the server's requests
+    # for their ANNOUNCEs: that is the client's business, R9.3-1.)

@@ -119,6 +119,11 @@ class _Violation(Exception):
         self.reason = reason
 
 
+def _held_cost(payload: bytes) -> int:
+    """What a chunk or REPAIR kept for an unannounced object counts against the buffer."""
+    return len(payload) + HELD_ENTRY_COST
+
+
 def copies_against(loss: float) -> int:
     """The fewest copies of a packet, at least one, whose joint loss at ``loss`` is below
     COPIES_MISS; at most MAX_COPIES."""
@@ -419,7 +424,7 @@ class Connection:
         if isinstance(packet, Data):
             self._on_data(packet, pn, now)
         elif isinstance(packet, Repair):
-            self._on_repair(packet, now)
+            self._on_repair(packet, pn, now)
         elif isinstance(packet, Ack):
             self._on_ack(packet, now)
         elif isinstance(packet, Nack):
@@ -534,12 +539,12 @@ class Connection:
         held = self._unannounced.pop(oid, None)
         if held:
             for index, chunk, pn in held:
-                self._unannounced_bytes -= len(chunk) + HELD_ENTRY_COST
+                self._unannounced_bytes -= _held_cost(chunk)
                 self._store_chunk(obj, index, chunk, pn, now)
                 if oid not in self.incoming:
                     return
         for repair in self._unannounced_repairs.pop(oid, []):
-            self._unannounced_bytes -= len(repair.payload) + HELD_ENTRY_COST
+            self._unannounced_bytes -= _held_cost(repair.payload)
             if oid in self.incoming and not obj.complete:
                 self._take_repair(obj, repair, now)
         if obj.complete and oid in self.incoming:
@@ -569,7 +574,7 @@ class Connection:
             raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"{what} for object {oid} beyond the id limit")
         return True
 
-    def _on_repair(self, packet: Repair, now: float) -> None:
+    def _on_repair(self, packet: Repair, pn: int, now: float) -> None:
         oid = packet.object_id
         self.counters["repairs_received"] += 1
         obj = self.incoming.get(oid)
@@ -577,7 +582,7 @@ class Connection:
             if self._unannounced_id(oid, "REPAIR", now):
                 # Its ANNOUNCE was lost or is late: a burst of loss that takes a small object's
                 # ANNOUNCE and chunk often spares REPAIRs sent right behind them (R9.6-3).
-                self._hold_unannounced_repair(packet, now)
+                self._hold_unannounced(packet, pn, now)
             return
         self._take_repair(obj, packet, now)
         if obj.complete and oid in self.incoming:
@@ -619,29 +624,25 @@ class Connection:
         # jittery path need not first cost a round of spurious reports.
         self._reorder_observed = max(self._reorder_observed, 1.25 * max(late, overtaken))
 
-    def _hold_unannounced(self, packet: Data, pn: int, now: float) -> None:
-        size = len(packet.chunk) + HELD_ENTRY_COST
+    def _hold_unannounced(self, packet: Data | Repair, pn: int, now: float) -> None:
+        """Keep a chunk or REPAIR of an object whose ANNOUNCE has not come, within the buffer's
+        bound (R9.1-6, R9.6-3), and ask for the ANNOUNCE."""
+        size = _held_cost(packet.chunk if isinstance(packet, Data) else packet.payload)
         if self._unannounced_bytes + size > self.config.unannounced_buffer:
             self.counters["unannounced_dropped"] += 1
         else:
-            self._unannounced.setdefault(packet.object_id, []).append((packet.chunk_index, packet.chunk, pn))
-            self._unannounced_bytes += size
-        self._ask_for_announce(packet.object_id, now)
-
-    def _hold_unannounced_repair(self, packet: Repair, now: float) -> None:
-        size = len(packet.payload) + HELD_ENTRY_COST
-        if self._unannounced_bytes + size > self.config.unannounced_buffer:
-            self.counters["unannounced_dropped"] += 1
-        else:
-            self._unannounced_repairs.setdefault(packet.object_id, []).append(packet)
+            if isinstance(packet, Data):
+                self._unannounced.setdefault(packet.object_id, []).append((packet.chunk_index, packet.chunk, pn))
+            else:
+                self._unannounced_repairs.setdefault(packet.object_id, []).append(packet)
             self._unannounced_bytes += size
         self._ask_for_announce(packet.object_id, now)
 
     def _drop_unannounced(self, oid: int) -> None:
         for _, chunk, _ in self._unannounced.pop(oid, []):
-            self._unannounced_bytes -= len(chunk) + HELD_ENTRY_COST
+            self._unannounced_bytes -= _held_cost(chunk)
         for repair in self._unannounced_repairs.pop(oid, []):
-            self._unannounced_bytes -= len(repair.payload) + HELD_ENTRY_COST
+            self._unannounced_bytes -= _held_cost(repair.payload)
 
     def _ask_for_announce(self, oid: int, now: float) -> None:
         last = self._final_word_sent.get(oid, -math.inf)
@@ -668,7 +669,7 @@ class Connection:
         self._finish_incoming_id(obj.object_id, ErrorCode.NO_ERROR, obj.size)
         # Copies, on a lossy path: the sender learns of delivery from nothing else, and a lost
         # COMPLETE leaves it probing, a probe timeout or more (spec R9.1-10).
-        self._control.extend(Complete(obj.object_id) for _ in range(copies_against(self._loss_for_copies())))
+        self._control.extend(Complete(obj.object_id) for _ in range(self._copies()))
         self._final_word_sent[obj.object_id] = now
         stats = obj.stats()
         stats["elapsed_s"] = round(now - obj.started, 6)
@@ -684,6 +685,10 @@ class Connection:
                 stats,
             )
         )
+
+    def _copies(self) -> int:
+        """How many copies a packet whose loss costs a timeout goes in (copies_against)."""
+        return copies_against(self._loss_for_copies())
 
     def _loss_for_copies(self) -> float:
         """The loss rate that sizes copies (copies_against): the worse of the smoothed rate our own
@@ -811,7 +816,7 @@ class Connection:
             obj.state = OutState.SENDING
             obj.announce_pending = True
             # Beyond the first copy and the echoes (R8.2-10), as many as the loss calls for.
-            obj.announces_owed = max(0, copies_against(self._loss_for_copies()) - 1 - obj.announce_echoes_left)
+            obj.announces_owed = max(0, self._copies() - 1 - obj.announce_echoes_left)
             obj.last_feedback = now
             self._announced_bytes += obj.size
             if obj.chunk_count == 0:
@@ -1130,7 +1135,7 @@ class Connection:
                 if obj.next_new == 0 or not obj.announce_confirmed:
                     obj.announce_pending = obj.announce_lost = True  # the peer may not have it: repeat it
                 probe = self._probe(obj, now)
-                self._control.extend(probe for _ in range(copies_against(self._loss_for_copies())))
+                self._control.extend(probe for _ in range(self._copies()))
         reorder_renack = self._renack_interval
         for obj_in in list(self.incoming.values()):
             if now >= obj_in.last_progress + self._idle_timeout:
@@ -1183,7 +1188,7 @@ class Connection:
             if obj.announce_pending:
                 obj.announce_pending = False
                 # Sent again because the peer lacks it: as many copies as the loss calls for.
-                copies = copies_against(self._loss_for_copies()) if obj.announce_lost else 1
+                copies = self._copies() if obj.announce_lost else 1
                 obj.announce_lost = False
                 announces.extend(obj.announce() for _ in range(copies))
                 if obj.probe_after_announce:

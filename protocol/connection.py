@@ -89,8 +89,10 @@ REPAIR_BEYOND_WINDOW = 4
 COPIES_MISS = 0.01
 MAX_COPIES = 6
 COPIES_MIN_SPAN = 32  # packet numbers of the peer's before their gaps count as its loss
+COPIES_MIN_RUNS = 8  # runs of missing packet numbers before their length counts (_loss_continuation)
 CLOSE_COPIES = 2
-PROBE_INTERVAL_CAP = 0.5  # seconds: the probe timer stops doubling there (or at 2 x srtt)
+MAX_PROBE_COPIES = 16  # a PROBE or PING unanswered again and again: the most copies of one (_probe_copies)
+PROBE_INTERVAL_CAP = 0.2  # seconds: the probe timer stops doubling there (or at 2 x srtt)
 # The INITIAL's retransmission interval stops doubling here: at heavy loss the handshake timeout
 # must hold enough tries (two 1200-byte copies a second cost next to nothing).
 INITIAL_INTERVAL_CAP = 1.0
@@ -124,12 +126,16 @@ def _held_cost(payload: bytes) -> int:
     return len(payload) + HELD_ENTRY_COST
 
 
-def copies_against(loss: float) -> int:
-    """The fewest copies of a packet, at least one, whose joint loss at ``loss`` is below
-    COPIES_MISS; at most MAX_COPIES."""
+def copies_against(loss: float, continuation: float | None = None) -> int:
+    """The fewest copies of a packet, at least one, sent back to back, whose joint loss is below
+    COPIES_MISS; at most MAX_COPIES. ``loss`` is the chance the first is lost; ``continuation``
+    the chance that a packet right after a lost one is lost too (``loss`` itself when losses are
+    independent; more where they come in bursts)."""
     if loss <= COPIES_MISS:
         return 1
-    return min(MAX_COPIES, math.ceil(math.log(COPIES_MISS) / math.log(min(loss, 0.9))))
+    first = min(loss, 0.9)
+    again = min(max(first, continuation if continuation is not None else first), 0.9)
+    return min(MAX_COPIES, 1 + math.ceil(math.log(COPIES_MISS / first) / math.log(again) - 1e-9))
 
 
 class Connection:
@@ -186,6 +192,7 @@ class Connection:
         self._recv_bytes = 0
         self._recv_packets = 0
         self._lowest_pn = -1  # the lowest packet number counted in _recv_packets
+        self._gap_runs = 0  # times a packet number came more than one past the largest before it
         self._recent_pns = 0  # bit i set: packet number largest_pn - i has arrived
         self._ack_pending = 0
         self._ack_deadline: float | None = None
@@ -450,6 +457,8 @@ class Connection:
             self._recv_packets += 1
             self._lowest_pn = pn if self._lowest_pn < 0 else min(self._lowest_pn, pn)
         if pn > self._largest_pn:
+            if pn > self._largest_pn + 1 and self._largest_pn >= 0:
+                self._gap_runs += 1
             self._largest_pn = pn
             self._largest_pn_time = now
         if ack_eliciting:
@@ -688,7 +697,26 @@ class Connection:
 
     def _copies(self) -> int:
         """How many copies a packet whose loss costs a timeout goes in (copies_against)."""
-        return copies_against(self._loss_for_copies())
+        return copies_against(self._loss_for_copies(), self._loss_continuation())
+
+    def _probe_copies(self, pto: float, tries: int) -> int:
+        """Copies of the ``tries``-th PROBE or PING in a row that no answer followed: as many more
+        than the first's as the wait before it was longer than one PTO, so that the probes' packet
+        rate stays that of the first. A path that loses in bursts counted in packets (netem's
+        Gilbert-Elliott) stays in its bad state while nothing crosses it: packets, not time, move
+        it on, and a doubled wait with a single probe would halve them."""
+        waited = self._probe_backoff(pto, tries - 1) / pto
+        return min(MAX_PROBE_COPIES, math.ceil(self._copies() * waited - 1e-9))
+
+    def _loss_continuation(self) -> float | None:
+        """The chance that a packet right after a lost one is lost too, from the runs missing among
+        the peer's packet numbers (a mean run of b packets: 1 - 1/b), once COPIES_MIN_RUNS runs
+        have shown; None before. Independent loss gives the loss rate itself."""
+        if self._gap_runs < COPIES_MIN_RUNS:
+            return None
+        span = self._largest_pn + 1 - self._lowest_pn
+        missing = span - min(self._recv_packets, span)
+        return max(0.0, 1.0 - self._gap_runs / missing) if missing else None
 
     def _loss_for_copies(self) -> float:
         """The loss rate that sizes copies (copies_against): the worse of the smoothed rate our own
@@ -1071,9 +1099,9 @@ class Connection:
         return max(pto, min(pto * 2.0 ** min(tries, 16), self._idle_timeout / 3))
 
     def _probe_backoff(self, pto: float, tries: int) -> float:
-        # Doubling spares a path that is gone; but past half a second (two round trips, on a long
-        # path) a PROBE or PING of some 60 bytes costs next to nothing, while the interval is how
-        # long a transfer sits idle after an outage ends. Never sooner than one PTO.
+        # Doubling spares a path that is gone; but past a fifth of a second (two round trips, on a
+        # long path) a few PROBEs or PINGs of some 60 bytes cost next to nothing, while the interval
+        # is how long a transfer sits idle after an outage ends. Never sooner than one PTO.
         backoff = pto * (2.0 ** min(tries, 6))
         return max(pto, min(backoff, max(PROBE_INTERVAL_CAP, 2 * self.rtt.smoothed)))
 
@@ -1120,7 +1148,7 @@ class Connection:
         ):
             self._window_probes += 1
             self._last_ack_time = now
-            self._control.append(Ping())
+            self._control.extend(Ping() for _ in range(self._probe_copies(pto, self._window_probes)))
         for obj in list(self.outgoing.values()):
             if obj.deadline is not None and now >= obj.deadline:
                 self._fail_outgoing(obj, ErrorCode.DEADLINE_EXPIRED, "deadline passed before delivery",
@@ -1135,7 +1163,7 @@ class Connection:
                 if obj.next_new == 0 or not obj.announce_confirmed:
                     obj.announce_pending = obj.announce_lost = True  # the peer may not have it: repeat it
                 probe = self._probe(obj, now)
-                self._control.extend(probe for _ in range(self._copies()))
+                self._control.extend(probe for _ in range(self._probe_copies(pto, obj.probe_count)))
         reorder_renack = self._renack_interval
         for obj_in in list(self.incoming.values()):
             if now >= obj_in.last_progress + self._idle_timeout:

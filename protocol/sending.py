@@ -68,6 +68,7 @@ class OutgoingObject:
         self.announce_confirmed = False
         self.announce_lost = False  # going again because the peer may lack it: in copies
         self.last_feedback = created
+        self.feedback_pn = -1  # the largest Largest PN a NACK about the object has reported
         self.probe_count = 0
         self.chunks_sent = 0
         self.retransmitted = 0
@@ -209,8 +210,13 @@ class OutgoingObject:
         writing the NACK counts, which a comparison of send times alone would not credit. ``loss`` is
         the rate REPAIRs in flight are expected to be lost at.
         """
-        self.last_feedback = now
-        self.probe_count = 0
+        if largest_pn > self.feedback_pn:
+            # Only a NACK written after something newer of ours arrived is news: one that repeats
+            # an old Largest PN says nothing we sent since got through (a burst may have taken all
+            # of it), and must not keep putting off the PROBE that would find out (R9.4-2).
+            self.feedback_pn = largest_pn
+            self.last_feedback = now
+            self.probe_count = 0
         queued = 0
         for first, count in ranges:
             for index in range(first, min(first + count, self.next_new)):

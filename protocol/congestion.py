@@ -25,6 +25,12 @@ BW_WINDOW_ROUNDS = 10
 BW_WINDOW_MIN_S = 0.5
 MIN_RTT_WINDOW = 10.0  # seconds
 MAX_COMPENSATED_LOSS = 0.5
+# Up to this loss, samples are still compensated once rounds paced at no more than the estimate
+# (drain, and the probe cycle's phases of gain 1 or less) have lost as much: a queue we overran
+# drops less when we send slower, random loss does not. Past MAX_COMPENSATED_LOSS without that
+# showing, each sample read what arrived, less than half of what left, and paced the next: at
+# 60-70 % loss the estimate fell round after round (1 MiB in 4 s at 60 %, never at 70 %).
+MAX_RANDOM_LOSS = 0.8
 RESTART_GROWTH = 1.15  # a probe that raised bw this much starts the search for the bottleneck again
 # Startup overran a queue in a round that lost at least STARTUP_MIN_LOST datagrams and this much
 # more than the least loss of the recent rounds that did not (STARTUP_COLD_LOSS while there are
@@ -175,8 +181,10 @@ class SnipBbr:
         # Loss of each of the last rounds, as (lost + 1) / (counted + 2), and the count when the
         # current round began. Random loss shows in every round; drops from a queue we overran only
         # in the rounds we overran it, so the least of them is the loss to compensate for.
-        # Each with whether startup overran the queue in that round.
-        self._round_losses: deque[tuple[float, bool]] = deque(maxlen=BW_WINDOW_ROUNDS)
+        # Each with whether startup overran the queue in that round, and whether the round was
+        # paced at no more than the estimate (calm: drain, or a probe phase of gain 1 or less).
+        self._round_losses: deque[tuple[float, bool, bool]] = deque(maxlen=BW_WINDOW_ROUNDS)
+        self._round_calm = False  # the current round's
         self._round_count = (0, 0)
         self._overrun_rounds = 0  # startup rounds in a row that overran it
 
@@ -265,8 +273,10 @@ class SnipBbr:
                 overran = False
                 if self.phase is Phase.STARTUP and lost >= STARTUP_MIN_LOST:
                     overran = self._on_startup_round_loss(lost / counted)
-                self._round_losses.append(((lost + 1) / (counted + 2), overran))
+                calm = self._round_calm and self._calm  # from its start to its end
+                self._round_losses.append(((lost + 1) / (counted + 2), overran, calm))
                 self._round_count = (sample.counted, sample.lost)
+            self._round_calm = self._calm
         rate = self._compensated(sample.delivery_rate, sample.loss_rate)
         if rate > 0 and (not sample.app_limited or rate > self.bw):
             self._add_bw_sample(rate)
@@ -281,12 +291,25 @@ class SnipBbr:
         if self._round_losses:
             # A queue too short to show delay drops what we send too fast; compensating for those
             # drops would raise the rate that overruns it.
-            loss = min(loss, min(round_loss for round_loss, _ in self._round_losses))
-        if self._queueing or loss > MAX_COMPENSATED_LOSS:
+            loss = min(loss, min(round_loss for round_loss, _, _ in self._round_losses))
+        if self._queueing or loss > self._loss_bound:
             # Past MAX_COMPENSATED_LOSS the loss is more likely an overrun receiver or a queue too
             # short to show delay, and compensating would keep the overrun going.
             return rate
         return rate / (1.0 - loss)
+
+    @property
+    def _calm(self) -> bool:
+        """Pacing at no more than the estimate."""
+        return self.phase is Phase.DRAIN or (self.phase is Phase.PROBE_BW and self._pacing_gain <= 1.0)
+
+    @property
+    def _loss_bound(self) -> float:
+        """The most loss samples are compensated for: MAX_COMPENSATED_LOSS, or as much as the calm
+        rounds of the window lost (at most MAX_RANDOM_LOSS): loss that slower sending did not
+        lessen is the path's."""
+        calm = [loss for loss, _, was_calm in self._round_losses if was_calm]
+        return max(MAX_COMPENSATED_LOSS, min(min(calm), MAX_RANDOM_LOSS)) if calm else MAX_COMPENSATED_LOSS
 
     def _add_bw_sample(self, rate: float) -> None:
         if self._bw_samples and self._bw_samples[-1][0] == self._round:
@@ -320,7 +343,7 @@ class SnipBbr:
 
     def _on_startup_round_loss(self, round_loss: float) -> bool:
         """Whether this startup round overran the queue; two in a row end this startup."""
-        calm = [loss for loss, overran in self._round_losses if not overran]
+        calm = [loss for loss, overran, _ in self._round_losses if not overran]
         limit = min(calm) + max(STARTUP_EXCESS_LOSS, min(calm)) if calm else STARTUP_COLD_LOSS
         overran = round_loss > limit
         # Two rounds in a row: reordering beyond the loss count's window reads as loss for a while.

@@ -293,8 +293,8 @@ class SnipBbr:
             # drops would raise the rate that overruns it.
             loss = min(loss, min(round_loss for round_loss, _, _ in self._round_losses))
         if self._queueing or loss > self._loss_bound:
-            # Past MAX_COMPENSATED_LOSS the loss is more likely an overrun receiver or a queue too
-            # short to show delay, and compensating would keep the overrun going.
+            # Past the bound the loss is more likely an overrun receiver or a queue too short to
+            # show delay, and compensating would keep the overrun going.
             return rate
         return rate / (1.0 - loss)
 

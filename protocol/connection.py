@@ -714,9 +714,14 @@ class Connection:
         have shown; None before. Independent loss gives the loss rate itself."""
         if self._gap_runs < COPIES_MIN_RUNS:
             return None
-        span = self._largest_pn + 1 - self._lowest_pn
-        missing = span - min(self._recv_packets, span)
+        _, missing = self._peer_packets_missing()
         return max(0.0, 1.0 - self._gap_runs / missing) if missing else None
+
+    def _peer_packets_missing(self) -> tuple[int, int]:
+        """The peer's packet numbers from the lowest received to the largest, and how many of them
+        have not arrived."""
+        span = self._largest_pn + 1 - self._lowest_pn
+        return span, span - min(self._recv_packets, span)
 
     def _loss_for_copies(self) -> float:
         """The loss rate that sizes copies (copies_against): the worse of the smoothed rate our own
@@ -724,8 +729,8 @@ class Connection:
         COPIES_MIN_SPAN. The first is the path the copies take, but a receiver sends few packets of
         its own; the second is the other direction's, usually alike. Neither guesses before there
         is something to count: a few copies too few cost a round trip, not a failed object."""
-        span = self._largest_pn + 1 - self._lowest_pn
-        incoming = (span - min(self._recv_packets, span)) / span if span >= COPIES_MIN_SPAN else 0.0
+        span, missing = self._peer_packets_missing()
+        incoming = missing / span if span >= COPIES_MIN_SPAN else 0.0
         return max(self.sent.loss_rate, incoming)
 
     def _fail_incoming(self, obj: IncomingObject, code: int, reason: str, *, by_peer: bool, tell_peer: bool) -> None:

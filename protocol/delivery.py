@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 # A train tells the bottleneck's rate when it arrived this much slower than it was sent and is
-# long enough to span several of the peer's ACKs (it acknowledges every 8 packets by default).
+# long enough to span more than one of the peer's ACK intervals (8 packets by default). No longer:
+# a queue of one BDP on a slow path lets only 15-30 datagrams of a first flight through.
 TRAIN_SPREAD = 1.25
-TRAIN_MIN_BYTES = 24 * 1000
+TRAIN_MIN_BYTES = 10 * 1000
 # Or when far fewer bytes per second arrived than we sent, beyond the loss seen before the train:
 # a queue too short to spread the train dropped the excess instead.
 TRAIN_DROP_SPREAD = 1.5
@@ -78,6 +78,21 @@ class _Sent:
         self.app_limited = app_limited
 
 
+class _Train:
+    """Datagrams we sent back to back, with no pause of TRAIN_GAP among them (spec 11.3)."""
+
+    __slots__ = ("first", "last", "loss_before", "reference", "replies", "start_bytes")
+
+    def __init__(self, pn: int, loss_before: float, start_bytes: int) -> None:
+        self.first = self.last = pn
+        self.replies = 0  # ACKs seen that acknowledge one of its datagrams
+        # (arrival, peer's received_bytes, send time, our cumulative sent bytes) as of the
+        # TRAIN_REFERENCE_ACK-th of those ACKs; its rate is measured from there.
+        self.reference: tuple[float, int, float, int] | None = None
+        self.loss_before = loss_before  # the compensation loss rate when it started
+        self.start_bytes = start_bytes  # our cumulative sent bytes before its first datagram
+
+
 class SentLog:
     def __init__(self) -> None:
         self._log: deque[_Sent] = deque()
@@ -108,13 +123,11 @@ class SentLog:
         self._lagged_lost = 0
         self._faded_sent = 0.0
         self._faded_lost = 0.0
-        # The last few trains: [first pn, last pn, ACKs seen, reference, loss before]. The reference
-        # is taken from the second ACK of a packet of the train: (arrival, peer's received_bytes,
-        # send time and our cumulative sent bytes of the packet it acknowledged). Not the first:
-        # that one may also carry the peer's work for a new object, and arrive late. The loss
-        # before is the compensation loss rate when the train started. Several trains, because a
-        # later one may start (a probe, a reply) before the ACKs of the one before come back.
-        self._trains: deque[list[Any]] = deque(maxlen=4)
+        # The last few trains. A train's reference is taken from the second ACK of one of its
+        # packets, not the first: that one may also carry the peer's work for a new object, and
+        # arrive late. Several trains, because a later one may start (a probe, a reply) before the
+        # ACKs of the one before come back.
+        self._trains: deque[_Train] = deque(maxlen=4)
         self._last_send_time = float("-inf")
         self._last_flight_send_time = float("inf")  # the last packet in flight we sent: none yet
         # The last packet sent before the sender last ran out of data: packets sent before the
@@ -220,9 +233,13 @@ class SentLog:
             self.delivered_time = now
             self.first_sent_time = min(now, self._last_flight_send_time)
         if now - self._last_send_time >= TRAIN_GAP or not self._trains:
-            self._trains.append([pn, pn, 0, None, self.loss_for_compensation])
+            if self._trains and self.sent_bytes - self._trains[-1].start_bytes < TRAIN_MIN_BYTES:
+                # Too short ever to be read (a PROBE, a few ANNOUNCEs): it must not push a train
+                # that can be read out of the few kept.
+                self._trains.pop()
+            self._trains.append(_Train(pn, self.loss_for_compensation, self.sent_bytes))
         else:
-            self._trains[-1][1] = pn
+            self._trains[-1].last = pn
         self._last_send_time = now
         if in_flight:
             self._last_flight_send_time = now
@@ -310,17 +327,18 @@ class SentLog:
         first_reported = max(i + 1 - sent_delta, 0)
         reported = i + 1 - first_reported
         report_delay_sum = reported * arrival - sum(self._log[j].time for j in range(first_reported, i + 1))
-        train = next((t for t in self._trains if t[0] <= largest_pn <= t[1]), None)
-        if train is not None and train[3] is None:
-            train[2] += 1
-            if train[2] == TRAIN_REFERENCE_ACK:
-                train[3] = (arrival, delivered, sent.time, sent.cum_bytes)
-        elif train is not None:
-            ref_time, ref_delivered, ref_sent, ref_cum_bytes = train[3]
+        train = next((t for t in self._trains if t.first <= largest_pn <= t.last), None)
+        reference = train.reference if train is not None else None
+        if train is not None and reference is None:
+            train.replies += 1
+            if train.replies == TRAIN_REFERENCE_ACK:
+                train.reference = (arrival, delivered, sent.time, sent.cum_bytes)
+        elif train is not None and reference is not None:
+            ref_time, ref_delivered, ref_sent, ref_cum_bytes = reference
             train_bytes = delivered - ref_delivered
             train_time = arrival - ref_time
             send_time = sent.time - ref_sent
-            loss_before = train[4]
+            loss_before = train.loss_before
             reading_loss: float | None = None
             sent_bytes = sent.cum_bytes - ref_cum_bytes
             if train_bytes >= TRAIN_MIN_BYTES and train_time > 0 and train_time >= TRAIN_NOISE_SPANS * jitter:
@@ -334,7 +352,7 @@ class SentLog:
                     reading_loss = loss_before
             if reading_loss is not None:
                 train_rate = train_bytes / train_time
-                train_id = train[0]
+                train_id = train.first
                 train_loss = reading_loss
         result = RateSample(
             delivery_rate=rate,

@@ -41,6 +41,25 @@ def test_a_trains_rate_is_the_bottlenecks_even_when_its_first_ack_comes_late(fir
         assert rate == pytest.approx(bottleneck, rel=0.02)
 
 
+def test_small_sends_while_a_train_is_on_its_way_do_not_push_it_out() -> None:
+    # A slow path: 48 packets leave within 2.4 ms and arrive 2 ms apart. Before the first ACK,
+    # five PROBE-sized datagrams go out 12 ms apart, each a train of its own; only the last few
+    # trains are kept, and these can never be read, so they must not displace the one that can.
+    log = SentLog()
+    _send_train(log, 48, 0.0, 0.00005)
+    for k in range(1, 6):
+        log.on_sent(0.012 * k, 60)
+    bottleneck = 0.5e6
+    rates = []
+    for k in range(1, 7):
+        sample = _ack(log, 0.1 + 8 * k * PACKET / bottleneck, 8 * k - 1, 8 * k)
+        assert sample is not None
+        if sample.train_rate:
+            rates.append(sample.train_rate)
+    assert rates, "the first train must still be read"
+    assert rates[-1] == pytest.approx(bottleneck, rel=0.02)
+
+
 def test_a_train_the_path_did_not_spread_gives_no_sample() -> None:
     log = SentLog()
     _send_train(log, 48, 0.0, 0.0005)  # sent at 2 MB/s, under the 5 MB/s bottleneck

@@ -319,6 +319,34 @@ def test_random_loss_of_two_thirds_of_the_datagrams_is_compensated(seed: int) ->
     assert pair.conn.counters["objects_delivered"] == 1
     assert pair.conn.controller.stats()["bw_estimate_bps"] >= 5e6
 
+@pytest.mark.parametrize(
+    ("link", "rate_bps", "by_s"),
+    [
+        # The queue holds 27 datagrams: the rest of the 128-datagram first flight is dropped. In
+        # this seed the first ANNOUNCE is lost too, and while the survivors drain (half a second)
+        # the receiver's repeated NACKs draw ANNOUNCE copies and PROBEs, each a train of its own.
+        # Four of them pushed the first train out of the four kept before it was read: startup
+        # went on until 1.3 s, pacing the retransmissions at its initial floor, 7 Mbit/s.
+        ("rate=512kbit queue=30kb rtt=200ms loss=5%", 512e3, 0.7),
+        # 18 datagrams survive: 12 kB between the second ACK and the last, read since the minimum
+        # is 10,000 bytes (it was 24,000, more than a short queue lets through).
+        ("rate=1mbit queue=20kb rtt=100ms loss=2%", 1e6, 0.35),
+    ],
+)
+def test_a_slow_path_with_a_short_queue_is_read_from_the_first_train(link: str, rate_bps: float, by_s: float) -> None:
+    """Spec 11.4, trains: the first flight overruns a queue of about one BDP; what gets through
+    tells the bottleneck's rate, and startup ends on it within the first round trips."""
+    pair = Pair(link, seed=1)
+    pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED", timeout=10)
+    pair.send(bytes(64 << 10))
+    start = pair.sim.now
+    pair.sim.run_until(lambda: pair.sim.now >= start + by_s, timeout=by_s + 1)
+    controller = pair.conn.controller
+    assert isinstance(controller, SnipBbr)
+    assert controller.phase is not Phase.STARTUP
+    assert 0.8 * rate_bps <= controller.stats()["bw_estimate_bps"] <= 1.2 * rate_bps
+
+
 def test_the_initial_windows_10_ms_floor_lasts_one_round() -> None:
     # Spec 11.4: the floor sends the initial window as a train to read the bottleneck by. Kept
     # through startup, it sent a 1 MiB image at 105 Mbit/s into a 50 Mbit/s path while startup

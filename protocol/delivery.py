@@ -79,7 +79,7 @@ class _Sent:
 
 
 class _Train:
-    """Datagrams we sent back to back, with no pause of TRAIN_GAP among them (spec 11.3)."""
+    """Datagrams we sent back to back, with no pause of TRAIN_GAP among them (spec 11.4, trains)."""
 
     __slots__ = ("first", "last", "loss_before", "reference", "replies", "start_bytes")
 

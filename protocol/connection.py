@@ -96,6 +96,10 @@ PROBE_INTERVAL_CAP = 0.2  # seconds: the probe timer stops doubling there (or at
 # The INITIAL's retransmission interval stops doubling here: at heavy loss the handshake timeout
 # must hold enough tries (two 1200-byte copies a second cost next to nothing).
 INITIAL_INTERVAL_CAP = 1.0
+# An INITIAL goes in two copies, and in one more for each try beyond the second that went
+# unanswered (each is evidence of heavy loss), up to this many: at 70 % loss each way a copy is
+# answered about one time in eleven, and two copies a try would fail one handshake in eight.
+MAX_INITIAL_COPIES = 6
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
 # Packet numbers this far below the largest received are remembered, so that a duplicated datagram
 # is not counted twice in received_packets (spec R9.2-4): duplication must not hide loss.
@@ -124,6 +128,11 @@ class _Violation(Exception):
 def _held_cost(payload: bytes) -> int:
     """What a chunk or REPAIR kept for an unannounced object counts against the buffer."""
     return len(payload) + HELD_ENTRY_COST
+
+
+def initial_copies(unanswered_tries: int) -> int:
+    """Copies of the INITIAL sent after ``unanswered_tries`` tries that drew no answer (spec R7.2-2)."""
+    return min(MAX_INITIAL_COPIES, 2 + max(0, unanswered_tries - 1))
 
 
 def copies_against(loss: float, continuation: float | None = None) -> int:
@@ -1193,8 +1202,8 @@ class Connection:
             return out
         if state is State.CLIENT_INITIAL:
             if self._next_initial is not None and now >= self._next_initial:
-                # Two copies: on a lossy link a lost handshake costs a whole retransmission timeout.
-                for _ in range(2):
+                # Copies: on a lossy link a lost handshake costs a whole retransmission interval.
+                for _ in range(initial_copies(len(self._initial_sends))):
                     out.append(self._emit(Initial(self.local_params, self._token), now, self.initial_id))
                 self._initial_sends.append(now)
                 backoff = 3 * self.config.initial_rtt * (2.0 ** (len(self._initial_sends) - 1))

@@ -137,16 +137,17 @@ def test_unreachable_server_ends_with_handshake_timeout() -> None:
 
 
 def test_initial_retransmissions_double_up_to_a_second() -> None:
-    """R7.2-2: two copies per try, 0.3 s after the first, then doubling, but never more than 1 s apart,
-    so that the 10 s handshake timeout holds twelve tries."""
+    """R7.2-2: 0.3 s after the first try, then doubling, but never more than 1 s apart, so that the
+    10 s handshake timeout holds twelve tries; two copies a try, and one more for each unanswered try
+    beyond the second, up to six."""
     pair = Pair("loss=100%", seed=1)
     sent = pair.record_client_packets()
     pair.run_until(pair.closed, timeout=30)
     times = [t for t, packet in sent if isinstance(packet, codec.Initial)]
     tries = sorted(set(times))
-    assert len(times) == 2 * len(tries)
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(tries)]
     assert gaps == [0.3, 0.6] + [1.0] * 9
+    assert [times.count(t) for t in tries] == [2, 2, 3, 4, 5] + [6] * 7
 
 
 def test_handshake_opens_at_50_percent_loss_each_way() -> None:
@@ -158,6 +159,19 @@ def test_handshake_opens_at_50_percent_loss_each_way() -> None:
         return not pair.closed()
 
     assert [seed for seed in range(1, 41) if not opens(seed)] == []
+
+
+def test_handshake_opens_at_70_percent_loss_each_way() -> None:
+    """A copy is answered about one time in eleven at 70 % loss each way. With two copies a try, one
+    handshake in eight timed out (0.83 ** 11); with copies that grow with each unanswered try, one in
+    two hundred or so (0.91 ** 58)."""
+
+    def opens(seed: int) -> bool:
+        pair = Pair("rate=10mbit rtt=100ms loss=70%", seed=seed)
+        pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED" or pair.closed(), timeout=15)
+        return not pair.closed()
+
+    assert len([seed for seed in range(1, 201) if not opens(seed)]) <= 3
 
 
 def test_a_window_shut_by_lost_datagrams_opens_again_at_heavy_loss_and_reordering() -> None:

@@ -507,6 +507,16 @@ class Connection:
         return max(GRANULARITY, 2 * self.rtt.settled_variance)
 
     @property
+    def _nack_reorder_allowance(self) -> float:
+        # How long past a round trip a NACKed copy may still be on its way (spec R9.3-4). rttvar
+        # grows with our own queue as much as with reordering, jitter does not (spec 9.5): a first
+        # flight filling a short queue must not make us turn away the NACK for the tail it dropped.
+        jitter = self.rtt.known_jitter
+        if jitter == float("inf"):
+            return self._sender_reorder_allowance
+        return max(GRANULARITY, 2 * jitter, min(self._sender_reorder_allowance, 4 * jitter))
+
+    @property
     def _renack_interval(self) -> float:
         # The sender judges each report against the copies it sent (spec 9.3), so re-reporting
         # often costs only a few bytes and saves whole round trips when a repair is lost again.
@@ -939,7 +949,7 @@ class Connection:
             # Every chunk went out while the peer did not know the object; what it kept of them
             # (R9.1-6) only a PROBE behind the ANNOUNCE makes it say at once.
             obj.probe_after_announce = obj.next_new == obj.chunk_count > 0
-        wait = min(self.rtt.smoothed, self.rtt.latest) + self._sender_reorder_allowance
+        wait = min(self.rtt.smoothed, self.rtt.latest) + self._nack_reorder_allowance
         queued = obj.on_nack(packet.missing, packet.largest_pn, now, wait, self.sent.loss_for_planning)
         self.counters["chunks_nacked_by_peer"] += queued
 

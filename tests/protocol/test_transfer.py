@@ -174,6 +174,40 @@ def test_handshake_opens_at_70_percent_loss_each_way() -> None:
     assert len([seed for seed in range(1, 201) if not opens(seed)]) <= 3
 
 
+def test_the_first_nack_for_a_tail_the_queue_dropped_is_acted_on_at_once() -> None:
+    """R9.3-4. The first flight overruns a 30 kB queue at 512 kbit/s; the RTT samples climb with the
+    queue, and rttvar with them, while the jitter estimate (spec 9.5) stays small. A wait of a round
+    trip plus 2 x rttvar turned away the first NACK for the dropped tail, and the chunks went again
+    only on the next report, 0.18 s later."""
+    pair = Pair("rate=512kbit queue=30kb rtt=200ms", seed=1)
+    pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED", timeout=10)
+    log: list[tuple[float, bool, int, codec.Packet]] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
+        decoded = codec.decode(datagram)
+        log.append((now, src == CLIENT, decoded.packet_number, decoded.packet))
+        return datagram
+
+    pair.sim.add_tap(tap)
+    oid = pair.send(payload(64 << 10, 1))
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    last_pn: dict[int, int] = {}
+    first_nack: tuple[float, list[int]] | None = None
+    acted_on: dict[int, float] = {}
+    for now, from_client, pn, packet in log:
+        if from_client and isinstance(packet, codec.Data):
+            if first_nack is not None and packet.chunk_index in first_nack[1]:
+                acted_on.setdefault(packet.chunk_index, now)
+            last_pn[packet.chunk_index] = pn
+        elif not from_client and isinstance(packet, codec.Nack) and packet.missing and first_nack is None:
+            listed = [i for first, count in packet.missing for i in range(first, first + count)]
+            first_nack = (now, [i for i in listed if last_pn[i] < packet.largest_pn])
+    assert first_nack is not None and len(first_nack[1]) >= 10  # the queue dropped a tail
+    arrives = first_nack[0] + 0.100  # one way, over an idle return path
+    first_chunk = first_nack[1][0]
+    assert acted_on[first_chunk] <= arrives + 0.005
+
+
 def test_a_window_shut_by_lost_datagrams_opens_again_at_heavy_loss_and_reordering() -> None:
     """Spec 11.1 and R9.4-5. At 40 % loss each way, with a quarter of the datagrams overtaking the
     rest (as netem's reorder does), the window shrank to a few datagrams and its newest ones were

@@ -9,9 +9,10 @@ by the measured delivery ratio. Queueing delay, not loss, is the congestion sign
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from enum import Enum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .config import parse_rate
 from .delivery import TRAIN_NOISE_SPANS, RateSample
@@ -55,6 +56,33 @@ QUEUE_ROUNDS = 4
 # The initial window leaves within this time at most, so that the path, not our pacing, spaces
 # its arrivals and the ACKs of that first train tell the bottleneck's rate (spec 11.3).
 INITIAL_TRAIN_SPREAD = 0.010
+
+
+class _RoundLoss(NamedTuple):
+    """What one round lost of what it counted, whether startup overran the queue in it, and whether
+    it was paced at no more than the estimate from its start to its end (calm)."""
+
+    lost: int
+    counted: int
+    overran: bool
+    calm: bool
+
+    @property
+    def rate(self) -> float:
+        return (self.lost + 1) / (self.counted + 2)
+
+
+def least_loss(rounds: list[_RoundLoss]) -> float:
+    """The loss rate the rounds share (spec 11.4). Random loss shows in every round, drops from a
+    queue we overran only in the rounds that overran it, so a round that lost markedly less than the
+    rest says what the path's own loss is. Each round's rate is raised by one standard error before
+    the least is taken, or the noise of rates read from a few dozen datagrams passes for such a round
+    (the least of ten rounds of 30 datagrams at 70 % loss reads about 0.57); and the result is never
+    above the calm rounds' rate pooled (all rounds' when none was calm)."""
+    calm = [r for r in rounds if r.calm] or rounds
+    pooled = (sum(r.lost for r in calm) + 1) / (sum(r.counted for r in calm) + 2)
+    highs = (r.rate + math.sqrt(r.rate * (1 - r.rate) / (r.counted + 2)) for r in rounds)
+    return min(pooled, min(highs))
 
 
 class RateController(Protocol):
@@ -178,12 +206,9 @@ class SnipBbr:
         self._inflight = 0
         self._jitter = 0.0  # the path's, once known (RateSample.jitter)
         self._feedback_delay = 0.0
-        # Loss of each of the last rounds, as (lost + 1) / (counted + 2), and the count when the
-        # current round began. Random loss shows in every round; drops from a queue we overran only
-        # in the rounds we overran it, so the least of them is the loss to compensate for.
-        # Each with whether startup overran the queue in that round, and whether the round was
-        # paced at no more than the estimate (calm: drain, or a probe phase of gain 1 or less).
-        self._round_losses: deque[tuple[float, bool, bool]] = deque(maxlen=BW_WINDOW_ROUNDS)
+        # Loss of each of the last rounds, and the count when the current round began. Random loss
+        # shows in every round; drops from a queue we overran only in the rounds we overran it.
+        self._round_losses: deque[_RoundLoss] = deque(maxlen=BW_WINDOW_ROUNDS)
         self._round_calm = False  # the current round's
         self._round_count = (0, 0)
         self._overrun_rounds = 0  # startup rounds in a row that overran it
@@ -274,7 +299,7 @@ class SnipBbr:
                 if self.phase is Phase.STARTUP and lost >= STARTUP_MIN_LOST:
                     overran = self._on_startup_round_loss(lost / counted)
                 calm = self._round_calm and self._calm  # from its start to its end
-                self._round_losses.append(((lost + 1) / (counted + 2), overran, calm))
+                self._round_losses.append(_RoundLoss(lost, counted, overran, calm))
                 self._round_count = (sample.counted, sample.lost)
             self._round_calm = self._calm
         rate = self._compensated(sample.delivery_rate, sample.loss_rate)
@@ -291,7 +316,7 @@ class SnipBbr:
         if self._round_losses:
             # A queue too short to show delay drops what we send too fast; compensating for those
             # drops would raise the rate that overruns it.
-            loss = min(loss, min(round_loss for round_loss, _, _ in self._round_losses))
+            loss = min(loss, least_loss(list(self._round_losses)))
         if self._queueing or loss > self._loss_bound:
             # Past the bound the loss is more likely an overrun receiver or a queue too short to
             # show delay, and compensating would keep the overrun going.
@@ -308,8 +333,8 @@ class SnipBbr:
         """The most loss samples are compensated for: MAX_COMPENSATED_LOSS, or as much as the calm
         rounds of the window lost (at most MAX_RANDOM_LOSS): loss that slower sending did not
         lessen is the path's."""
-        calm = [loss for loss, _, was_calm in self._round_losses if was_calm]
-        return max(MAX_COMPENSATED_LOSS, min(min(calm), MAX_RANDOM_LOSS)) if calm else MAX_COMPENSATED_LOSS
+        calm = [r for r in self._round_losses if r.calm]
+        return max(MAX_COMPENSATED_LOSS, min(least_loss(calm), MAX_RANDOM_LOSS)) if calm else MAX_COMPENSATED_LOSS
 
     def _add_bw_sample(self, rate: float) -> None:
         if self._bw_samples and self._bw_samples[-1][0] == self._round:
@@ -343,7 +368,7 @@ class SnipBbr:
 
     def _on_startup_round_loss(self, round_loss: float) -> bool:
         """Whether this startup round overran the queue; two in a row end this startup."""
-        calm = [loss for loss, overran, _ in self._round_losses if not overran]
+        calm = [r.rate for r in self._round_losses if not r.overran]
         limit = min(calm) + max(STARTUP_EXCESS_LOSS, min(calm)) if calm else STARTUP_COLD_LOSS
         overran = round_loss > limit
         # Two rounds in a row: reordering beyond the loss count's window reads as loss for a while.

@@ -1031,7 +1031,7 @@ class Connection:
         self.close_reason = reason
         self.state = State.CLOSING
         self._control.clear()
-        # Two copies, as for INITIAL: a lost CLOSE leaves a silent peer waiting out its idle timeout.
+        # Two copies: a lost CLOSE leaves a silent peer waiting out its idle timeout.
         for _ in range(CLOSE_COPIES):
             self._control.append(Close(code, reason[:200]))
         self._close_deadline = now + 3 * self.rtt.pto(self.peer_params.max_ack_delay_ms / 1000)

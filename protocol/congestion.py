@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from enum import Enum
 from typing import NamedTuple, Protocol
 
@@ -72,7 +73,7 @@ class _RoundLoss(NamedTuple):
         return (self.lost + 1) / (self.counted + 2)
 
 
-def least_loss(rounds: list[_RoundLoss]) -> float:
+def least_loss(rounds: Sequence[_RoundLoss]) -> float:
     """The loss rate the rounds share (spec 11.4). Random loss shows in every round, drops from a
     queue we overran only in the rounds that overran it, so a round that lost markedly less than the
     rest says what the path's own loss is. Each round's rate is raised by one standard error before
@@ -209,6 +210,10 @@ class SnipBbr:
         # Loss of each of the last rounds, and the count when the current round began. Random loss
         # shows in every round; drops from a queue we overran only in the rounds we overran it.
         self._round_losses: deque[_RoundLoss] = deque(maxlen=BW_WINDOW_ROUNDS)
+        # Read from them once a round, not at every sample: the loss to compensate for (None
+        # before the first round) and the most loss compensated.
+        self._least_round_loss: float | None = None
+        self._loss_bound = MAX_COMPENSATED_LOSS
         self._round_calm = False  # the current round's
         self._round_count = (0, 0)
         self._overrun_rounds = 0  # startup rounds in a row that overran it
@@ -299,7 +304,7 @@ class SnipBbr:
                 if self.phase is Phase.STARTUP and lost >= STARTUP_MIN_LOST:
                     overran = self._on_startup_round_loss(lost / counted)
                 calm = self._round_calm and self._calm  # from its start to its end
-                self._round_losses.append(_RoundLoss(lost, counted, overran, calm))
+                self._on_round_loss(_RoundLoss(lost, counted, overran, calm))
                 self._round_count = (sample.counted, sample.lost)
             self._round_calm = self._calm
         rate = self._compensated(sample.delivery_rate, sample.loss_rate)
@@ -313,10 +318,10 @@ class SnipBbr:
 
     def _compensated(self, rate: float, loss: float) -> float:
         """Random loss: what left us at ``rate`` would have arrived but for the loss."""
-        if self._round_losses:
+        if self._least_round_loss is not None:
             # A queue too short to show delay drops what we send too fast; compensating for those
             # drops would raise the rate that overruns it.
-            loss = min(loss, least_loss(list(self._round_losses)))
+            loss = min(loss, self._least_round_loss)
         if self._queueing or loss > self._loss_bound:
             # Past the bound the loss is more likely an overrun receiver or a queue too short to
             # show delay, and compensating would keep the overrun going.
@@ -328,13 +333,14 @@ class SnipBbr:
         """Pacing at no more than the estimate."""
         return self.phase is Phase.DRAIN or (self.phase is Phase.PROBE_BW and self._pacing_gain <= 1.0)
 
-    @property
-    def _loss_bound(self) -> float:
-        """The most loss samples are compensated for: MAX_COMPENSATED_LOSS, or as much as the calm
-        rounds of the window lost (at most MAX_RANDOM_LOSS): loss that slower sending did not
-        lessen is the path's."""
+    def _on_round_loss(self, round_loss: _RoundLoss) -> None:
+        self._round_losses.append(round_loss)
+        self._least_round_loss = least_loss(self._round_losses)
+        # The most loss samples are compensated for: MAX_COMPENSATED_LOSS, or as much as the calm
+        # rounds of the window lost (at most MAX_RANDOM_LOSS): loss that slower sending did not
+        # lessen is the path's.
         calm = [r for r in self._round_losses if r.calm]
-        return max(MAX_COMPENSATED_LOSS, min(least_loss(calm), MAX_RANDOM_LOSS)) if calm else MAX_COMPENSATED_LOSS
+        self._loss_bound = max(MAX_COMPENSATED_LOSS, min(least_loss(calm), MAX_RANDOM_LOSS)) if calm else MAX_COMPENSATED_LOSS
 
     def _add_bw_sample(self, rate: float) -> None:
         if self._bw_samples and self._bw_samples[-1][0] == self._round:

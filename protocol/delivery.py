@@ -15,6 +15,13 @@ from dataclasses import dataclass
 # a queue of one BDP on a slow path lets only 15-30 datagrams of a first flight through.
 TRAIN_SPREAD = 1.25
 TRAIN_MIN_BYTES = 10 * 1000
+# On a slow path with a queue of a few datagrams fewer than that get through a train at all (at
+# 64 kbit/s behind 8 kB, about six after the reference ACK), and it would never be read: startup's
+# floors would then keep overrunning the queue for seconds. Over a span of 0.1 s or more, ACK timing
+# (a few ms of ack delay) weighs on a reading little, and the peer's ack timer, not its count of 8,
+# sends the ACKs of datagrams that far apart: 2,000 bytes over such a span do.
+TRAIN_SLOW_MIN_BYTES = 2 * 1000
+TRAIN_SLOW_SPAN = 0.1
 # Or when far fewer bytes per second arrived than we sent, beyond the loss seen before the train:
 # a queue too short to spread the train dropped the excess instead.
 TRAIN_DROP_SPREAD = 1.5
@@ -108,6 +115,10 @@ class SentLog:
         self._reported_cum_bytes = 0
         self._reported_uncounted = 0
         self.delivered = 0  # peer-reported received_bytes
+        # The handshake's datagrams: the bytes we had sent by its end, and whether the first ACK
+        # since, which tells how many of them reached the peer, is still to come (_set_baseline).
+        self._restart_bytes = 0
+        self._baseline_pending = False
         self.delivered_time = 0.0
         self.first_sent_time = 0.0
         self._received_packets = 0
@@ -261,9 +272,24 @@ class SentLog:
         self._reported_pn = self.largest_acked
         self._reported_cum_bytes = self.sent_bytes
         self._reported_uncounted = self._uncounted_bytes
+        self._restart_bytes = self.sent_bytes
+        self._baseline_pending = True
         self.delivered_time = now
         self.first_sent_time = now
         self._trains.clear()
+
+    def _set_baseline(self, received_bytes: int, sent_since: int) -> None:
+        """The first ACK since the handshake: its received_bytes counts the handshake's datagrams
+        that reached the peer too. Counted from a baseline of 0 they would read as delivered in the
+        first samples' interval (88 kbit/s on a 64 kbit/s path). Of what it counts, at most what we
+        sent since the handshake, up to the acknowledged packet, can be ours: the rest is the
+        baseline of every packet sent so far."""
+        self._baseline_pending = False
+        baseline = received_bytes - sent_since
+        if baseline > self.delivered:
+            for record in self._log:
+                record.delivered = max(record.delivered, baseline)
+            self.delivered = baseline
 
     def send_time(self, pn: int) -> float | None:
         i = pn - self._base_pn
@@ -302,6 +328,8 @@ class SentLog:
         if i < 0 or i >= len(self._log):
             return None
         sent = self._log[i]
+        if self._baseline_pending:
+            self._set_baseline(received_bytes, sent.cum_bytes - self._restart_bytes)
         # Loss: packets we sent vs packets the peer counted, since the previous ACK (spec 11.2).
         sent_delta = largest_pn - self.largest_acked
         recv_delta = (received_packets - self._received_packets) & 0xFFFFFFFF
@@ -341,7 +369,10 @@ class SentLog:
             loss_before = train.loss_before
             reading_loss: float | None = None
             sent_bytes = sent.cum_bytes - ref_cum_bytes
-            if train_bytes >= TRAIN_MIN_BYTES and train_time > 0 and train_time >= TRAIN_NOISE_SPANS * jitter:
+            long_enough = train_bytes >= TRAIN_MIN_BYTES or (
+                train_bytes >= TRAIN_SLOW_MIN_BYTES and train_time >= TRAIN_SLOW_SPAN
+            )
+            if long_enough and train_time > 0 and train_time >= TRAIN_NOISE_SPANS * jitter:
                 if train_time > TRAIN_SPREAD * send_time:
                     # The path queued what we sent too fast: it arrived spread out.
                     reading_loss = self.loss_for_compensation

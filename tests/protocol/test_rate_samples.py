@@ -279,6 +279,45 @@ def test_a_train_a_short_queue_dropped_reads_the_bottleneck_not_the_drops() -> N
         assert sample.loss_rate > 0.3  # what the smoothed loss made of the drops
 
 
+@pytest.mark.parametrize(("after_reference", "spacing", "read"), [(4, 0.137, True), (4, 0.010, False), (12, 0.010, True)])
+def test_a_slow_path_reads_a_train_from_the_few_datagrams_a_short_queue_lets_through(
+    after_reference: int, spacing: float, read: bool
+) -> None:
+    # Spec 11.4, trains: 32 packets leave within 3 ms into a queue of a few datagrams; the peer
+    # acknowledges each survivor as it arrives. At 64 kbit/s (0.137 s apart) four datagrams after
+    # the reference ACK span 0.55 s, and ACK timing weighs on that little: read, though under
+    # 10,000 bytes. As fast as 0.8 Mbit/s the same four span 40 ms: not read, until 10,000 bytes.
+    log = SentLog()
+    _send_train(log, 32, 0.0, 0.0001)
+    readings = []
+    for k in range(1, after_reference + 3):
+        sample = _ack(log, 0.3 + k * spacing, 2 * k - 1, k)
+        assert sample is not None
+        if sample.train_rate:
+            readings.append(sample.train_rate)
+    assert bool(readings) is read
+    if read:
+        assert readings[-1] == pytest.approx(PACKET / spacing, rel=0.01)
+
+
+def test_the_handshakes_bytes_do_not_read_as_delivered_in_the_first_sample() -> None:
+    # Spec 11.2: the peer's received_bytes counts the INITIAL copies that reached it (here two of
+    # 1,200 bytes). Counted from 0, the first ACK, for one 1,000-byte packet 0.3 s after the
+    # handshake, read 11,333 bytes/s; the packet alone is 3,333.
+    log = SentLog()
+    for i in range(3):
+        log.on_sent(0.001 * i, 1200)
+    log.restart(0.3)
+    _send_train(log, 4, 0.3, 0.001)
+    sample = log.on_ack(0.6, 3, 2400 + PACKET, 1, rtt=0.3)
+    assert sample is not None
+    assert sample.delivery_rate == pytest.approx(PACKET / 0.3)
+    # Later samples count from the same baseline: two more packets in 0.1 s.
+    later = log.on_ack(0.7, 5, 2400 + 3 * PACKET, 3, rtt=0.4)
+    assert later is not None
+    assert later.delivered - later.prior_delivered == 3 * PACKET
+
+
 def test_random_loss_the_session_already_showed_is_not_read_as_drops() -> None:
     # The same half of a train lost, on a path that lost half of everything before it: that is
     # the path's loss, and the train gives no reading.

@@ -332,6 +332,11 @@ def test_random_loss_of_two_thirds_of_the_datagrams_is_compensated(seed: int) ->
         # 18 datagrams survive: 12 kB between the second ACK and the last, read since the minimum
         # is 10,000 bytes (it was 24,000, more than a short queue lets through).
         ("rate=1mbit queue=20kb rtt=100ms loss=2%", 1e6, 0.35),
+        # 8 kB holds 7 datagrams: 6 arrive after the reference ACK, 0.137 s apart, read though under
+        # 10,000 bytes. Unread, startup's floors overran the queue for 6 s (3.6x the image bytes
+        # on the wire); and the first sample, counting the handshake's bytes as delivered, read
+        # 88 kbit/s, held by the max filter for ten 1.3 s rounds.
+        ("rate=64kbit queue=8kb rtt=300ms loss=2%", 64e3, 1.5),
     ],
 )
 def test_a_slow_path_with_a_short_queue_is_read_from_the_first_train(link: str, rate_bps: float, by_s: float) -> None:

@@ -115,10 +115,9 @@ class SentLog:
         self._reported_cum_bytes = 0
         self._reported_uncounted = 0
         self.delivered = 0  # peer-reported received_bytes
-        # The handshake's datagrams: the bytes we had sent by its end, and whether the first ACK
-        # since, which tells how many of them reached the peer, is still to come (_set_baseline).
-        self._restart_bytes = 0
-        self._baseline_pending = False
+        # The bytes we had sent by the handshake's end, until the first ACK since tells how many of
+        # them reached the peer (_set_baseline); None otherwise.
+        self._handshake_bytes: int | None = None
         self.delivered_time = 0.0
         self.first_sent_time = 0.0
         self._received_packets = 0
@@ -245,8 +244,8 @@ class SentLog:
             self.first_sent_time = min(now, self._last_flight_send_time)
         if now - self._last_send_time >= TRAIN_GAP or not self._trains:
             if self._trains and self.sent_bytes - self._trains[-1].start_bytes < TRAIN_MIN_BYTES:
-                # Too short ever to be read (a PROBE, a few ANNOUNCEs): it must not push a train
-                # that can be read out of the few kept.
+                # Too short to be read but on a slow path (a PROBE, a few ANNOUNCEs): it must not
+                # push a train that can be read out of the few kept.
                 self._trains.pop()
             self._trains.append(_Train(pn, self.loss_for_compensation, self.sent_bytes))
         else:
@@ -272,8 +271,7 @@ class SentLog:
         self._reported_pn = self.largest_acked
         self._reported_cum_bytes = self.sent_bytes
         self._reported_uncounted = self._uncounted_bytes
-        self._restart_bytes = self.sent_bytes
-        self._baseline_pending = True
+        self._handshake_bytes = self.sent_bytes
         self.delivered_time = now
         self.first_sent_time = now
         self._trains.clear()
@@ -284,11 +282,13 @@ class SentLog:
         first samples' interval (88 kbit/s on a 64 kbit/s path). Of what it counts, at most what we
         sent since the handshake, up to the acknowledged packet, can be ours: the rest is the
         baseline of every packet sent so far."""
-        self._baseline_pending = False
+        self._handshake_bytes = None
         baseline = received_bytes - sent_since
         if baseline > self.delivered:
+            # Every packet in the log was sent since the handshake, before any ACK: each recorded
+            # self.delivered.
             for record in self._log:
-                record.delivered = max(record.delivered, baseline)
+                record.delivered = baseline
             self.delivered = baseline
 
     def send_time(self, pn: int) -> float | None:
@@ -328,8 +328,8 @@ class SentLog:
         if i < 0 or i >= len(self._log):
             return None
         sent = self._log[i]
-        if self._baseline_pending:
-            self._set_baseline(received_bytes, sent.cum_bytes - self._restart_bytes)
+        if self._handshake_bytes is not None:
+            self._set_baseline(received_bytes, sent.cum_bytes - self._handshake_bytes)
         # Loss: packets we sent vs packets the peer counted, since the previous ACK (spec 11.2).
         sent_delta = largest_pn - self.largest_acked
         recv_delta = (received_packets - self._received_packets) & 0xFFFFFFFF

@@ -18,6 +18,7 @@ MODULES = (
     "s10_integrity",
     "s11_limits",
     "s12_close",
+    "s13_errors",
 )
 
 for _name in MODULES:

@@ -15,6 +15,37 @@ _HEAVY = 64 << 20  # announcing more would make a live target set aside this muc
 
 
 @case(
+    "R11.3-1",
+    "An endpoint MUST NOT lower either limit.",
+    slug="limits-never-lowered",
+)
+def limits_never_lowered(ctx: Context) -> None:
+    """Four objects completed in turn: no ACK of the session lowers object_id_limit or announce_limit."""
+    s = ctx.session()
+    params = s.target_params
+    for object_id in range(4):
+        must_complete(s.transfer(small_object(ctx, 2, object_id=object_id)), f"object {object_id}")
+    s.settle()
+    # In the order the target numbered them: an ACK overtaken on the path is older, not lower.
+    acks = sorted((
+        (rx.decoded.packet_number, rx.packet)
+        for rx in s.history
+        if rx.decoded is not None and isinstance(rx.packet, Ack) and s.attributed(rx.decoded)
+    ), key=lambda numbered: numbered[0])
+    if len(acks) < 2:
+        raise CaseFailed("ACKs during four transfers", f"{len(acks)} ACK", absent=True)
+    # The limits start at the advertised parameters (section 11.3): nothing below them either.
+    ids, announced = params.max_concurrent_objects, params.max_buffered_bytes
+    for pn, ack in acks:
+        if ack.object_id_limit < ids or ack.announce_limit < announced:
+            raise CaseFailed(
+                f"limits of at least object_id_limit={ids}, announce_limit={announced}",
+                f"packet {pn}: object_id_limit={ack.object_id_limit}, announce_limit={ack.announce_limit}",
+            )
+        ids, announced = ack.object_id_limit, ack.announce_limit
+
+
+@case(
     "R11.3-3",
     "An ANNOUNCE with an object id not below the object_id_limit the receiver has advertised is a flow-control "
     "violation (FLOW_CONTROL_ERROR).",

@@ -191,6 +191,32 @@ def close_unknown_code(ctx: Context) -> None:
     s.silent("the target is draining after an abort", ignore=())
 
 
+@case(
+    "R12.4-7",
+    "After an endpoint has forgotten a session, datagrams carrying its id are dropped as unknown (R4.2-7).",
+    slug="forgotten-after-closing",
+)
+def forgotten_after_closing(ctx: Context) -> None:
+    """The target aborts; once its closing period is surely over, a PING with the session id draws nothing."""
+    s = ctx.session()
+    obj = small_object(ctx, 2)
+    s.announce(obj)
+    sent = ctx.target.clock()
+    s.send(Data(0, 5, obj.chunk(0)))
+    close = s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "the abort that starts the closing period")
+    s.closed = True
+    # Closing lasts 3 x PTO, PTO = srtt + max(4 x rttvar, 1 ms) + the tester's max_ack_delay (R9.5-3).
+    # The target's samples are round trips to the tester, so srtt and rttvar stay under the longest
+    # round trip the tester saw (the handshake's, or the abort's): 5 of them bound srtt + 4 x rttvar.
+    assert s.accept_rx is not None
+    handshake_rtt = s.accept_rx.at - s.sent[0][0]  # from the first INITIAL: an overestimate at worst
+    rtt = max(handshake_rtt, close.at - sent, 2 * ctx.target.slack)
+    closing = 3 * (5 * rtt + 0.001 + s.params.max_ack_delay_ms / 1000)
+    s.collect(closing)  # CLOSE copies answering late datagrams may still come: not looked at
+    s.ping()
+    s.silent(f"the closing period (at most {closing:.3g} s) is over: the session id is unknown", ignore=())
+
+
 # ================================================================================================
 # Sender role
 
@@ -338,3 +364,37 @@ def sender_cancel_repeated(ctx: Context) -> None:
     ]
     if late:
         raise CaseFailed("no CANCEL copy after the tester's CANCEL for the id", str(late[0]))
+
+
+@case(
+    "R12.4-1",
+    "An endpoint closes a session cleanly by sending CLOSE with NO_ERROR. It SHOULD do so only when every object it "
+    "sent is finished.",
+    slug="sender-no-clean-close-before-complete",
+    role="sender",
+    level="SHOULD",
+)
+def sender_closes_after_complete(ctx: Context) -> None:
+    """The tester holds back COMPLETE of a whole object: no clean CLOSE comes while the object waits for it."""
+    peer = ctx.sender()
+    peer.policy.complete = False
+    peer.accept()
+    incoming = peer.obj(0)
+    if not peer.pump(lambda: incoming.whole):
+        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    announce = incoming.announce
+    assert announce is not None
+    # Held for a while, but well inside the object's deadline: its CANCEL would finish the object too.
+    hold = 3 * peer.quiet
+    if announce.deadline_ms:
+        hold = min(hold, announce.deadline_ms / 1000 / 4)
+    peer.pump(None, hold)
+    # An abort (R12.4-2) is the application's to choose; a clean close says the objects are done.
+    early = [
+        rx for rx in peer.session_packets()
+        if isinstance(rx.packet, Close) and rx.packet.error_code == ErrorCode.NO_ERROR
+    ]
+    if early:
+        raise CaseFailed("no clean CLOSE while the object awaits COMPLETE", str(early[0]))
+    incoming.completed = True
+    peer.send(Complete(0))

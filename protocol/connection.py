@@ -768,12 +768,14 @@ class Connection:
         while self._in_watermark in self._in_finished_above:
             self._in_finished_above.discard(self._in_watermark)
             self._in_watermark += 1
-        # Credit (spec 11.3): both limits only grow; the ACK that carries them goes out soon.
+        # Credit (spec 11.3): both limits only grow, and a raise is acknowledged at once, not after
+        # the delayed-ACK timer the finishing packet set (R9.2-5): a sender may be waiting for it.
+        limits = (self._in_id_limit, self._in_announce_limit)
         self._in_id_limit = max(self._in_id_limit, self._in_watermark + self.local_params.max_concurrent_objects)
         self._in_announce_limit = max(
             self._in_announce_limit, self._in_finished_bytes + self.local_params.max_buffered_bytes
         )
-        if self._ack_deadline is None:
+        if (self._in_id_limit, self._in_announce_limit) != limits:
             self._ack_deadline = 0.0
 
     def _repeat_final_word_in(self, oid: int, now: float) -> None:
@@ -938,8 +940,10 @@ class Connection:
             if code:  # we gave up on it: say so again
                 self._control.append(Cancel(packet.object_id, CANCEL_ORIGIN_SENDER, code, ""))
             return
-        if packet.missing:
-            last_first, last_count = packet.missing[-1]
+        # With announce_missing set the list means nothing, whatever it holds (R5.7-5).
+        missing = () if packet.announce_missing else packet.missing
+        if missing:
+            last_first, last_count = missing[-1]
             if last_first + last_count > obj.chunk_count:
                 raise _Violation(ErrorCode.PROTOCOL_VIOLATION, "NACK lists chunks beyond the object's chunk count")
         if not packet.announce_missing:
@@ -950,7 +954,7 @@ class Connection:
             # (R9.1-6) only a PROBE behind the ANNOUNCE makes it say at once.
             obj.probe_after_announce = obj.next_new == obj.chunk_count > 0
         wait = min(self.rtt.smoothed, self.rtt.latest) + self._nack_reorder_allowance
-        queued = obj.on_nack(packet.missing, packet.largest_pn, now, wait, self.sent.loss_for_planning)
+        queued = obj.on_nack(missing, packet.largest_pn, now, wait, self.sent.loss_for_planning)
         self.counters["chunks_nacked_by_peer"] += queued
 
     def _on_complete(self, packet: Complete, now: float) -> None:
@@ -1075,7 +1079,8 @@ class Connection:
             t = self._handshake_deadline
             return t if self._next_initial is None else min(t, self._next_initial)
         candidates: list[float] = [self._last_recv + self._idle_timeout]
-        if self.state is State.SERVER_UNVALIDATED:
+        if self.state is State.SERVER_UNVALIDATED and not self.address_validated:
+            # R7.4-3: only an address still unproven is on the clock; a token proved it already.
             candidates.append(self._handshake_deadline)
         if self._ack_now or self._control:
             candidates.append(self._next_send_time if not self._ack_now else 0.0)
@@ -1144,7 +1149,7 @@ class Connection:
             if now >= self._handshake_deadline:
                 self._enter_closed(now, ErrorCode.HANDSHAKE_TIMEOUT, "no answer from the receiver (handshake timeout)", by_peer=False)
             return
-        if state is State.SERVER_UNVALIDATED and now >= self._handshake_deadline:
+        if state is State.SERVER_UNVALIDATED and not self.address_validated and now >= self._handshake_deadline:
             self._enter_closed(now, ErrorCode.HANDSHAKE_TIMEOUT, "client never confirmed the handshake", by_peer=False)
             return
         if now >= self._last_recv + self._idle_timeout:

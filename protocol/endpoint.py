@@ -245,7 +245,7 @@ class Endpoint:
                 return value
 
     def _unvalidated_count(self) -> int:
-        return sum(1 for c in self._handshakes.values() if c.state is State.SERVER_UNVALIDATED)
+        return sum(1 for c in self._handshakes.values() if c.state is State.SERVER_UNVALIDATED and not c.address_validated)
 
     def _forget(self, conn: Connection) -> None:
         if self.sessions.get(conn.session_id) is conn:

@@ -11,7 +11,7 @@ from enum import Enum
 
 class State(Enum):
     CLIENT_INITIAL = "client_initial"  # INITIAL sent, waiting for ACCEPT
-    SERVER_UNVALIDATED = "server_unvalidated"  # ACCEPT sent, client address not yet validated
+    SERVER_UNVALIDATED = "server_unvalidated"  # ACCEPT sent, nothing of the session back yet (a token validates early)
     ESTABLISHED = "established"
     CLOSING = "closing"  # we sent CLOSE; answer stragglers with CLOSE until the timer ends
     DRAINING = "draining"  # the peer sent CLOSE; stay silent until the timer ends

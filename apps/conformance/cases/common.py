@@ -85,3 +85,30 @@ def over_max_object_size(ctx: Context, limit: int, chunk_size: int = 1024) -> in
     if limit >= (1 << 64) - 1 or -(-(limit + 1) // chunk_size) > 0xFFFFFFFF:
         ctx.unsupported("the target's max_object_size cannot be exceeded")
     return limit + 1
+
+
+def gap_reports(ctx: Context, s: Client, gaps: int = 200) -> tuple[set[int], list[Rx]]:
+    """An object of 64-byte chunks sent with ``gaps`` gaps of 63 chunks (every 64th chunk and the last
+    sent), never repaired nor probed: the missing chunks, and the NACKs until all of them were listed.
+
+    200 gaps take more than 1600 bytes of NACK in either encoding: more than one datagram of 1472."""
+    count = gaps * 64 + 1
+    if count * 64 > s.target_params.max_object_size:
+        ctx.unsupported(f"the target's max_object_size is under {count * 64} bytes")
+    obj = TestObject(ctx.payload(count * 64), chunk_size=64)
+    sent = list(range(0, count, 64))
+    s.send_object(obj, order=sent, probe=False)
+    missing = set(range(count)) - set(sent)
+    reports: list[Rx] = []
+    seen: set[int] = set()
+    deadline = ctx.target.clock() + ctx.timeout
+    while not missing <= seen:
+        remaining = deadline - ctx.target.clock()
+        rx = s.maybe(lambda d: isinstance(d.packet, Nack) and d.packet.object_id == obj.object_id, max(remaining, 0))
+        if rx is None:
+            got = f"{len(missing - seen)} of the {len(missing)} missing chunks never listed"
+            raise CaseFailed(f"NACKs listing every chunk of the {gaps} gaps", got, absent=True)
+        assert isinstance(rx.packet, Nack)
+        reports.append(rx)
+        seen |= listed(rx.packet.missing)
+    return missing, reports

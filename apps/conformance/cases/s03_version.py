@@ -84,6 +84,30 @@ def _no_version_answer(ctx: Context, datagram: bytes, why: str) -> None:
     c.silent(why, ignore=())
 
 
+@case("R3-8", "The server MUST NOT keep any state for such a datagram", slug="version-keeps-no-state")
+def version_keeps_no_state(ctx: Context) -> None:
+    """An INITIAL of version 3, twice, then one of version 2 with the same initial id from the same socket: a
+    fresh session (ACCEPT, packet number 0)."""
+    c = ctx.client()
+    datagram = wire.initial(c.initial_id, c.take_pn(), version=UNKNOWN_VERSION)
+    c.send_raw(datagram)
+    first = c.maybe(lambda d: d.session_id == c.initial_id, c.quiet)
+    if first is None or not isinstance(first.packet, VersionNegotiation):
+        ctx.unsupported("the target does not answer an INITIAL of an unknown version with VERSION (R3-3 is a SHOULD)")
+    c.send_raw(datagram)
+    again = c.maybe(lambda d: d.session_id == c.initial_id, c.quiet)
+    # Whether it answers the copy is its choice; if it does, it cannot tell the copy from the first.
+    if again is not None and again.data != first.data:
+        raise CaseFailed(f"the same VERSION as for the first copy ({first})", str(again))
+    # Had the server kept anything for the version-3 datagram (a half-made session, a refusal), the
+    # version-2 INITIAL with the same id from the same address would meet it.
+    c.handshake()
+    rx = c.accept_rx
+    assert rx is not None and rx.decoded is not None
+    if rx.decoded.packet_number != 0:
+        raise CaseFailed("the ACCEPT of a new session (packet number 0, spec 5.3)", str(rx))
+
+
 _R3_9 = (
     "It MUST NOT answer a datagram of an unsupported version that is shorter than 1200 bytes, whose type is not "
     "INITIAL, whose Session ID field is 0, or that failed steps 1 to 4"

@@ -193,6 +193,29 @@ def wrong_version(ctx: Context) -> None:
 
 
 @case(
+    "R4.2-6",
+    "A receiver MUST drop a datagram whose payload is malformed for its type (section 5).",
+    slug="payloads-short-of-fixed-fields",
+)
+def payloads_short(ctx: Context) -> None:
+    """ANNOUNCE, NACK, COMPLETE and CANCEL payloads one byte short of their fixed fields draw nothing."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    fixed = {
+        # read anyhow, each would be acted on: an ANNOUNCE starts object 0; the others name object 0,
+        # which the target never sent, and would abort the session (R9.3-1, R9.3-7); all draw an ACK
+        PacketType.ANNOUNCE: wire.announce_payload(obj.announce(), content_type=b"", name=b"")[:60],
+        PacketType.NACK: struct.pack(">IBBIH", 0, 0, 0, 0, 0)[:11],
+        PacketType.COMPLETE: struct.pack(">I", 0)[:3],
+        PacketType.CANCEL: struct.pack(">IBHB", 0, 0, ErrorCode.REFUSED, 0)[:7],
+    }
+    for ptype, payload in fixed.items():
+        name = PacketType(ptype).name
+        dropped(s, wire.raw(ptype, s.session_id, s.take_pn(), payload), f"a {len(payload)}-byte {name}")
+    must_complete(s.transfer(obj), "object 0 was not started by the short ANNOUNCE")
+
+
+@case(
     "R4.2-7",
     "A receiver MUST drop, and MUST NOT answer, a datagram that is not a handshake packet and whose Session ID field "
     "matches none of its sessions.",

@@ -5,13 +5,15 @@ from __future__ import annotations
 import struct
 
 from protocol import codec
-from protocol.constants import ParamId
+from protocol.codec import Repair
+from protocol.constants import PacketType, ParamId
 from protocol.params import SessionParams
 
 from .. import wire
 from ..context import Context
 from ..model import CaseFailed
 from ..registry import case
+from .common import gap_reports
 
 
 def _answered_with(ctx: Context, params: bytes, why: str) -> None:
@@ -31,6 +33,28 @@ def _refused(ctx: Context, params: bytes, why: str) -> None:
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+
+
+def _params_length(initial: bytes) -> int:
+    """The Parameters Length of an INITIAL datagram."""
+    payload = wire.payload_of(initial)
+    return int(_U16.unpack_from(payload, 1 + payload[0])[0])
+
+
+@case("R6-1", "A parameter that is absent from the list takes its default value.", slug="absent-max-datagram-size")
+def absent_max_datagram_size(ctx: Context) -> None:
+    """The tester's INITIAL lists no parameter; 200 gaps, too many for one NACK: every NACK fits the default
+    max_datagram_size of 1472 bytes."""
+    c = ctx.client(SessionParams())
+    c.establish()
+    initials = [data for _, _, data in c.sent if data[3] == PacketType.INITIAL]
+    assert initials and all(_params_length(d) == 0 for d in initials), "the tester's INITIAL lists no parameter"
+    # A target that read the absent limit as "no limit" would put every report in one datagram.
+    limit = SessionParams().max_datagram_size
+    _, reports = gap_reports(ctx, c)
+    for rx in reports:
+        if len(rx.data) > limit:
+            raise CaseFailed(f"NACKs of at most {limit} bytes (the default max_datagram_size)", f"{len(rx.data)} bytes: {rx}")
 
 
 @case(
@@ -156,6 +180,24 @@ def accept_parameters_canonical(ctx: Context) -> None:
             raise CaseFailed("default values omitted", f"{name} = its default {getattr(defaults, name)}")
 
 
+@case("R6-5", "Parameters are fixed for the life of the session: SNIP/2 has no way to change them.", slug="initial-again-changes-nothing")
+def initial_again_changes_nothing(ctx: Context) -> None:
+    """A session made with max_datagram_size 1200, then the INITIAL again claiming 65535: any ACCEPT it draws
+    repeats the first, and NACKs for 200 gaps still fit in 1200 bytes."""
+    c = ctx.client(SessionParams(max_datagram_size=1200))
+    first = c.handshake()
+    c.validate()
+    c.settle()
+    c.send_initial(params=SessionParams(max_datagram_size=65535))
+    again = c.maybe(lambda d: isinstance(d.packet, codec.Accept), c.quiet)
+    if again is not None and again.packet != first:
+        raise CaseFailed(f"the same ACCEPT as before ({first})", str(again))
+    _, reports = gap_reports(ctx, c)
+    for rx in reports:
+        if len(rx.data) > 1200:
+            raise CaseFailed("NACKs of at most 1200 bytes, as the session's parameters say", f"{len(rx.data)} bytes: {rx}")
+
+
 @case(
     "R6-6",
     "The effective idle timeout of a session is the smaller of the two endpoints' idle_timeout_ms.",
@@ -172,3 +214,30 @@ def own_idle_timeout(ctx: Context) -> None:
     s.ping()
     s.closed = True
     s.silent(f"{own * 1.2:.3g} s of silence, past the target's own {own:.3g} s idle timeout", ignore=())
+
+
+# ================================================================================================
+# Sender role: the target is a client
+
+
+@case(
+    "R6-1",
+    "A parameter that is absent from the list takes its default value.",
+    slug="absent-repair-decoder",
+    role="sender",
+)
+def absent_repair_decoder(ctx: Context) -> None:
+    """The tester's ACCEPT lists no parameter, so its repair_decoder is 0: the sender sends the object and no
+    REPAIR."""
+    peer = ctx.sender(SessionParams())
+    peer.policy.complete = False  # REPAIRs follow the last chunk: leave the sender the time to send them
+    peer.accept()
+    accept = peer.sent[-1][2]
+    assert int(_U16.unpack_from(wire.payload_of(accept), 8)[0]) == 0, "the tester's ACCEPT lists no parameter"
+    incoming = peer.obj(0)
+    if not peer.pump(lambda: incoming.whole):
+        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    peer.pump(None, peer.quiet)
+    repairs = [rx for rx in peer.session_packets() if isinstance(rx.packet, Repair)]
+    if repairs:
+        raise CaseFailed("no REPAIR to a peer whose repair_decoder is absent, hence 0 (R9.6-1)", str(repairs[0]))

@@ -6,7 +6,22 @@ from collections.abc import Callable
 from itertools import pairwise
 
 from protocol import codec
-from protocol.codec import Accept, Close, Decoded, Initial, Ping, Retry
+from protocol.codec import (
+    Accept,
+    Announce,
+    Cancel,
+    Close,
+    Complete,
+    Data,
+    Decoded,
+    Initial,
+    Nack,
+    Packet,
+    Ping,
+    Probe,
+    Retry,
+    VersionNegotiation,
+)
 from protocol.constants import ErrorCode
 
 from ..client import Client
@@ -15,10 +30,24 @@ from ..model import CaseFailed
 from ..peer import Rx
 from ..registry import case
 from ..server import SenderPeer
-from .common import session_starts, still_handshaking
+from .common import must_complete, session_starts, small_object, still_handshaking
 
 # ================================================================================================
 # Receiver role: the target is a server
+
+
+@case(
+    "R7.2-9",
+    "The client MAY send ANNOUNCE and DATA at once after receiving ACCEPT: objects start one round trip after the "
+    "first INITIAL.",
+    slug="object-at-once-after-accept",
+)
+def object_at_once_after_accept(ctx: Context) -> None:
+    """ANNOUNCE and DATA straight after ACCEPT, with no ACK of it first: the object completes."""
+    c = ctx.client()
+    c.handshake()
+    # The ANNOUNCE is the session's first datagram from the client: it validates the address as an ACK would (R7.4-1).
+    must_complete(c.transfer(small_object(ctx, 3)), "an object sent at once after ACCEPT, before any ACK of it")
 
 
 @case(
@@ -146,6 +175,174 @@ def retry_round_trip(ctx: Context) -> None:
     c.accept_rx = answer
     c.session_id = answer.packet.session_id
     c.alive("the session created with a token")
+
+
+@case(
+    "R7.3-7",
+    "The server records the client's address and initial id with the session.",
+    slug="same-initial-id-other-address",
+)
+def same_initial_id_other_address(ctx: Context) -> None:
+    """The INITIAL of a live session sent again from another socket: not that session's ACCEPT (action 1 needs the
+    same address), and the first session still works."""
+    first = ctx.session()
+    other = ctx.client()
+    other.initial_id = first.initial_id
+    other.send_initial()
+    rx = other.expect(other.is_handshake_answer, "an answer to the INITIAL from the second address (a new ACCEPT, RETRY or CLOSE)")
+    if isinstance(rx.packet, Accept):
+        if rx.packet.session_id == first.session_id:
+            raise CaseFailed("a new session (or RETRY, or SERVER_BUSY) for the INITIAL from another address", str(rx))
+        _take_accept(other, rx, rx.packet)
+        other.validate()
+    first.alive("the session created from the first address")
+
+
+def _take_accept(c: Client, rx: Rx, accept: Accept) -> None:
+    c.accept, c.accept_rx = accept, rx
+    c.session_id = accept.session_id
+    c.target_params = accept.params
+
+
+def _unvalidated(ctx: Context) -> Client:
+    """A session the tester has not yet confirmed: INITIAL, ACCEPT, nothing more sent."""
+    c = ctx.client()
+    c.send_initial()
+    rx = c.handshake_reply()
+    if isinstance(rx.packet, Retry):
+        ctx.unsupported("the target demands a RETRY token: its sessions start with the address validated")
+    if not isinstance(rx.packet, Accept):
+        raise CaseFailed("ACCEPT in answer to INITIAL", str(rx))
+    _take_accept(c, rx, rx.packet)
+    return c
+
+
+def _received(c: Client) -> int:
+    """Bytes of the target's datagrams to this socket, stateless answers left out (they are no session's)."""
+    return sum(len(rx.data) for rx in c.history if not isinstance(rx.packet, Retry | VersionNegotiation))
+
+
+def _budget(c: Client) -> int:
+    """3 x every byte the tester sent from this socket (R7.4-2: the most an unvalidated session may get)."""
+    return 3 * sum(len(datagram) for _, _, datagram in c.sent)
+
+
+def _holding_back(c: Client) -> bool:
+    """Whether the target has announced an object and not yet sent every chunk of it."""
+    chunks: dict[int, set[int]] = {}
+    announced: dict[int, int] = {}
+    for rx in c.history:
+        packet = rx.packet
+        if isinstance(packet, Announce):
+            announced[packet.object_id] = packet.chunk_count
+        elif isinstance(packet, Data):
+            chunks.setdefault(packet.object_id, set()).add(packet.chunk_index)
+    return any(len(chunks.get(oid, ())) < count for oid, count in announced.items())
+
+
+def _sends_past_budget(c: Client) -> bool:
+    """ACK whatever comes (so that no window holds the target back) until it has sent more than the
+    unvalidated limit, or stops."""
+    for _ in range(8):
+        got = c.collect(c.quiet)
+        if _received(c) > _budget(c):
+            return True
+        if not got:
+            return False
+        c.send(c.make_ack())
+    return _received(c) > _budget(c)
+
+
+@case(
+    "R7.3-7",
+    "Every later datagram of the session MUST come from that address (R4.2-8).",
+    slug="ack-from-other-address-does-not-validate",
+    needs=("push",),
+)
+def ack_from_other_address(ctx: Context) -> None:
+    """A server with an object for every new session: an ACK of its ACCEPT from another socket leaves it within 3 x
+    what the real address sent; the real ACK then lets the object flow."""
+    c = _unvalidated(ctx)
+    c.collect(c.quiet)
+    if _received(c) > _budget(c):
+        ctx.unsupported("the target went past 3 x what it received before any ACK (R7.4-2's case): no change to tell by")
+    spoof = ctx.client()
+    spoof.session_id = c.session_id
+    spoof.closed = True  # not its session: nothing to close at the end
+    spoof.send(spoof.make_ack())
+    spoof.silent("an ACK with the session's id from another address", ignore=())
+    c.collect(c.quiet)
+    if _received(c) > _budget(c):
+        raise CaseFailed(
+            f"at most {_budget(c)} bytes: an ACK from another address does not validate the client's (R7.4-2)",
+            f"{_received(c)} bytes",
+        )
+    c.validate()
+    if not _sends_past_budget(c):
+        ctx.unsupported("the target sent no more than 3 x what it received once validated either: nothing to tell by")
+
+
+_R7_4_1_ACK = (
+    "it has received, from the client's address, a datagram carrying the session id assigned in ACCEPT and attributed "
+    "to the session (which proves that the client received the ACCEPT)."
+)
+
+
+def _outlives_handshake_timeout(ctx: Context, c: Client, how: str) -> None:
+    """Silence for 12 s, then a PING: a validated session is still there (an unvalidated one is discarded at the
+    handshake timeout, R7.4-3, RECOMMENDED 10 s)."""
+    idle = min(c.target_params.idle_timeout_ms, c.params.idle_timeout_ms) / 1000
+    if idle <= 13.0:
+        ctx.unsupported(f"the session's idle timeout ({idle:.3g} s) would end it before 12 s of silence")
+    c.collect(12.0)  # keepalives may come; they need no answer
+    c.alive(f"12 s after ACCEPT, a session validated {how} outlives the handshake timeout")
+
+
+@case("R7.4-1", _R7_4_1_ACK, slug="validated-by-ack", slow=True)
+def validated_by_ack(ctx: Context) -> None:
+    """INITIAL, ACCEPT, the ACK of it, then 12 s of silence: the session is not discarded as unvalidated, so a PING
+    then draws an ACK (assumes the RECOMMENDED 10 s handshake timeout)."""
+    c = _unvalidated(ctx)
+    c.validate()
+    _outlives_handshake_timeout(ctx, c, "by the ACK of ACCEPT")
+
+
+@case("R7.4-1", _R7_4_1_ACK, slug="ack-lifts-amplification-limit", needs=("push",))
+def ack_lifts_amplification_limit(ctx: Context) -> None:
+    """A server with an object for every new session: once the tester ACKs the ACCEPT, it sends more than 3 x what
+    it received."""
+    c = _unvalidated(ctx)
+    c.collect(c.quiet)
+    c.validate()
+    if _sends_past_budget(c):
+        return
+    if not _holding_back(c):
+        ctx.unsupported("the target had nothing to send beyond 3 x what it received")
+    raise CaseFailed(
+        f"more than {_budget(c)} bytes of the announced object once the ACK of ACCEPT validated the address",
+        f"{_received(c)} bytes, then silence",
+    )
+
+
+@case(
+    "R7.4-1",
+    "the INITIAL that created the session carried a valid token; or",
+    slug="validated-by-token",
+    slow=True,
+    needs=("retry",),
+)
+def validated_by_token(ctx: Context) -> None:
+    """RETRY, the INITIAL with its token, ACCEPT, then 12 s of silence (no ACK): the session was validated from the
+    start, so it is not discarded at the handshake timeout, and a PING then draws an ACK."""
+    c = ctx.client()
+    rx = _retry(ctx, c)
+    assert isinstance(rx.packet, Retry)
+    c.send_initial(token=rx.packet.token)
+    answer = c.handshake_reply()
+    if not isinstance(answer.packet, Accept):
+        raise CaseFailed("ACCEPT for the INITIAL carrying the RETRY's token", str(answer))
+    _take_accept(c, answer, answer.packet)
+    _outlives_handshake_timeout(ctx, c, "by its token")
 
 
 _R7_4_4 = (
@@ -276,6 +473,33 @@ def initial_retransmitted(ctx: Context) -> None:
         raise CaseFailed("the INITIAL sent again while unanswered", f"nothing within {ctx.timeout:.3g} s", absent=True)
     if again.decoded.packet_number <= first.decoded.packet_number or again.packet != first.packet:
         raise CaseFailed("the same INITIAL (initial id, parameters, token) with a higher packet number", str(again))
+
+
+@case(
+    "R7.2-3",
+    "If no ACCEPT has arrived within the handshake timeout (RECOMMENDED 10 s) of the first INITIAL, the client MUST "
+    "abandon the attempt, send nothing more, and report HANDSHAKE_TIMEOUT locally.",
+    slug="handshake-timeout-gives-up",
+    role="sender",
+    slow=True,
+)
+def handshake_timeout_gives_up(ctx: Context) -> None:
+    """No answer to any INITIAL: from 12 s after the first one on, nothing more of the attempt arrives (assumes the
+    RECOMMENDED 10 s handshake timeout)."""
+    peer = ctx.sender()
+    peer.closed = True  # the attempt is to die of its own timeout: no refusal at the end
+    start = peer.first.at
+    got = peer.collect(start + 15.0 - ctx.target.clock())
+    # the attempt's datagrams: from its address, and with its initial id (a client may start a new attempt)
+    late = [
+        rx for rx in got
+        if rx.src == peer.first.src and rx.at - start > 12.0 and (rx.decoded is None or rx.decoded.session_id == peer.initial_id)
+    ]
+    if late:
+        raise CaseFailed(
+            "nothing from the client 12 s after its first unanswered INITIAL (handshake timeout, RECOMMENDED 10 s)",
+            f"{late[0]} {late[0].at - start:.1f} s after it",
+        )
 
 
 @case(
@@ -440,3 +664,93 @@ def busy_close(ctx: Context) -> None:
     ]
     if later:
         raise CaseFailed("nothing more for the refused attempt", str(later[0]))
+
+
+@case(
+    "R7.3-8",
+    "Once the session exists, the server MAY send objects to the client (the session is symmetric)",
+    slug="client-receives-object",
+    role="sender",
+)
+def client_receives_object(ctx: Context) -> None:
+    """After ACCEPT the tester, as server, sends a 3-chunk object of its own: the client answers COMPLETE."""
+    peer = ctx.sender()
+    peer.accept()
+    obj = small_object(ctx, 3, chunk_size=512)
+    peer.send(obj.announce())
+    for index in range(obj.count):
+        peer.send(Data(obj.object_id, index, obj.chunk(index)))
+    peer.send(Probe(obj.object_id, obj.count))
+
+    def answer(p: Packet) -> bool:
+        # the client's own object is its business; a COMPLETE, a NACK or a receiver's CANCEL (Origin 0) is about ours
+        return isinstance(p, Complete | Nack) or (isinstance(p, Cancel) and p.origin == 0)
+
+    for _ in range(8):
+        rx = peer.expect_session("COMPLETE of the tester's object", answer)
+        packet = rx.packet
+        if isinstance(packet, Complete):
+            return
+        if not isinstance(packet, Nack):
+            raise CaseFailed("COMPLETE of the tester's object (the session is symmetric)", str(rx))
+        if packet.announce_missing:
+            peer.send(obj.announce())
+        for first, count in packet.missing:
+            for index in range(first, min(first + count, obj.count)):
+                peer.send(Data(obj.object_id, index, obj.chunk(index)))
+        peer.send(Probe(obj.object_id, obj.count))
+    raise CaseFailed("COMPLETE of the tester's object", "only NACKs, after 8 rounds of repairs")
+
+
+@case(
+    "R7.5-1",
+    "otherwise the ACCEPT may answer any of several transmissions, and the client MUST NOT take a sample from it "
+    "(Karn's rule).",
+    slug="no-rtt-sample-from-retransmitted-initial",
+    role="sender",
+)
+def no_rtt_sample_after_retransmission(ctx: Context) -> None:
+    """ACCEPT only at an INITIAL sent 2 s or more after the first, then silence: the client's first PING (R7.2-10)
+    comes within twice that wait, not after the thrice it that one PTO is when the wait is taken for a round trip."""
+    peer = ctx.sender()
+    peer.policy.ack = peer.policy.complete = peer.policy.answer_probes = False
+    wait = 2.0
+    while True:
+        rx = still_handshaking(peer, "no answer yet")
+        if rx.at - peer.first.at >= wait:
+            break
+    peer.accept()  # at once: a sample from the last transmission would read the path's round trip, not 2 s
+    assert peer.accept_sent_at is not None
+    waited = peer.accept_sent_at - peer.first.at
+    try:
+        peer.expect_session("a PING", lambda p: isinstance(p, Ping), timeout=2 * waited)
+    except CaseFailed:
+        raise CaseFailed(
+            f"a PING within {2 * waited:.1f} s of ACCEPT (one PTO from no RTT sample, R7.2-10)",
+            f"none: as if the {waited:.1f} s since the first INITIAL had been taken for a round trip",
+            absent=True,
+        ) from None
+
+
+@case(
+    "R7.6-1",
+    "Within a session, an endpoint MUST accept datagrams only from the peer address the session was created with "
+    "(R4.2-8).",
+    slug="close-from-other-address-ignored",
+    role="sender",
+)
+def close_from_other_address(ctx: Context) -> None:
+    """A CLOSE carrying the session id from another socket: the client goes on; a PING from the real address draws
+    its ACK, and the object arrives."""
+    peer = ctx.sender()
+    peer.accept()
+    peer.expect_session("the session under way after ACCEPT", lambda p: True)
+    other = ctx.channel(peer.channel.peer)
+    other.send(codec.encode(Close(ErrorCode.APPLICATION_ERROR, "from another address"), peer.session_id, peer.take_pn()))
+    ctx.target.sleep(ctx.target.slack)  # the CLOSE first
+    ping = peer.send(Ping())
+    peer.expect_session(
+        "an ACK of the PING (a CLOSE from another address must not end the session)",
+        lambda p: isinstance(p, codec.Ack) and p.largest_pn >= ping,
+    )
+    peer.receive_object()

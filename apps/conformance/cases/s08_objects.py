@@ -5,14 +5,19 @@ from __future__ import annotations
 from itertools import pairwise
 
 from protocol import codec
-from protocol.codec import Accept, Announce, Complete, Data, Initial
-from protocol.constants import ErrorCode
+from protocol.codec import Accept, Announce, Complete, Data, Initial, Retry, VersionNegotiation
+from protocol.constants import DATA_PREFIX_LEN, MIN_CHUNK_SIZE, MIN_MAX_DATAGRAM, OVERHEAD, ErrorCode
+from protocol.params import SessionParams
 
+from .. import wire
 from ..client import TestObject
 from ..context import Context
 from ..model import CaseFailed
+from ..peer import Rx
 from ..registry import case
-from .common import announce_sized, must_complete, over_max_object_size, small_object
+from .common import announce_sized, expect_nack_naming, must_complete, over_max_object_size, small_object
+
+UNKNOWN_VERSION = 3
 
 # ================================================================================================
 # Receiver role
@@ -184,8 +189,109 @@ def announce_chunk_size_first(ctx: Context) -> None:
     s.expect_close(ErrorCode.PROTOCOL_VIOLATION, f"chunk size {chunk_size} exceeds max_datagram_size - 30, whatever the size")
 
 
+_R8_3_2 = "An endpoint MUST NOT send two different datagrams with the same packet number in a session."
+
+
+def _one_datagram_per_number(rxs: list[Rx], who: str) -> None:
+    """No packet number on two different datagrams (the same datagram again, a repeated CLOSE, is allowed)."""
+    seen: dict[int, Rx] = {}
+    for rx in rxs:
+        if rx.decoded is None:
+            continue
+        earlier = seen.setdefault(rx.decoded.packet_number, rx)
+        if earlier.data != rx.data:
+            raise CaseFailed(f"one datagram per packet number from {who}", f"{earlier}, then {rx}")
+
+
+@case("R8.3-2", _R8_3_2, slug="server-packet-numbers-unique")
+def server_packet_numbers_unique(ctx: Context) -> None:
+    """The INITIAL again after ACCEPT, then an object with a gap (NACKs, a repair): every packet number of the
+    target's session is on one datagram only, the repeated ACCEPT's included."""
+    c = ctx.client()
+    c.handshake()
+    c.send_initial()
+    c.expect(lambda d: isinstance(d.packet, Accept), "ACCEPT again for the repeated INITIAL (R7.3-1)")
+    c.validate()
+    c.settle()
+    obj = small_object(ctx, 4)
+    c.send_object(obj, order=[0, 1, 3], probe=False)
+    expect_nack_naming(c, obj.object_id, 2, "a NACK for the chunk left out")
+    must_complete(c.transfer(obj, send=False), "after the gap is repaired")
+    c.alive()
+    # the ACCEPTs carry the initial id but are the session's packets 0 and on (R8.3-1); nothing stateless came
+    _one_datagram_per_number(c.history, "the target in one session")
+
+
+@case(
+    "R8.3-4",
+    "Stateless responses (RETRY, VERSION, and the SERVER_BUSY CLOSE) carry packet number 0 and are outside every "
+    "numbering (R7.3-6).",
+    slug="version-outside-session-numbering",
+)
+def version_outside_numbering(ctx: Context) -> None:
+    """From the socket of a live session, an INITIAL of version 3 numbered 9: its VERSION answer is packet 0, not a
+    number of the session or the INITIAL's."""
+    s = ctx.session()
+    s.alive()
+    datagram = wire.initial(ctx.new_id(), 9, version=UNKNOWN_VERSION)
+    s.send_raw(datagram)
+    rx = s.maybe(lambda d: isinstance(d.packet, VersionNegotiation), s.quiet)
+    if rx is None:
+        ctx.unsupported("the target answers an INITIAL of an unknown version with silence, which R3-3 allows")
+    assert rx.decoded is not None
+    if rx.decoded.packet_number != 0:
+        raise CaseFailed("VERSION with Packet Number 0, outside the session's numbering", str(rx))
+
+
+@case(
+    "R8.3-4",
+    "Stateless responses (RETRY, VERSION, and the SERVER_BUSY CLOSE) carry packet number 0 and are outside every "
+    "numbering (R7.3-6).",
+    slug="accept-after-retry-is-packet-0",
+    needs=("retry",),
+)
+def accept_after_retry(ctx: Context) -> None:
+    """RETRY (packet 0), then the INITIAL with its token: the ACCEPT is packet 0 too, the RETRY having used no
+    number of the session."""
+    c = ctx.client()
+    c.send_initial()
+    rx = c.handshake_reply()
+    if not isinstance(rx.packet, Retry):
+        ctx.unsupported("the target does not demand address validation (it answered INITIAL without a RETRY)")
+    assert rx.decoded is not None
+    if rx.decoded.packet_number != 0:
+        raise CaseFailed("RETRY with Packet Number 0", str(rx))
+    c.send_initial(token=rx.packet.token)
+    answer = c.handshake_reply()
+    if not isinstance(answer.packet, Accept) or answer.decoded is None:
+        raise CaseFailed("ACCEPT for the INITIAL carrying the RETRY's token", str(answer))
+    c.session_id = answer.packet.session_id
+    c.validate()
+    if answer.decoded.packet_number != 0:
+        raise CaseFailed("ACCEPT as packet number 0 of the session, the RETRY outside its numbering", str(answer))
+
+
 # ================================================================================================
 # Sender role
+
+
+@case(
+    "R8.1-1",
+    "It MUST be at least 64 and at most the peer's max_datagram_size minus 30",
+    slug="chunk-size-fits-peer",
+    role="sender",
+)
+def chunk_size_fits_peer(ctx: Context) -> None:
+    """The tester advertises max_datagram_size 1200: the ANNOUNCE's Chunk Size is 64 to 1170 (and no datagram
+    exceeds 1200 bytes, R4.1-5)."""
+    peer = ctx.sender(SessionParams(max_datagram_size=MIN_MAX_DATAGRAM))
+    peer.accept()
+    incoming = peer.receive_object()
+    assert incoming.announce is not None
+    size = incoming.announce.chunk_size
+    most = MIN_MAX_DATAGRAM - OVERHEAD - DATA_PREFIX_LEN
+    if not MIN_CHUNK_SIZE <= size <= most:
+        raise CaseFailed(f"Chunk Size {MIN_CHUNK_SIZE} to {most} for a peer taking {MIN_MAX_DATAGRAM}-byte datagrams", f"Chunk Size {size}")
 
 
 @case(
@@ -263,6 +369,36 @@ def too_large_for_tester(ctx: Context) -> None:
 
 
 @case(
+    "R8.2-10",
+    "An object sender SHOULD send an object's ANNOUNCE more than once when the object has DATA to follow it",
+    slug="announce-sent-again",
+    role="sender",
+    level="SHOULD",
+)
+def announce_sent_again(ctx: Context) -> None:
+    """COMPLETE held back once the object is whole: its ANNOUNCE came twice or more, each copy the same (R8.2-5)."""
+    peer = ctx.sender()
+    # Held back: an echo due after a burst of chunks may trail it, and on a short path a COMPLETE
+    # would overtake it; the SHOULD is about an object still in progress.
+    peer.policy.complete = False
+    peer.accept()
+    incoming = peer.obj(0)
+    if not peer.pump(lambda: incoming.whole):
+        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    if incoming.count == 0:
+        ctx.unsupported("the sender's object is empty: no DATA follows its ANNOUNCE")
+    peer.pump(lambda: len(incoming.announces) >= 2, peer.quiet)
+    first = incoming.announces[0]
+    if len(incoming.announces) < 2:
+        raise CaseFailed(f"the ANNOUNCE more than once for an object of {incoming.count} chunks", "one copy")
+    for other in incoming.announces[1:]:
+        if other != first:
+            raise CaseFailed(f"copies of the ANNOUNCE identical to the first, {wire.describe_packet(first)}", wire.describe_packet(other))
+    incoming.completed = True
+    peer.send(codec.Complete(0))
+
+
+@case(
     "R8.3-1",
     "A server's session starts with its first ACCEPT as number 0.",
     slug="accept-first-when-pushing",
@@ -297,6 +433,19 @@ def packet_numbers(ctx: Context) -> None:
     gaps = [(a, b) for a, b in pairwise(numbers) if b != a + 1]
     if gaps:
         raise CaseFailed("packet numbers increasing by 1", f"{gaps[0][0]} followed by {gaps[0][1]}")
+
+
+@case("R8.3-2", _R8_3_2, slug="client-packet-numbers-unique", role="sender")
+def client_packet_numbers_unique(ctx: Context) -> None:
+    """Chunks 1 and 2 pretended lost once, so they go again: no packet number of the client's, INITIALs included,
+    is on two different datagrams."""
+    peer = ctx.sender()
+    peer.policy.drop = lambda packet, copy: packet.chunk_index in (1, 2) and copy == 1
+    peer.accept()
+    incoming = peer.receive_object()
+    if not incoming.dropped:
+        ctx.unsupported("the sender's object has a single chunk: nothing was sent again")
+    _one_datagram_per_number([rx for rx in peer.history if rx.src == peer.first.src], "the client in one session")
 
 
 @case(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from itertools import pairwise
 
 from protocol import codec, repair
-from protocol.codec import Ack, Announce, Complete, Data, Nack, Ping, Probe, Repair
+from protocol.codec import Ack, Announce, Cancel, Close, Complete, Data, Nack, Ping, Probe, Repair
 from protocol.constants import ErrorCode
+from protocol.params import SessionParams
 
 from ..client import Client, TestObject
 from ..context import Context
@@ -14,7 +15,7 @@ from ..model import CaseFailed, Unsupported
 from ..peer import Rx
 from ..receiving_model import listed
 from ..registry import case
-from ..server import SenderPeer
+from ..server import Incoming, SenderPeer
 from .common import expect_nack_naming, must_complete, small_object
 
 
@@ -263,7 +264,7 @@ def data_after_finish(ctx: Context) -> None:
     s = ctx.session()
     obj = small_object(ctx, 2)
     must_complete(s.transfer(obj), "the object")
-    ctx.target.sleep(s.quiet)  # past the rate limit of repeated final words
+    s.collect(s.quiet)  # past the rate limit of repeated final words; copies sent before it are read and set aside
     s.drain()
     s.data(obj, 0)
     s.expect(lambda d: isinstance(d.packet, Complete) and d.packet.object_id == 0, "COMPLETE, the object's final word")
@@ -380,6 +381,42 @@ def ack_counts_duplicate_once(ctx: Context) -> None:
 
 
 @case(
+    "R9.2-5",
+    "An endpoint SHOULD also send an ACK promptly when it raises object_id_limit or announce_limit (section 11.3), "
+    "so that a sender waiting for credit is not left waiting.",
+    slug="ack-on-raised-limits",
+    level="SHOULD",
+)
+def ack_on_raised_limits(ctx: Context) -> None:
+    """A one-chunk object completed: the ACK carrying the raised limits comes at once, not a max_ack_delay later."""
+    s = ctx.session()
+    before = s.expect_ack(s.ping(), "an ACK for the PING").packet
+    assert isinstance(before, Ack)
+    s.send_object(small_object(ctx, 1), probe=False)
+    sent = ctx.target.clock()
+
+    def raised(d: codec.Decoded) -> bool:
+        p = d.packet
+        return (
+            isinstance(p, Ack)
+            and s.attributed(d)
+            and (p.object_id_limit > before.object_id_limit or p.announce_limit > before.announce_limit)
+        )
+
+    rx = s.maybe(raised, ctx.timeout)
+    if rx is None:
+        ctx.unsupported("the target raised neither limit when the object finished (R11.3-2)")
+    # The ANNOUNCE and the chunk are ack-eliciting: an ordinary delayed ACK would come a
+    # max_ack_delay after them; the raise must not wait for that timer.
+    late = rx.at - sent
+    if late > ctx.target.slack + 0.002:
+        raise CaseFailed(
+            "the ACK with the raised limits at once",
+            f"after {late * 1000:.1f} ms (the target's max_ack_delay is {s.target_params.max_ack_delay_ms} ms): {rx}",
+        )
+
+
+@case(
     "R9.2-6",
     "An ACK whose largest_pn is not lower than the number of datagrams the recipient has sent in the session (a "
     "packet number never sent) is a protocol violation (PROTOCOL_VIOLATION).",
@@ -415,6 +452,41 @@ def complete_never_announced(ctx: Context) -> None:
     s = ctx.session()
     s.send(Complete(0))
     s.expect_close(ErrorCode.PROTOCOL_VIOLATION, "a COMPLETE for an object never announced")
+
+
+@case(
+    "R9.3-8",
+    "Chunks a NACK lists that the sender has not yet sent (first copies go in ascending order, R8.2-8) are ignored: "
+    "they go out in their turn.",
+    slug="nack-for-unsent-chunk",
+    needs=("push",),
+)
+def nack_for_unsent_chunk(ctx: Context) -> None:
+    """A server pushing an object, held to 3 x what it received before validation: a NACK for its last chunk, not
+    yet sent, brings that chunk neither forward nor twice."""
+    c = ctx.client()
+    c.handshake()
+    before = [rx.packet for rx in c.drain() + c.collect(c.quiet)]  # not validated: the target is held back
+    announce = next((p for p in before if isinstance(p, Announce)), None)
+    if announce is None:
+        ctx.unsupported("the target sends no object unasked")
+    oid, last = announce.object_id, announce.chunk_count - 1
+    if last < 1 or any(isinstance(p, Data) and p.object_id == oid and p.chunk_index == last for p in before):
+        ctx.unsupported("the target sent its whole object before the client's address was validated")
+    c.send(Nack(oid, ((last, 1),), False, max(c.rx_largest_pn, 0)))  # it also validates the address (R7.4-1)
+    after: list[int] = []
+    deadline = ctx.target.clock() + ctx.timeout
+    while last not in after and ctx.target.clock() < deadline:
+        got = c.collect(c.quiet)
+        after += [p.chunk_index for p in (rx.packet for rx in got) if isinstance(p, Data) and p.object_id == oid]
+        if not got:
+            break
+    after += [p.chunk_index for p in (rx.packet for rx in c.collect(c.quiet)) if isinstance(p, Data) and p.object_id == oid]
+    if last not in after:
+        raise CaseFailed(f"chunk {last} in its turn once the address was validated", f"chunks {after}", absent=True)
+    first = list(dict.fromkeys(after))  # first copies, in the order they came
+    if first.index(last) != len(first) - 1 or after.count(last) > 1:
+        raise CaseFailed(f"chunk {last} once, after every chunk below it", f"chunks in this order: {after}")
 
 
 # ================================================================================================
@@ -613,6 +685,70 @@ def complete_stops(ctx: Context) -> None:
         raise CaseFailed("nothing about the object after COMPLETE", str(late[0]))
 
 
+def _whole_and_quiet(peer: SenderPeer) -> Incoming:
+    """ACCEPT, then hold every chunk of object 0 (the tester does not COMPLETE it unless its policy
+    says so) and wait until nothing is in flight."""
+    peer.accept()
+    incoming = peer.obj(0)
+    if not peer.pump(lambda: incoming.whole):
+        got = f"{len(incoming.chunks)} of {incoming.count} chunks" if incoming.announce is not None else "no ANNOUNCE"
+        raise CaseFailed("every chunk of the sender's object", got, absent=True)
+    peer.pump(None, peer.quiet)
+    return incoming
+
+
+@case(
+    "R9.3-2",
+    "A NACK about an object the sender has finished MUST NOT cause retransmission.",
+    slug="nack-after-complete",
+    role="sender",
+)
+def nack_after_complete(ctx: Context) -> None:
+    """The object COMPLETEd and all quiet, then a NACK listing every chunk: no chunk is sent again."""
+    peer = ctx.sender()
+    incoming = _whole_and_quiet(peer)
+    if not incoming.completed:
+        raise CaseFailed("the object whole and COMPLETEd by the tester", "it was not", absent=True)
+    # Largest PN is fresh and every copy is old: only the object being finished stops a retransmission.
+    peer.nack(0, list(range(incoming.count)))
+    late = [rx for rx in peer.collect(3 * peer.quiet) if isinstance(rx.packet, Data | Repair) and rx.packet.object_id == 0]
+    if late:
+        raise CaseFailed("no chunk of a delivered object on a NACK for it", str(late[0]))
+
+
+@case(
+    "R9.3-2",
+    "If the object failed (it was cancelled by either side, or failed locally), the sender SHOULD answer with CANCEL "
+    "(Origin 1) and the object's error code again",
+    slug="nack-after-cancel",
+    role="sender",
+    level="SHOULD",
+)
+def nack_after_cancel(ctx: Context) -> None:
+    """The tester refuses the object (CANCEL REFUSED), then NACKs a chunk of it: CANCEL (Origin 1, REFUSED) again,
+    and no chunk."""
+    peer = ctx.sender()
+    peer.policy.complete = False
+    _whole_and_quiet(peer)
+    peer.send(Cancel(0, 0, ErrorCode.REFUSED, "conformance: refused"))
+    peer.pump(None, peer.quiet)  # whatever the CANCEL itself draws is not the answer to the NACK
+    ended = [rx for rx in peer.session_packets() if isinstance(rx.packet, Close)]
+    if ended:
+        ctx.unsupported(f"the sender closed the session once its only object failed ({ended[0]})")
+    peer.nack(0, [0])
+    rx = peer.expect_session(
+        "CANCEL (Origin 1, REFUSED) again in answer to the NACK",
+        lambda p: isinstance(p, Close) or (isinstance(p, Cancel | Data | Repair) and p.object_id == 0),
+    )
+    packet = rx.packet
+    if isinstance(packet, Close):
+        ctx.unsupported(f"the sender closed the session once its only object failed ({rx})")
+    if not isinstance(packet, Cancel):
+        raise CaseFailed("no chunk of a cancelled object on a NACK for it (a MUST)", str(rx))
+    if packet.origin != 1 or packet.error_code != ErrorCode.REFUSED:
+        raise CaseFailed("CANCEL (Origin 1, REFUSED): the object's own error code", str(rx))
+
+
 @case(
     "R9.2-1",
     "or when its own max_ack_delay has passed since the first of those packets arrived, whichever comes first.",
@@ -647,6 +783,35 @@ def sender_acks_ping(ctx: Context) -> None:
         raise CaseFailed("the ACK at once", f"after {(rx.at - sent) * 1000:.1f} ms")
 
 
+@case(
+    "R9.5-3",
+    "PTO = srtt + max(4 * rttvar, 1 ms) + the peer's max_ack_delay.",
+    slug="pto-includes-max-ack-delay",
+    role="sender",
+)
+def pto_includes_max_ack_delay(ctx: Context) -> None:
+    """With max_ack_delay 200 ms advertised and the object left unanswered, the probe timer's PROBE comes no sooner
+    than 200 ms after the last one."""
+    delay_ms = 200
+    peer = ctx.sender(SessionParams(max_ack_delay_ms=delay_ms))
+    peer.policy.answer_probes = False
+    peer.policy.complete = False
+    peer.accept()
+    # The PROBE after the last chunk (and any copies sent with it), then the timer's PROBE: the
+    # first one that comes well apart from those before it. No feedback about the object is sent,
+    # so the timer runs from the last PROBE.
+    wait = 2 * delay_ms / 1000 + ctx.timeout
+    last = peer.expect_session("the PROBE after the last chunk", lambda p: isinstance(p, Probe), wait).at
+    while (gap := peer.expect_session("the probe timer's PROBE", lambda p: isinstance(p, Probe), wait).at - last) <= ctx.target.slack:
+        last += gap
+    least = (delay_ms + 1) / 1000 - ctx.target.slack  # srtt > 0, max(4 rttvar, 1 ms) >= 1 ms
+    if gap < least:
+        raise CaseFailed(
+            f"the probe timer's PROBE at least {delay_ms + 1} ms after the previous one (PTO includes the tester's max_ack_delay)",
+            f"{gap * 1000:.1f} ms after it",
+        )
+
+
 # ================================================================================================
 # 9.6 Forward repair
 
@@ -673,3 +838,159 @@ def repair_rebuilds_chunk(ctx: Context) -> None:
         lambda d: isinstance(d.packet, Complete) and d.packet.object_id == obj.object_id,
         "COMPLETE: chunk 1 is the REPAIR's Repair Data",
     )
+
+
+def _decoder(s: Client) -> None:
+    if s.target_params.repair_decoder != 1:
+        raise Unsupported("the target advertises repair_decoder = 0")
+
+
+def _seed_choosing_all(count: int) -> int:
+    """A Seed whose REPAIR over a window of ``count`` chunks combines every one of them (spec 5.14)."""
+    return next(seed for seed in range(1, 1 << 16) if repair.coefficients(seed, count) == (1 << count) - 1)
+
+
+@case(
+    "R9.6-3",
+    "A REPAIR for an object the receiver has finished is answered as a DATA would be (its final word, section 9.1).",
+    slug="repair-after-finish",
+)
+def repair_after_finish(ctx: Context) -> None:
+    """A REPAIR for a completed object: COMPLETE again."""
+    s = ctx.session()
+    _decoder(s)
+    obj = small_object(ctx, 2)
+    must_complete(s.transfer(obj), "the object")
+    s.collect(s.quiet)  # the COMPLETE's copies; and past the rate limit of repeated final words (R9.1-9)
+    s.drain()
+    s.send(Repair(obj.object_id, 0, _seed_choosing_all(1), 1, obj.chunk(0)))
+    s.expect(lambda d: isinstance(d.packet, Complete) and d.packet.object_id == 0, "COMPLETE, the object's final word")
+
+
+@case(
+    "R9.6-4",
+    "If an object's digest check fails (section 10.3) and chunks of it were rebuilt from REPAIRs, the receiver SHOULD "
+    "discard the rebuilt chunks only, report them missing, and stop using REPAIRs for that object, instead of treating "
+    "the mismatch as a digest failure",
+    slug="wrong-repair-refetched",
+    level="SHOULD",
+)
+def wrong_repair_refetched(ctx: Context) -> None:
+    """Chunks 0 and 2 of 3 and a REPAIR that stands for a wrong chunk 1: the NACK asks for chunk 1 alone, and with
+    it the object completes."""
+    s = ctx.session()
+    _decoder(s)
+    obj = small_object(ctx, 3)
+    s.send_object(obj, order=[0, 2], probe=False)
+    wrong = bytes(b ^ 0xA5 for b in obj.chunk(1))  # chunk 1 is whole: no padding to give the REPAIR away
+    s.send(Repair(obj.object_id, 1, _seed_choosing_all(1), 1, wrong))
+    rx = s.expect(
+        lambda d: isinstance(d.packet, Nack | Complete | Cancel) and d.packet.object_id == 0
+        and not (isinstance(d.packet, Nack) and not d.packet.missing),
+        "a NACK for chunk 1, the only chunk rebuilt",
+    )
+    if not isinstance(rx.packet, Nack) or listed(rx.packet.missing) != {1}:
+        raise CaseFailed("a NACK listing chunk 1 alone (the chunks that came as DATA are kept)", str(rx))
+    s.data(obj, 1)
+    done = s.expect(lambda d: isinstance(d.packet, Complete | Cancel) and d.packet.object_id == 0, "COMPLETE once chunk 1 came")
+    if not isinstance(done.packet, Complete):
+        raise CaseFailed("COMPLETE once chunk 1 came as DATA", str(done))
+
+
+@case(
+    "R9.6-5",
+    "While the REPAIRs it holds for an object lack d equations to determine the missing chunks they cover, a receiver "
+    "SHOULD report (NACK) only d of those chunks when their reports fall due, and hold back the others",
+    slug="repair-deficit-nacked",
+    level="SHOULD",
+)
+def repair_deficit_nacked(ctx: Context) -> None:
+    """Chunks 2 and 3 of 6 left out and one REPAIR over both: the NACK asks for one of them, and that one completes
+    the object."""
+    s = ctx.session()
+    _decoder(s)
+    obj = small_object(ctx, 6)
+    s.send_object(obj, order=[0, 1, 4, 5], probe=False)
+    both = bytes(a ^ b for a, b in zip(obj.chunk(2), obj.chunk(3), strict=True))
+    s.send(Repair(obj.object_id, 2, _seed_choosing_all(2), 2, both))  # two unknowns, one equation: d = 1
+    rx = s.expect(
+        lambda d: isinstance(d.packet, Nack) and d.packet.object_id == 0 and bool(listed(d.packet.missing) & {2, 3}),
+        "a NACK for chunk 2 or 3",
+    )
+    assert isinstance(rx.packet, Nack)
+    asked = listed(rx.packet.missing) & {2, 3}
+    if len(asked) != 1:
+        raise CaseFailed("a NACK naming one of chunks 2 and 3 (the REPAIR gives the other)", str(rx))
+    s.data(obj, asked.pop())
+    s.expect(
+        lambda d: isinstance(d.packet, Complete) and d.packet.object_id == 0,
+        "COMPLETE: the chunk asked for and the REPAIR determine the other",
+    )
+
+
+@case(
+    "R9.6-1",
+    "An endpoint MUST NOT send REPAIR to a peer whose repair_decoder is 0.",
+    slug="no-repair-without-decoder",
+    role="sender",
+)
+def no_repair_without_decoder(ctx: Context) -> None:
+    """With repair_decoder = 0 advertised and a chunk "lost", the transfer completes without a single REPAIR."""
+    peer = ctx.sender(SessionParams(repair_decoder=0))
+    peer.policy.drop = lambda packet, copy: copy == 1 and packet.chunk_index == max(peer.obj(0).count - 2, 0)
+    peer.accept()
+    peer.receive_object()
+    peer.pump(None, peer.quiet)  # a REPAIR batch may follow the retransmission round
+    repairs = [rx for rx in peer.session_packets() if isinstance(rx.packet, Repair)]
+    if repairs:
+        raise CaseFailed("no REPAIR to a peer that advertised repair_decoder = 0", str(repairs[0]))
+
+
+@case(
+    "R9.6-6",
+    "a sender SHOULD NOT retransmit a chunk of a window because of a NACK whose Largest PN is below the packet number "
+    "of the last REPAIR it sent for that window",
+    slug="nack-before-repairs",
+    role="sender",
+    level="SHOULD",
+)
+def nack_before_repairs(ctx: Context) -> None:
+    """With repair_decoder = 1, chunk n-2 "lost" and a NACK for it written before the REPAIRs covering it: the NACK
+    draws no retransmission; a later one does."""
+    peer = ctx.sender(SessionParams(repair_decoder=1))
+    peer.policy.answer_probes = False
+    peer.accept()
+    announce = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    assert isinstance(announce.packet, Announce)
+    lost = announce.packet.chunk_count - 2
+    if lost < 0:
+        ctx.unsupported("the sender's object has fewer than two chunks")
+    peer.policy.drop = lambda packet, copy: copy == 1 and packet.chunk_index == lost
+    peer.pump(None, peer.quiet)  # the chunks, the PROBE and the REPAIRs; later PROBEs go unanswered
+    packets = [(rx.decoded.packet_number, rx.packet) for rx in peer.session_packets() if rx.decoded is not None]
+    copy_pn = next((pn for pn, p in packets if isinstance(p, Data) and p.chunk_index == lost), None)
+    if copy_pn is None:
+        raise CaseFailed(f"chunk {lost} of the object", "it never came", absent=True)
+    covering = [
+        pn for pn, p in packets
+        if isinstance(p, Repair) and p.object_id == 0 and p.first_index <= lost < p.first_index + p.count and pn > copy_pn
+    ]
+    if not covering:
+        ctx.unsupported(f"the sender sent no REPAIR whose window holds chunk {lost}")
+    # The NACK as written when the datagram before the first such REPAIR had arrived: after the lost
+    # copy (so R9.3-4 allows a retransmission), before every REPAIR that may rebuild the chunk.
+    stale = max(pn for pn, _ in packets if pn < min(covering))
+    if stale <= copy_pn or len([pn for pn in covering if pn > stale]) < 2:
+        ctx.unsupported(f"too few REPAIRs covering chunk {lost} after it to judge")
+    incoming = peer.obj(0)
+    copies = incoming.copies[lost] + incoming.dropped[lost]
+    peer.send(Nack(0, ((lost, 1),), False, stale))
+    peer.pump(None, peer.quiet)
+    if incoming.copies[lost] + incoming.dropped[lost] > copies:
+        raise CaseFailed(
+            f"no retransmission of chunk {lost} on a NACK with Largest PN {stale}, below the REPAIRs for it "
+            f"(up to pn {max(covering)})",
+            f"chunk {lost} sent again",
+        )
+    peer.policy.answer_probes = True
+    peer.receive_object()  # a NACK written after the REPAIRs does draw it (R9.3-4)

@@ -133,3 +133,34 @@ def sender_digest(ctx: Context) -> None:
     peer.receive_object()
 
 
+
+
+@case(
+    "R10.3-3",
+    "The sender treats the NACKs of R10.3-1 like any other (section 9.3).",
+    slug="sender-resends-after-digest-failure",
+    role="sender",
+)
+def resend_after_digest_failure(ctx: Context) -> None:
+    """Every chunk received, then discarded as after a digest failure and all NACKed: every chunk comes again and the
+    object completes."""
+    peer = ctx.sender()
+    peer.policy.complete = False
+    peer.accept()
+    incoming = peer.obj(0)
+    if not peer.pump(lambda: incoming.whole):
+        got = f"{len(incoming.chunks)} of {incoming.count} chunks" if incoming.announce is not None else "no ANNOUNCE"
+        raise CaseFailed("every chunk of the sender's object", got, absent=True)
+    if incoming.count == 0:
+        ctx.unsupported("the sender's object is empty")
+    # What R10.3-1 makes a receiver do: drop every chunk and report [0, Chunk Count) missing at once;
+    # later PROBEs are answered with whatever is still missing.
+    incoming.chunks.clear()
+    peer.policy.complete = True
+    peer.nack(0, list(range(incoming.count)))
+    if not peer.pump(lambda: incoming.completed):
+        raise CaseFailed(
+            f"all {incoming.count} chunks sent again after a NACK listing them all",
+            f"{len(incoming.chunks)} of them within {ctx.timeout:.3g} s",
+            absent=True,
+        )

@@ -229,6 +229,14 @@ class SenderPeer(Peer):
         else:
             self.nack(probe.object_id, incoming.missing(probe.sent_through))
 
+    def await_whole(self, object_id: int = 0) -> Incoming:
+        """Be the receiver until every chunk of the object is held (COMPLETE as the policy says)."""
+        incoming = self.obj(object_id)
+        if not self.pump(lambda: incoming.whole):
+            got = f"{len(incoming.chunks)} of {incoming.count} chunks" if incoming.announce is not None else "no ANNOUNCE"
+            raise CaseFailed(f"every chunk of object {object_id}", got, absent=True)
+        return incoming
+
     def receive_object(self, object_id: int = 0, timeout: float | None = None) -> Incoming:
         """Be a correct receiver until the object is whole and COMPLETEd (the case fails if not)."""
         incoming = self.obj(object_id)

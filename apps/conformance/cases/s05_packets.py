@@ -750,9 +750,7 @@ def sender_chunk_lengths(ctx: Context) -> None:
     """Every DATA the sender sends has an index below Chunk Count and the length its ANNOUNCE implies."""
     peer = ctx.sender()
     peer.accept()
-    incoming = peer.obj(0)
-    if not peer.pump(lambda: incoming.whole):
-        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    incoming = peer.await_whole()
     announce = incoming.announce
     assert announce is not None
     for rx in peer.session_packets():
@@ -773,9 +771,7 @@ def announce_missing_list_ignored(ctx: Context) -> None:
     peer = ctx.sender()
     peer.policy.complete = False  # the object stays unfinished at the sender
     peer.accept()
-    incoming = peer.obj(0)
-    if not peer.pump(lambda: incoming.whole):
-        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    incoming = peer.await_whole()
     peer.pump(None, 2 * peer.quiet)  # past the wait of R9.3-4: listed, a chunk would be resent at once
     mark = len(peer.history)
     peer.send(Nack(0, ((0, incoming.count),), announce_missing=True, largest_pn=max(peer.rx_largest_pn, 0)))
@@ -903,9 +899,7 @@ def sender_repairs_choose_and_fit(ctx: Context) -> None:
     peer = ctx.sender(SessionParams(repair_decoder=1, max_datagram_size=1200))
     peer.policy.complete = False  # REPAIRs follow the last chunk: a COMPLETE could stop them first
     peer.accept()
-    incoming = peer.obj(0)
-    if not peer.pump(lambda: incoming.whole):
-        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    peer.await_whole()
     peer.pump(None, peer.quiet)
     repairs = [rx for rx in peer.session_packets() if isinstance(rx.packet, Repair)]
     for rx in repairs:
@@ -930,9 +924,7 @@ def repair_covers_sent_chunks(ctx: Context) -> None:
     peer = ctx.sender(SessionParams(repair_decoder=1))
     peer.policy.complete = False  # REPAIRs follow the last chunk: a COMPLETE could stop them first
     peer.accept()
-    incoming = peer.obj(0)
-    if not peer.pump(lambda: incoming.whole):
-        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    peer.await_whole()
     peer.pump(None, peer.quiet)
     sent: dict[int, set[int]] = {}
     repairs = 0

@@ -234,9 +234,7 @@ def absent_repair_decoder(ctx: Context) -> None:
     peer.accept()
     accept = peer.sent[-1][2]
     assert int(_U16.unpack_from(wire.payload_of(accept), 8)[0]) == 0, "the tester's ACCEPT lists no parameter"
-    incoming = peer.obj(0)
-    if not peer.pump(lambda: incoming.whole):
-        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    peer.await_whole()
     peer.pump(None, peer.quiet)
     repairs = [rx for rx in peer.session_packets() if isinstance(rx.packet, Repair)]
     if repairs:

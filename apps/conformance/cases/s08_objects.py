@@ -382,9 +382,7 @@ def announce_sent_again(ctx: Context) -> None:
     # would overtake it; the SHOULD is about an object still in progress.
     peer.policy.complete = False
     peer.accept()
-    incoming = peer.obj(0)
-    if not peer.pump(lambda: incoming.whole):
-        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    incoming = peer.await_whole()
     if incoming.count == 0:
         ctx.unsupported("the sender's object is empty: no DATA follows its ANNOUNCE")
     peer.pump(lambda: len(incoming.announces) >= 2, peer.quiet)

@@ -689,10 +689,7 @@ def _whole_and_quiet(peer: SenderPeer) -> Incoming:
     """ACCEPT, then hold every chunk of object 0 (the tester does not COMPLETE it unless its policy
     says so) and wait until nothing is in flight."""
     peer.accept()
-    incoming = peer.obj(0)
-    if not peer.pump(lambda: incoming.whole):
-        got = f"{len(incoming.chunks)} of {incoming.count} chunks" if incoming.announce is not None else "no ANNOUNCE"
-        raise CaseFailed("every chunk of the sender's object", got, absent=True)
+    incoming = peer.await_whole()
     peer.pump(None, peer.quiet)
     return incoming
 

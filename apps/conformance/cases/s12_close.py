@@ -379,9 +379,7 @@ def sender_closes_after_complete(ctx: Context) -> None:
     peer = ctx.sender()
     peer.policy.complete = False
     peer.accept()
-    incoming = peer.obj(0)
-    if not peer.pump(lambda: incoming.whole):
-        raise CaseFailed("the whole object", f"{len(incoming.chunks)} of {incoming.count} chunks", absent=True)
+    incoming = peer.await_whole()
     announce = incoming.announce
     assert announce is not None
     # Held for a while, but well inside the object's deadline: its CANCEL would finish the object too.

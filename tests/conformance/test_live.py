@@ -23,8 +23,6 @@ from .conftest import ALL, LIVE, LIVE_KNOWN_BUGS, params
 from .live import live_receiver, live_sender
 
 RECEIVER_CASES = select(ALL, role="receiver")
-# Sender-role cases whose sender (protocol.aio.connect in a loop) needs nothing special.
-SENDER_SECTIONS = ("8.2", "9.3", "9.4", "10")
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +46,26 @@ def test_receiver_case_live(case: Case, udp_target: UdpTarget) -> None:
 
 
 def test_sender_cases_live() -> None:
-    """The tester as the receiver of protocol.aio senders, a new session per case."""
+    """The tester as the receiver of protocol.aio senders, a new session per case, every sender case."""
     listener = UdpListener("127.0.0.1", 0)
     try:
         with live_sender(listener.public, bytes(range(256)) * 50):
-            summary = run(select(ALL, role="sender", sections=SENDER_SECTIONS), lambda case: listener, LIVE)
+            summary = run(select(ALL, role="sender"), lambda case: listener, LIVE)
     finally:
         listener.close()
     failed = [f"{r.case.id}: {r.message}" for r in summary.results if r.verdict is Verdict.FAILED]
     assert not failed
-    assert summary.count(Verdict.PASSED) >= 10
+    # Skipped, and only these: the slow handshake timeout, the deadline cases (this sender's object
+    # has none) and a NACK after CANCEL (this sender ends the session once its only object failed,
+    # so the CANCEL's repeats cannot be waited for either).
+    skipped = {r.case.id for r in summary.results if r.verdict is Verdict.SKIPPED}
+    assert skipped <= {
+        "7.2/R7.2-3/handshake-timeout-gives-up",
+        "9.3/R9.3-2/nack-after-cancel",
+        "12.3/R12.3-2/sender-deadline",
+        "12.3/R12.3-8/sender-cancel-repeated",
+    }
+    assert summary.count(Verdict.PASSED) >= 50
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -55,12 +55,13 @@ def expect_nack_naming(s: Client, object_id: int, index: int, what: str, timeout
     return s.expect(names, what, timeout)
 
 
-def still_handshaking(peer: SenderPeer, why: str) -> Rx:
+def still_handshaking(peer: SenderPeer, why: str, timeout: float | None = None) -> Rx:
     """The client sends its INITIAL again (it did not take what it got as an answer)."""
     last = max(rx.decoded.packet_number for rx in peer.initials if rx.decoded is not None)
     rx = peer.expect(
         lambda d: isinstance(d.packet, Initial) and d.session_id == peer.initial_id and d.packet_number > last,
         f"the INITIAL retransmitted ({why})",
+        timeout,
     )
     peer.initials.append(rx)
     return rx

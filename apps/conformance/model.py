@@ -49,7 +49,8 @@ class Case:
     """One testable requirement of protocol/spec.md and the function that checks it.
 
     ``needs`` names target behaviours a case can only exercise where the target has them
-    ("retry": the target demands address validation; "push": the target sends objects unasked).
+    ("retry": the target demands address validation; "push": the target sends objects unasked;
+    "big-object": the sender's object is far larger than a congestion window).
     A live target simply lacks or has them; the in-process tests pick a target that has them.
     """
 

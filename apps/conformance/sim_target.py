@@ -225,6 +225,9 @@ class SimTarget(Target):
 
 #: Limits of the in-process endpoint: small, so that cases announcing up to the limits stay light.
 LIGHT_CONFIG = SessionConfig(max_object_size=1 << 20, max_buffered_bytes=4 << 20)
+#: What a sender sends to cases that need "big-object": more chunks (1025 of 1024 bytes) than any
+#: sane congestion window holds before its first ACK (R11.1-4 RECOMMENDS 64 datagrams).
+BIG_OBJECT = (1 << 20) + 100
 
 
 def sim_factory(
@@ -232,7 +235,8 @@ def sim_factory(
     endpoint_factory: EndpointFactory = default_endpoint,
 ) -> Callable[[Case], Target]:
     """A fresh simulated target per case, with what the case needs: a RETRY-demanding server for
-    cases that need one, a server that pushes an object to new sessions for the amplification case."""
+    cases that need one, a server that pushes an object to new sessions for the amplification case,
+    a sender of an object bigger than its congestion window for the cases that watch the window."""
 
     made = itertools.count()
 
@@ -240,6 +244,10 @@ def sim_factory(
         cfg = replace(config, retry="always") if "retry" in case.needs else config
         push = bytes(range(256)) * 120 if "push" in case.needs else None
         # each target its own seed: a case run again meets other losses on a lossy link
-        return SimTarget(role, config=cfg, link=link, seed=seed + next(made), push=push, endpoint_factory=endpoint_factory)
+        own = seed + next(made)
+        big = random.Random(own).randbytes(BIG_OBJECT) if "big-object" in case.needs else None
+        return SimTarget(
+            role, config=cfg, link=link, seed=own, push=push, sender_object=big, endpoint_factory=endpoint_factory
+        )
 
     return make

@@ -10,7 +10,7 @@ import pytest
 from apps.conformance.model import Verdict
 from apps.conformance.runner import run, select
 from apps.conformance.sim_target import EndpointFactory, default_endpoint, sim_factory
-from protocol import codec, connection, endpoint, receiving, sending
+from protocol import codec, congestion, connection, endpoint, receiving, sending
 from protocol.config import SessionConfig
 from protocol.endpoint import Endpoint
 
@@ -70,6 +70,14 @@ class ClosesOnceSent(connection.Connection):
             self.close(now)
             out += super().datagrams_to_send(now)
         return out
+
+
+class NeverPingsAFullWindow(connection.Connection):
+    """(f) waits for ever, its window full, for an ACK that may have been lost: no PING asks for one."""
+
+    def handle_timer(self, now: float) -> None:
+        self._last_ack_time = now  # the window's PING is due a PTO after the last ACK: never, then
+        super().handle_timer(now)
 
 
 def _failures(factory: EndpointFactory = default_endpoint, role: str = "receiver") -> dict[str, str]:
@@ -156,3 +164,17 @@ def test_a_sender_that_closes_before_complete_is_caught(patched: pytest.MonkeyPa
     failed = _failures(role="sender")
     # Many sender cases fail with it (the session ends early); this one names the clean close.
     assert "no clean CLOSE while the object awaits COMPLETE" in failed["12.4/R12.4-1/sender-no-clean-close-before-complete"]
+
+
+def test_a_sender_without_a_congestion_window_is_caught(patched: pytest.MonkeyPatch) -> None:
+    # Nothing in flight ever holds it back: the whole object goes out to a receiver that acknowledges nothing.
+    patched.setattr(congestion.SnipBbr, "cwnd", property(lambda self: 1 << 40))
+    failed = _failures(role="sender")
+    assert set(failed) - set(KNOWN_BUGS) == {"11.1/R11.1-2/window-bounds-data"}
+    assert "got 1024 DATA/REPAIR datagrams of the 1025-chunk object" in failed["11.1/R11.1-2/window-bounds-data"]
+
+
+def test_a_sender_that_never_pings_a_full_window_is_caught(patched: pytest.MonkeyPatch) -> None:
+    patched.setattr(endpoint, "Connection", NeverPingsAFullWindow)
+    failed = _failures(role="sender")
+    assert set(failed) - set(KNOWN_BUGS) == {"9.4/R9.4-5/window-full-ping"}

@@ -17,6 +17,7 @@ from ..receiving_model import listed
 from ..registry import case
 from ..server import Incoming, SenderPeer
 from .common import expect_nack_naming, must_complete, small_object
+from .s11_limits import WINDOW_LIMIT, big_announce, silent_receiver, until_window_full
 
 
 def _nacks(rxs: list[Rx], object_id: int = 0) -> list[Nack]:
@@ -626,6 +627,72 @@ def nack_retransmitted(ctx: Context) -> None:
     incoming = peer.receive_object()
     if incoming.dropped[1] == 0:
         ctx.unsupported("the sender's object has a single chunk")
+
+
+def _window_filled(peer: SenderPeer) -> list[Rx]:
+    """Its ANNOUNCE, then every DATA until the sender's congestion window is full (the tester acknowledges
+    nothing); the case cannot judge a sender whose window never fills."""
+    big_announce(peer)
+    sent = until_window_full(peer)
+    if len(sent) >= WINDOW_LIMIT:
+        peer.ctx.unsupported(f"the sender sent {len(sent)} DATA datagrams without an ACK: its window never filled (R11.1-2)")
+    return sent
+
+
+@case(
+    "R9.3-5",
+    "A sender SHOULD send queued retransmissions before any chunk not yet sent",
+    slug="retransmission-before-new-chunks",
+    role="sender",
+    level="SHOULD",
+    needs=("big-object",),
+)
+def retransmission_first(ctx: Context) -> None:
+    """Chunk 2 "lost" and nothing acknowledged until the window is full; then a NACK for chunk 2, which frees the
+    window: the first DATA after it is chunk 2, not one of the many chunks not yet sent."""
+    peer = ctx.sender()
+    silent_receiver(peer)
+    peer.policy.drop = lambda packet, copy: packet.chunk_index == 2 and copy == 1
+    peer.accept()
+    _window_filled(peer)
+    incoming = peer.obj(0)
+    if not incoming.dropped[2]:
+        raise CaseFailed("chunk 2 among the first chunks", f"chunks {sorted(incoming.chunks)[:8]}...", absent=True)
+    # Nothing is on its way (DATA stopped a quiet spell ago): whatever DATA comes next was chosen after the NACK,
+    # whose Largest PN reports every datagram received, so that the whole window is free again.
+    unsent = incoming.count - len(incoming.first_seen)
+    peer.nack(0, [2])
+    rx = peer.expect_session("DATA after the NACK", lambda p: isinstance(p, Data) and p.object_id == 0)
+    assert isinstance(rx.packet, Data)
+    if rx.packet.chunk_index != 2:
+        raise CaseFailed(f"chunk 2 retransmitted before any of the {unsent} chunks not yet sent", f"{rx} first")
+
+
+@case(
+    "R9.4-5",
+    "A sender whose congestion window is full and that has received no ACK for PTO (doubling as in R9.4-2) SHOULD "
+    "send a PING, which draws an immediate ACK (R9.2-2): without it, lost ACKs could leave the window closed for good.",
+    slug="window-full-ping",
+    role="sender",
+    level="SHOULD",
+    needs=("big-object",),
+)
+def window_full_ping(ctx: Context) -> None:
+    """The tester acknowledges nothing (one PING of its own confirms the handshake, R7.2-10): once DATA stops with
+    the window full, a PING comes."""
+    peer = ctx.sender()
+    silent_receiver(peer)
+    peer.accept()
+    # A packet of the session but no ACK: the sender's handshake PINGs (R7.2-10) end, its window stays full.
+    peer.send(Ping())
+    sent = _window_filled(peer)
+    full = sent[-1].at
+    if not any(isinstance(rx.packet, Ping) and rx.at >= full for rx in peer.session_packets()):
+        peer.expect_session(
+            "a PING while the window is full and nothing is acknowledged",
+            lambda p: isinstance(p, Ping),
+            ctx.timeout,
+        )
 
 
 @case(

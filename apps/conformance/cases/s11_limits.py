@@ -2,16 +2,73 @@
 
 from __future__ import annotations
 
-from protocol.codec import Ack, Cancel, Data, Probe
+from protocol.codec import Ack, Announce, Cancel, Data, Probe, Repair
 from protocol.constants import ErrorCode
+from protocol.params import SessionParams
 
 from ..client import TestObject
 from ..context import Context
 from ..model import CaseFailed
+from ..peer import Rx
 from ..registry import case
+from ..server import SenderPeer
 from .common import announce_sized, must_complete, over_max_object_size, small_object
 
 _HEAVY = 64 << 20  # announcing more would make a live target set aside this much memory
+
+#: A congestion window of this many datagrams before any ACK would be legal (R11.1-4 only RECOMMENDS
+#: 64) but absurd: a sender that sends this many DATA datagrams to a silent receiver is taken to have no
+#: window at all. The cases that watch the window need an object of at least this many chunks.
+WINDOW_LIMIT = 1024
+
+
+def silent_receiver(peer: SenderPeer) -> None:
+    """The tester receives but says nothing: no ACK, no answer to PROBEs, no COMPLETE."""
+    peer.policy.ack = False
+    peer.policy.answer_probes = False
+    peer.policy.complete = False
+
+
+def big_announce(peer: SenderPeer) -> Announce:
+    """The ANNOUNCE of the sender's object, which must be big enough to overflow a congestion window."""
+    rx = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    announce = rx.packet
+    assert isinstance(announce, Announce)
+    if announce.chunk_count < WINDOW_LIMIT:
+        peer.ctx.unsupported(
+            f"the sender's object has {announce.chunk_count} chunks ({announce.total_length} bytes): too few to see its "
+            f"congestion window fill (send one of at least {WINDOW_LIMIT} chunks)"
+        )
+    return announce
+
+
+def until_window_full(peer: SenderPeer) -> list[Rx]:
+    """Be the receiver (as its policy says) until no DATA or REPAIR has come for a quiet spell (the sender's
+    window is full, if nothing answers it), or until WINDOW_LIMIT of them have: the DATA and REPAIR that came."""
+    ctx = peer.ctx
+    clock = ctx.target.clock
+    sent = [rx for rx in peer.session_packets() if isinstance(rx.packet, Data | Repair)]
+    quiet_until = clock() + peer.quiet
+    deadline = clock() + ctx.timeout
+    while len(sent) < WINDOW_LIMIT:
+        now = clock()
+        if now >= quiet_until:
+            break
+        if now >= deadline:
+            ctx.unsupported(
+                f"the sender was still sending DATA after {ctx.timeout:.3g} s ({len(sent)} datagrams, none "
+                "acknowledged): too slow to see its window fill"
+            )
+        rx = peer.inbox.pop(0) if peer.inbox else peer.pull(min(quiet_until, deadline) - now)
+        if rx is None:
+            continue
+        peer.handle(rx)
+        if rx.decoded is not None and peer.in_session(rx.decoded) and isinstance(rx.packet, Data | Repair):
+            sent.append(rx)
+            quiet_until = clock() + peer.quiet
+    if not sent:
+        raise CaseFailed("the object's first chunks", f"no DATA within {peer.quiet:.3g} s of the ANNOUNCE", absent=True)
+    return sent
 
 
 @case(
@@ -149,3 +206,33 @@ def credit_raised(ctx: Context) -> None:
     # The id the old limit refused: now within credit (the tester skips ids between, which only a
     # sender's own bookkeeping forbids, R8.2-1; the receiver judges the id against its limit).
     must_complete(s.transfer(TestObject(ctx.payload(10), object_id=limit)), f"object {limit}, allowed by the raised limit")
+
+
+# ================================================================================================
+# Sender role: the target sends an object to the tester
+
+
+@case(
+    "R11.1-2",
+    "An endpoint MUST NOT send a DATA datagram while its bytes in flight are at or above its congestion window.",
+    slug="window-bounds-data",
+    role="sender",
+    needs=("big-object",),
+)
+def window_bounds_data(ctx: Context) -> None:
+    """The tester acknowledges nothing and answers nothing: DATA (or REPAIR) of an object of 1024 chunks or more
+    stops long before its end."""
+    # repair_decoder = 1: REPAIR is bounded by the window exactly as DATA is (R11.1-6), and counts with it.
+    peer = ctx.sender(SessionParams(repair_decoder=1))
+    silent_receiver(peer)
+    peer.accept()
+    announce = big_announce(peer)
+    sent = until_window_full(peer)
+    if len(sent) >= WINDOW_LIMIT:
+        raise CaseFailed(
+            f"DATA to stop once bytes in flight reach the congestion window, with no ACK nor NACK ever sent (R11.1-4 "
+            f"RECOMMENDS an initial window of 64 datagrams; one of {WINDOW_LIMIT} or more before any ACK is legal but "
+            "absurd)",
+            f"{len(sent)} DATA/REPAIR datagrams of the {announce.chunk_count}-chunk object, none acknowledged",
+        )
+    ctx.note(f"DATA stopped after {len(sent)} datagrams ({sum(len(rx.data) for rx in sent)} bytes), none acknowledged")

@@ -284,6 +284,12 @@ class Connection:
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
 
+    @property
+    def awaiting_validation(self) -> bool:
+        """A server session whose client address is still unproven: on the handshake clock (R7.4-3).
+        A valid token proves the address before the session's first packet does."""
+        return self.state is State.SERVER_UNVALIDATED and not self.address_validated
+
     def send_object(
         self,
         data: bytes,
@@ -1079,8 +1085,7 @@ class Connection:
             t = self._handshake_deadline
             return t if self._next_initial is None else min(t, self._next_initial)
         candidates: list[float] = [self._last_recv + self._idle_timeout]
-        if self.state is State.SERVER_UNVALIDATED and not self.address_validated:
-            # R7.4-3: only an address still unproven is on the clock; a token proved it already.
+        if self.awaiting_validation:
             candidates.append(self._handshake_deadline)
         if self._ack_now or self._control:
             candidates.append(self._next_send_time if not self._ack_now else 0.0)
@@ -1149,7 +1154,7 @@ class Connection:
             if now >= self._handshake_deadline:
                 self._enter_closed(now, ErrorCode.HANDSHAKE_TIMEOUT, "no answer from the receiver (handshake timeout)", by_peer=False)
             return
-        if state is State.SERVER_UNVALIDATED and not self.address_validated and now >= self._handshake_deadline:
+        if self.awaiting_validation and now >= self._handshake_deadline:
             self._enter_closed(now, ErrorCode.HANDSHAKE_TIMEOUT, "client never confirmed the handshake", by_peer=False)
             return
         if now >= self._last_recv + self._idle_timeout:

@@ -22,7 +22,6 @@ from .connection import Addr, Connection
 from .constants import MIN_INITIAL_DATAGRAM, SUPPORTED_VERSIONS, ErrorCode, PacketType
 from .errors import DecodeError, LocalProtocolError
 from .events import Event
-from .state import State
 from .token import check_token, make_token
 
 
@@ -245,7 +244,7 @@ class Endpoint:
                 return value
 
     def _unvalidated_count(self) -> int:
-        return sum(1 for c in self._handshakes.values() if c.state is State.SERVER_UNVALIDATED and not c.address_validated)
+        return sum(1 for c in self._handshakes.values() if c.awaiting_validation)
 
     def _forget(self, conn: Connection) -> None:
         if self.sessions.get(conn.session_id) is conn:

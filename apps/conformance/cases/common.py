@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from protocol.codec import Announce, Decoded, Initial, Nack
+from protocol.codec import Announce, Data, Decoded, Initial, Nack, Repair
 from protocol.params import SessionParams
 
 from ..client import Client, Outcome, TestObject
@@ -88,28 +88,91 @@ def over_max_object_size(ctx: Context, limit: int, chunk_size: int = 1024) -> in
     return limit + 1
 
 
-def gap_reports(ctx: Context, s: Client, gaps: int = 200) -> tuple[set[int], list[Rx]]:
-    """An object of 64-byte chunks sent with ``gaps`` gaps of 63 chunks (every 64th chunk and the last
-    sent), never repaired nor probed: the missing chunks, and the NACKs until all of them were listed.
-
-    200 gaps take more than 1600 bytes of NACK in either encoding: more than one datagram of 1472."""
+def many_gaps(ctx: Context, s: Client, *, probe: bool, gaps: int = 200) -> tuple[TestObject, set[int]]:
+    """An object of 64-byte chunks with every 64th sent (the last too), then a PROBE if ``probe``: the
+    object, and its ``gaps`` x 63 missing chunks. 200 gaps take more than 1600 bytes of NACK in either
+    encoding: more than one datagram of 1472."""
     count = gaps * 64 + 1
     if count * 64 > s.target_params.max_object_size:
         ctx.unsupported(f"the target's max_object_size is under {count * 64} bytes")
     obj = TestObject(ctx.payload(count * 64), chunk_size=64)
     sent = list(range(0, count, 64))
-    s.send_object(obj, order=sent, probe=False)
-    missing = set(range(count)) - set(sent)
-    reports: list[Rx] = []
+    s.send_object(obj, order=sent, probe=probe)
+    return obj, set(range(count)) - set(sent)
+
+
+def nacks_listing(s: Client, obj: TestObject, want: set[int]) -> list[Rx]:
+    """The NACKs about ``obj`` that together list ``want``, in arrival order; an empty one (the
+    immediate answer to a PROBE, R9.1-7) is left out."""
+    got: list[Rx] = []
     seen: set[int] = set()
-    deadline = ctx.target.clock() + ctx.timeout
-    while not missing <= seen:
-        remaining = deadline - ctx.target.clock()
-        rx = s.maybe(lambda d: isinstance(d.packet, Nack) and d.packet.object_id == obj.object_id, max(remaining, 0))
+    while not want <= seen:
+        rx = s.maybe(lambda d: isinstance(d.packet, Nack) and d.packet.object_id == obj.object_id, s.ctx.timeout)
         if rx is None:
-            got = f"{len(missing - seen)} of the {len(missing)} missing chunks never listed"
-            raise CaseFailed(f"NACKs listing every chunk of the {gaps} gaps", got, absent=True)
+            raise CaseFailed("NACKs listing every missing chunk", f"{len(want - seen)} chunks never listed", absent=True)
         assert isinstance(rx.packet, Nack)
-        reports.append(rx)
+        if rx.packet.missing:
+            got.append(rx)
         seen |= listed(rx.packet.missing)
-    return missing, reports
+    return got
+
+
+def gap_reports(ctx: Context, s: Client) -> tuple[set[int], list[Rx]]:
+    """200 gaps, never repaired nor probed: the missing chunks, and the gap reports (NACKs) that list them."""
+    obj, missing = many_gaps(ctx, s, probe=False)
+    return missing, nacks_listing(s, obj, missing)
+
+
+#: A congestion window of this many datagrams before any ACK would be legal (R11.1-4 only RECOMMENDS
+#: 64) but absurd: a sender that sends this many DATA datagrams to a silent receiver is taken to have no
+#: window at all. The cases that watch the window need an object of at least this many chunks.
+WINDOW_LIMIT = 1024
+
+
+def silent_receiver(peer: SenderPeer) -> None:
+    """The tester receives but says nothing: no ACK, no answer to PROBEs, no COMPLETE."""
+    peer.policy.ack = False
+    peer.policy.answer_probes = False
+    peer.policy.complete = False
+
+
+def big_announce(peer: SenderPeer) -> Announce:
+    """The ANNOUNCE of the sender's object, which must be big enough to overflow a congestion window."""
+    rx = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    announce = rx.packet
+    assert isinstance(announce, Announce)
+    if announce.chunk_count < WINDOW_LIMIT:
+        peer.ctx.unsupported(
+            f"the sender's object has {announce.chunk_count} chunks ({announce.total_length} bytes): too few to see its "
+            f"congestion window fill (send one of at least {WINDOW_LIMIT} chunks)"
+        )
+    return announce
+
+
+def until_window_full(peer: SenderPeer) -> list[Rx]:
+    """Be the receiver (as its policy says) until no DATA or REPAIR has come for a quiet spell (the sender's
+    window is full, if nothing answers it), or until WINDOW_LIMIT of them have: the DATA and REPAIR that came."""
+    ctx = peer.ctx
+    clock = ctx.target.clock
+    sent = [rx for rx in peer.session_packets() if isinstance(rx.packet, Data | Repair)]
+    quiet_until = clock() + peer.quiet
+    deadline = clock() + ctx.timeout
+    while len(sent) < WINDOW_LIMIT:
+        now = clock()
+        if now >= quiet_until:
+            break
+        if now >= deadline:
+            ctx.unsupported(
+                f"the sender was still sending DATA after {ctx.timeout:.3g} s ({len(sent)} datagrams, none "
+                "acknowledged): too slow to see its window fill"
+            )
+        rx = peer.inbox.pop(0) if peer.inbox else peer.pull(min(quiet_until, deadline) - now)
+        if rx is None:
+            continue
+        peer.handle(rx)
+        if rx.decoded is not None and peer.in_session(rx.decoded) and isinstance(rx.packet, Data | Repair):
+            sent.append(rx)
+            quiet_until = clock() + peer.quiet
+    if not sent:
+        raise CaseFailed("the object's first chunks", f"no DATA within {peer.quiet:.3g} s of the ANNOUNCE", absent=True)
+    return sent

@@ -185,9 +185,7 @@ def initial_again_changes_nothing(ctx: Context) -> None:
     """A session made with max_datagram_size 1200, then the INITIAL again claiming 65535: any ACCEPT it draws
     repeats the first, and NACKs for 200 gaps still fit in 1200 bytes."""
     c = ctx.client(SessionParams(max_datagram_size=1200))
-    first = c.handshake()
-    c.validate()
-    c.settle()
+    first = c.establish().accept
     c.send_initial(params=SessionParams(max_datagram_size=65535))
     again = c.maybe(lambda d: isinstance(d.packet, codec.Accept), c.quiet)
     if again is not None and again.packet != first:

@@ -16,8 +16,17 @@ from ..peer import Rx
 from ..receiving_model import listed
 from ..registry import case
 from ..server import Incoming, SenderPeer
-from .common import expect_nack_naming, must_complete, small_object
-from .s11_limits import WINDOW_LIMIT, big_announce, silent_receiver, until_window_full
+from .common import (
+    WINDOW_LIMIT,
+    big_announce,
+    expect_nack_naming,
+    many_gaps,
+    must_complete,
+    nacks_listing,
+    silent_receiver,
+    small_object,
+    until_window_full,
+)
 
 
 def _nacks(rxs: list[Rx], object_id: int = 0) -> list[Nack]:
@@ -104,30 +113,6 @@ def re_nack(ctx: Context) -> None:
         raise CaseFailed("re-NACKs at least 1 ms apart (R9.1-4)", f"{mean * 1000:.3f} ms apart on average")
 
 
-def _many_gaps(ctx: Context, s: Client) -> tuple[TestObject, set[int]]:
-    """An object of 12800 64-byte chunks with every 64th sent: 200 gaps, too many for one NACK of 1200 bytes."""
-    obj = TestObject(ctx.payload(12800 * 64), chunk_size=64)
-    sent = list(range(0, obj.count, 64))
-    s.send_object(obj, order=sent, probe=False)
-    s.probe(obj)
-    return obj, set(range(obj.count)) - set(sent)
-
-
-def _probe_answer(s: Client, want: set[int]) -> list[Rx]:
-    """The NACKs that together list ``want`` (the answer to a PROBE), in arrival order."""
-    got: list[Rx] = []
-    seen: set[int] = set()
-    while not want <= seen:
-        rx = s.maybe(lambda d: isinstance(d.packet, Nack), s.ctx.timeout)
-        if rx is None:
-            raise CaseFailed("NACKs listing every missing chunk below sent_through", f"{len(want - seen)} chunks never listed", absent=True)
-        assert isinstance(rx.packet, Nack)
-        if rx.packet.missing:  # an empty NACK is the immediate answer to the PROBE (R9.1-7)
-            got.append(rx)
-        seen |= listed(rx.packet.missing)
-    return got
-
-
 @case(
     "R9.1-5",
     "A receiver MUST NOT put more in one NACK than fits in a datagram of the peer's max_datagram_size (R5.7-6).",
@@ -138,8 +123,8 @@ def nack_fits(ctx: Context) -> None:
     from protocol.params import SessionParams
 
     s = ctx.session(SessionParams(max_datagram_size=1200))
-    _, missing = _many_gaps(ctx, s)
-    for rx in _probe_answer(s, missing):
+    obj, missing = many_gaps(ctx, s, probe=True)
+    for rx in nacks_listing(s, obj, missing):
         if len(rx.data) > 1200:
             raise CaseFailed("NACKs of at most 1200 bytes", f"{len(rx.data)} bytes: {rx}")
 
@@ -155,8 +140,8 @@ def nack_lowest_first(ctx: Context) -> None:
     from protocol.params import SessionParams
 
     s = ctx.session(SessionParams(max_datagram_size=1200))
-    _, missing = _many_gaps(ctx, s)
-    answer = _probe_answer(s, missing)
+    obj, missing = many_gaps(ctx, s, probe=True)
+    answer = nacks_listing(s, obj, missing)
     first = answer[0].packet
     assert isinstance(first, Nack)
     if min(listed(first.missing)) != min(missing):
@@ -213,7 +198,7 @@ def probe_lists_missing(ctx: Context) -> None:
     if not isinstance(rx.packet, Nack) or not listed(rx.packet.missing) <= {3}:
         raise CaseFailed("a NACK listing at most chunk 3 (the only missing chunk below 5)", str(rx))
     if listed(rx.packet.missing) != {3}:
-        _probe_answer(s, {3})
+        nacks_listing(s, obj, {3})
 
 
 @case("R9.1-7", _R9_1_7, slug="probe-nothing-missing")

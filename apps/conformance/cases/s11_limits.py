@@ -2,74 +2,26 @@
 
 from __future__ import annotations
 
-from protocol.codec import Ack, Announce, Cancel, Data, Probe, Repair
+from protocol.codec import Ack, Cancel, Data, Probe
 from protocol.constants import ErrorCode
 from protocol.params import SessionParams
 
 from ..client import TestObject
 from ..context import Context
 from ..model import CaseFailed
-from ..peer import Rx
 from ..registry import case
-from ..server import SenderPeer
-from .common import announce_sized, must_complete, over_max_object_size, small_object
+from .common import (
+    WINDOW_LIMIT,
+    announce_sized,
+    big_announce,
+    must_complete,
+    over_max_object_size,
+    silent_receiver,
+    small_object,
+    until_window_full,
+)
 
 _HEAVY = 64 << 20  # announcing more would make a live target set aside this much memory
-
-#: A congestion window of this many datagrams before any ACK would be legal (R11.1-4 only RECOMMENDS
-#: 64) but absurd: a sender that sends this many DATA datagrams to a silent receiver is taken to have no
-#: window at all. The cases that watch the window need an object of at least this many chunks.
-WINDOW_LIMIT = 1024
-
-
-def silent_receiver(peer: SenderPeer) -> None:
-    """The tester receives but says nothing: no ACK, no answer to PROBEs, no COMPLETE."""
-    peer.policy.ack = False
-    peer.policy.answer_probes = False
-    peer.policy.complete = False
-
-
-def big_announce(peer: SenderPeer) -> Announce:
-    """The ANNOUNCE of the sender's object, which must be big enough to overflow a congestion window."""
-    rx = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
-    announce = rx.packet
-    assert isinstance(announce, Announce)
-    if announce.chunk_count < WINDOW_LIMIT:
-        peer.ctx.unsupported(
-            f"the sender's object has {announce.chunk_count} chunks ({announce.total_length} bytes): too few to see its "
-            f"congestion window fill (send one of at least {WINDOW_LIMIT} chunks)"
-        )
-    return announce
-
-
-def until_window_full(peer: SenderPeer) -> list[Rx]:
-    """Be the receiver (as its policy says) until no DATA or REPAIR has come for a quiet spell (the sender's
-    window is full, if nothing answers it), or until WINDOW_LIMIT of them have: the DATA and REPAIR that came."""
-    ctx = peer.ctx
-    clock = ctx.target.clock
-    sent = [rx for rx in peer.session_packets() if isinstance(rx.packet, Data | Repair)]
-    quiet_until = clock() + peer.quiet
-    deadline = clock() + ctx.timeout
-    while len(sent) < WINDOW_LIMIT:
-        now = clock()
-        if now >= quiet_until:
-            break
-        if now >= deadline:
-            ctx.unsupported(
-                f"the sender was still sending DATA after {ctx.timeout:.3g} s ({len(sent)} datagrams, none "
-                "acknowledged): too slow to see its window fill"
-            )
-        rx = peer.inbox.pop(0) if peer.inbox else peer.pull(min(quiet_until, deadline) - now)
-        if rx is None:
-            continue
-        peer.handle(rx)
-        if rx.decoded is not None and peer.in_session(rx.decoded) and isinstance(rx.packet, Data | Repair):
-            sent.append(rx)
-            quiet_until = clock() + peer.quiet
-    if not sent:
-        raise CaseFailed("the object's first chunks", f"no DATA within {peer.quiet:.3g} s of the ANNOUNCE", absent=True)
-    return sent
-
 
 @case(
     "R11.3-1",

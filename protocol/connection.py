@@ -784,30 +784,38 @@ class Connection:
         if (self._in_id_limit, self._in_announce_limit) != limits:
             self._ack_deadline = 0.0
 
-    def _repeat_final_word_in(self, oid: int, now: float) -> None:
+    def _repeat_final_word_in(self, oid: int, now: float, copies: int = 1) -> None:
         """Packets about an incoming object we finished: say COMPLETE/CANCEL again, rate-limited."""
         last = self._final_word_sent.get(oid, -math.inf)
-        if now - last < max(self.rtt.smoothed / 2, GRANULARITY):
+        if now - last < self._final_word_interval:
             return
         self._final_word_sent[oid] = now
         code = self._in_final.get(oid)
         if code is None:
             # Finished so long ago that its outcome is forgotten: without an answer its sender would
             # probe it for ever (spec R9.1-9).
-            self._control.append(Cancel(oid, CANCEL_ORIGIN_RECIPIENT, ErrorCode.INTERNAL_ERROR, "outcome forgotten"))
-            return
-        if code == ErrorCode.NO_ERROR:
-            self._control.append(Complete(oid))
+            word: Packet = Cancel(oid, CANCEL_ORIGIN_RECIPIENT, ErrorCode.INTERNAL_ERROR, "outcome forgotten")
+        elif code == ErrorCode.NO_ERROR:
+            word = Complete(oid)
         else:
-            self._control.append(Cancel(oid, CANCEL_ORIGIN_RECIPIENT, code, ""))
+            word = Cancel(oid, CANCEL_ORIGIN_RECIPIENT, code, "")
+        self._control.extend(word for _ in range(copies))
+
+    @property
+    def _final_word_interval(self) -> float:
+        return max(self.rtt.smoothed / 2, GRANULARITY)
 
     def _on_probe(self, packet: Probe, now: float) -> None:
         oid = packet.object_id
         obj = self.incoming.get(oid)
         if obj is None:
             if self._in_finished(oid):
-                self._final_word_sent.pop(oid, None)  # a probe always gets its answer
-                self._repeat_final_word_in(oid, now)
+                # A probe always gets its answer, and the first of a batch of copies gets as many
+                # copies as the COMPLETE did (R9.1-10): the sender probed because the COMPLETE and
+                # every answer since were lost, and it waits a doubled timeout for the next.
+                last = self._final_word_sent.pop(oid, -math.inf)
+                fresh = now - last >= self._final_word_interval
+                self._repeat_final_word_in(oid, now, self._copies() if fresh else 1)
             elif oid >= self._in_id_limit:
                 raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"probe for object {oid} beyond the id limit")
             else:

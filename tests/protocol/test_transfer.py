@@ -502,6 +502,26 @@ def test_the_receiver_says_complete_as_many_times_as_the_loss_calls_for(loss: in
     assert least <= sum(t == completes[0] for t in completes) <= most
 
 
+def test_a_probe_after_the_complete_was_lost_is_answered_in_as_many_copies() -> None:
+    # R9.1-9, R9.1-10: the sender probes because the COMPLETE's copies were all lost, and if the
+    # answer is lost too it waits a doubled timeout. One COMPLETE per PROBE arriving left the
+    # receiver's answer to chance at high loss: 64 KiB at 80 % loss each way waited 3 s on it.
+    pair = Pair("rate=10mbit queue=250kb rtt=50ms loss=50%", seed=2)
+    completes = _server_completes(pair)
+    muted_until = 0.0
+
+    def mute(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+        return None if src != CLIENT and now < muted_until and isinstance(codec.decode(datagram).packet, codec.Complete) else datagram
+
+    pair.sim.add_tap(mute)
+    muted_until = pair.sim.now + 1.0
+    oid = pair.send(payload(64 << 10, 2), name="img")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    bursts = [sum(t == u for u in completes) for t in sorted(set(completes))]
+    answers = [n for t, n in zip(sorted(set(completes)), bursts, strict=True) if t > completes[0]]
+    assert bursts[0] >= 5 and answers and max(answers) >= 5
+
+
 def test_copies_allow_for_losses_that_come_in_bursts() -> None:
     # Copies go back to back: the chance that the one after a lost packet is lost too is what the
     # later copies face, the loss rate itself only where losses are independent.

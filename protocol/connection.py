@@ -784,10 +784,14 @@ class Connection:
         if (self._in_id_limit, self._in_announce_limit) != limits:
             self._ack_deadline = 0.0
 
-    def _repeat_final_word_in(self, oid: int, now: float, copies: int = 1) -> None:
-        """Packets about an incoming object we finished: say COMPLETE/CANCEL again, rate-limited."""
-        last = self._final_word_sent.get(oid, -math.inf)
-        if now - last < self._final_word_interval:
+    def _repeat_final_word_in(self, oid: int, now: float, *, probed: bool = False) -> None:
+        """Packets about an incoming object we finished: say COMPLETE/CANCEL again, rate-limited.
+
+        A PROBE always gets its answer, and the first of a round gets as many copies as the
+        COMPLETE did (R9.1-9, R9.1-10): the sender probed because the COMPLETE and every answer
+        since were lost, and it waits a doubled timeout for the next."""
+        fresh = now - self._final_word_sent.get(oid, -math.inf) >= max(self.rtt.smoothed / 2, GRANULARITY)
+        if not (fresh or probed):
             return
         self._final_word_sent[oid] = now
         code = self._in_final.get(oid)
@@ -799,23 +803,14 @@ class Connection:
             word = Complete(oid)
         else:
             word = Cancel(oid, CANCEL_ORIGIN_RECIPIENT, code, "")
-        self._control.extend(word for _ in range(copies))
-
-    @property
-    def _final_word_interval(self) -> float:
-        return max(self.rtt.smoothed / 2, GRANULARITY)
+        self._control.extend(word for _ in range(self._copies() if probed and fresh else 1))
 
     def _on_probe(self, packet: Probe, now: float) -> None:
         oid = packet.object_id
         obj = self.incoming.get(oid)
         if obj is None:
             if self._in_finished(oid):
-                # A probe always gets its answer, and the first of a batch of copies gets as many
-                # copies as the COMPLETE did (R9.1-10): the sender probed because the COMPLETE and
-                # every answer since were lost, and it waits a doubled timeout for the next.
-                last = self._final_word_sent.pop(oid, -math.inf)
-                fresh = now - last >= self._final_word_interval
-                self._repeat_final_word_in(oid, now, self._copies() if fresh else 1)
+                self._repeat_final_word_in(oid, now, probed=True)
             elif oid >= self._in_id_limit:
                 raise _Violation(ErrorCode.FLOW_CONTROL_ERROR, f"probe for object {oid} beyond the id limit")
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,13 @@ def load_classifier(names: Sequence[str], options: Mapping[str, Mapping[str, Any
 class ReceiverOptions:
     max_size: int = 64 << 20
     verify_image: bool = False
+    # An image arriving again from the same host with the same name and bytes within this many
+    # seconds is answered with the first copy's receipt, not stored again (0: store every copy).
+    repeat_window: float = 600.0
+
+
+# How many kept images the receiver remembers for recognising repeats (their receipts stay in memory).
+REMEMBERED_IMAGES = 4096
 
 
 @dataclass
@@ -73,6 +81,7 @@ class Totals:
     recovered: int = 0
     chunks_repaired: int = 0  # rebuilt from REPAIRs (snip's forward repair)
     duplicates: int = 0
+    repeats: int = 0  # images received again (a sender resending after an outage), not stored again
     peers: set[str] = field(default_factory=set)
 
     def as_json(self) -> JSON:
@@ -87,6 +96,11 @@ def _loss_pct(lost: int | None, received: int | None) -> float | None:
     if lost is None or received is None or lost + received == 0:
         return None
     return 100.0 * lost / (lost + received)
+
+
+def _host(peer: str) -> str:
+    """The host part of a transport's "host:port" (or "[v6]:port") peer name."""
+    return peer.rsplit(":", 1)[0]
 
 
 def _stat(stats: JSON, key: str) -> int | None:
@@ -121,6 +135,8 @@ class ReceiverApp:
         self._record = record
         self.totals = Totals()
         self.in_progress = 0
+        # (host, name, sha256) -> (when it arrived, its receipt, once stored and classified).
+        self._kept: OrderedDict[tuple[str, str, str], tuple[float, asyncio.Future[JSON]]] = OrderedDict()
 
     def admit(self, name: str, size: int) -> str | None:
         """Vet a transfer when it is announced: None to accept it, else why it is refused."""
@@ -157,6 +173,56 @@ class ReceiverApp:
     async def _handle(self, image: ReceivedImage) -> JSON:
         size = len(image.data)
         digest = (await asyncio.to_thread(hashlib.sha256, image.data)).hexdigest()
+        key = (_host(image.peer), image.name, digest)
+        first = self._first_copy(key)
+        if first is not None:
+            return await self._repeat(image, first)
+        pending: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
+        if self.options.repeat_window > 0:
+            self._remember(key, pending)
+        try:
+            receipt = await self._store_and_classify(image, size, digest)
+        except BaseException:
+            self._kept.pop(key, None)
+            pending.cancel()
+            raise
+        if "error" in receipt:
+            self._kept.pop(key, None)  # a refused copy is judged afresh when it comes again
+        pending.set_result(receipt)
+        return receipt
+
+    def _first_copy(self, key: tuple[str, str, str]) -> asyncio.Future[JSON] | None:
+        """The receipt (maybe still being made) of an earlier copy within the repeat window."""
+        entry = self._kept.get(key)
+        if entry is None:
+            return None
+        arrived, receipt = entry
+        if asyncio.get_running_loop().time() - arrived > self.options.repeat_window:
+            del self._kept[key]
+            return None
+        return receipt
+
+    def _remember(self, key: tuple[str, str, str], receipt: asyncio.Future[JSON]) -> None:
+        self._kept[key] = (asyncio.get_running_loop().time(), receipt)
+        while len(self._kept) > REMEMBERED_IMAGES:
+            self._kept.popitem(last=False)
+
+    async def _repeat(self, image: ReceivedImage, first: asyncio.Future[JSON]) -> JSON:
+        try:
+            receipt = await asyncio.shield(first)
+        except asyncio.CancelledError:
+            if first.cancelled():  # the first copy was abandoned (shutdown): this one is not kept either
+                return {"name": image.name, "size": len(image.data), "saved": None,
+                        "error": "the receiver is shutting down"}
+            raise
+        self.totals.repeats += 1
+        self._log(f"received {image.name} again from {image.peer}: the same bytes as the copy kept as "
+                  f"{receipt.get('saved')}, answered with its receipt")
+        repeat = {**receipt, "repeat": True}
+        self._emit(image, repeat)
+        return repeat
+
+    async def _store_and_classify(self, image: ReceivedImage, size: int, digest: str) -> JSON:
         receipt: JSON = {"name": image.name, "size": size, "sha256": digest, "content_type": image.content_type}
         try:
             path = await self._keep(image)
@@ -199,7 +265,7 @@ class ReceiverApp:
         t = self.totals
         t.images += 1
         t.bytes += size
-        t.peers.add(image.peer.rsplit(":", 1)[0])
+        t.peers.add(_host(image.peer))
         for key in ("chunks", "chunks_received", "chunks_lost", "recovered", "chunks_repaired", "duplicates"):
             value = _stat(image.stats, key)
             if value is not None:
@@ -233,6 +299,8 @@ class ReceiverApp:
         t = self.totals
         line = (f"total: {t.images} images ({human_bytes(t.bytes)}) from {len(t.peers)} "
                 f"host{'s' if len(t.peers) != 1 else ''}, {t.rejected} rejected")
+        if t.repeats:
+            line += f", {t.repeats} received again (answered, not stored twice)"
         if t.chunks:
             loss = _loss_pct(t.chunks_lost, t.chunks_received)
             line += (f"; chunks: {t.chunks_received} received, {t.chunks_lost} lost, {t.recovered} recovered, "

@@ -58,6 +58,16 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _seconds_or_zero(text: str) -> float:
+    """argparse ``type=`` for a duration in seconds that may be 0."""
+    try:
+        if float(text) == 0:
+            return 0.0
+    except ValueError:
+        pass  # seconds_arg says what is wrong
+    return seconds_arg(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default="0.0.0.0", metavar="HOST:PORT",
                         help="address to listen on; [::]:PORT for IPv6 (default 0.0.0.0 and the "
@@ -71,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse images that would leave less free disk space than this (default 64M)")
     parser.add_argument("--grace", type=seconds_arg, default=5.0, metavar="SECONDS",
                         help="on shutdown, how long transfers in progress may take to finish (default 5)")
+    parser.add_argument("--repeat-window", type=_seconds_or_zero, default=600.0, metavar="SECONDS",
+                        help="an image that comes again from the same host with the same name and bytes "
+                        "within this long (a sender resending after an outage) is answered with the first "
+                        "copy's reply and not stored again (default 600; 0 stores every copy)")
     parser.add_argument("--verify-image", action="store_true",
                         help="decode every image and refuse those that do not decode")
     parser.add_argument("--classify", metavar="NAME[,NAME]",
@@ -149,7 +163,8 @@ async def receive_command(args: argparse.Namespace, *, stop: asyncio.Event | Non
         raise CommandError(str(exc)) from None
     for path in store.remove_stale():
         say(f"removed {path.name}, left over by an interrupted earlier run")
-    app = ReceiverApp(store, ReceiverOptions(max_size=args.max_size, verify_image=args.verify_image),
+    app = ReceiverApp(store, ReceiverOptions(max_size=args.max_size, verify_image=args.verify_image,
+                                          repeat_window=args.repeat_window),
                       classify=classify, log=log, record=record)
     if isinstance(transport, Admitting):
         transport.set_admission(app.admit)  # refuse early what handle() would refuse after the transfer

@@ -200,6 +200,8 @@ async def send_command(args: argparse.Namespace, *, stdout: TextIO | None = None
         transport = load(args.via).sender_from_args(args, args.target)
     except (TransportUnavailable, TransportError) as exc:
         raise CommandError(str(exc)) from None
+    if hasattr(transport, "on_notice"):  # e.g. snip's "session reopened" after an outage
+        transport.on_notice = lambda message: err.print(f"snip send: {message}", markup=False)
     # Reading folders and stdin blocks; opening a camera can take a while.
     sources = await asyncio.to_thread(_Sources, args, err, stdin)
     show_progress = args.progress if args.progress is not None else stderr.isatty()

@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import importlib
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from apps.transport import (
@@ -28,6 +30,10 @@ from apps.transports import Role, TransportUnavailable, join_host_port, split_ho
 
 DEFAULT_PORT = 9000
 PROGRESS_INTERVAL_S = 0.1
+# After a session falls silent: how long the sender keeps trying to open a new one, and the pause
+# between attempts the receiver refused at once.
+DEFAULT_RECONNECT_FOR_S = 300.0
+RECONNECT_PAUSE_S = 1.0
 # Accepted for --rate besides the protocol's own names.
 RATE_ALIASES = {"bbr": "snipbbr"}
 
@@ -163,11 +169,21 @@ def add_arguments(parser: argparse.ArgumentParser, role: Role) -> None:
                            help="images in flight at once on the session (default 64)")
         group.add_argument("--reply-timeout", type=float, default=120.0, metavar="SECONDS",
                            help="how long to wait for a reply after delivery (default 120)")
+        group.add_argument("--reconnect-for", type=float, default=DEFAULT_RECONNECT_FOR_S, metavar="SECONDS",
+                           help="after the receiver falls silent for the idle timeout (a long outage), keep "
+                           "trying to reopen the session this long and send the unfinished images again "
+                           f"(default {DEFAULT_RECONNECT_FOR_S:g}; 0 gives up at once)")
 
 
 def _positive(value: float | None, option: str) -> float | None:
     if value is not None and value <= 0:
         raise TransportError(f"{option} must be positive")
+    return value
+
+
+def _not_negative(value: float, option: str) -> float:
+    if not value >= 0:  # also NaN
+        raise TransportError(f"{option} must be 0 or more")
     return value
 
 
@@ -182,7 +198,8 @@ def sender_from_args(args: argparse.Namespace, target: str) -> SnipSender:
         max_datagram_size=max(1472, args.chunk_size + 30) if args.chunk_size else None,
     )
     return SnipSender(host, port, config=config, max_in_flight=max(1, args.max_in_flight),
-                      reply_timeout=_positive(args.reply_timeout, "--reply-timeout") or 120.0)
+                      reply_timeout=_positive(args.reply_timeout, "--reply-timeout") or 120.0,
+                      reconnect_for=_not_negative(args.reconnect_for, "--reconnect-for"))
 
 
 def receiver_from_args(args: argparse.Namespace, listen: str) -> SnipReceiver:
@@ -229,7 +246,7 @@ def _decode_reply(data: bytes) -> JSON:
 
 
 # spec 13 error codes (protocol.constants.ErrorCode) by what they mean to the user.
-_TOO_LARGE, _DEADLINE, _REFUSED, _BUSY, _LIMIT = 0x04, 0x07, 0x08, 0x09, 0x0E
+_TOO_LARGE, _DEADLINE, _REFUSED, _BUSY, _IDLE_TIMEOUT, _LIMIT = 0x04, 0x07, 0x08, 0x09, 0x0A, 0x0E
 _OBJECT_LEVEL = {0x03, _TOO_LARGE, 0x05, _DEADLINE, _REFUSED, _BUSY, 0x0C, _LIMIT}
 
 
@@ -245,7 +262,7 @@ def describe_failure(code: int | None, reason: str) -> tuple[str, bool]:
         return f"the receiver is busy: {reason}", False
     if code in _OBJECT_LEVEL:
         return f"failed: {reason} (error {code:#04x})", False
-    if code == 0x0A:
+    if code == _IDLE_TIMEOUT:
         return "connection lost: the receiver stopped answering (idle timeout)", True
     return f"connection lost: {reason}", True
 
@@ -254,16 +271,25 @@ def describe_failure(code: int | None, reason: str) -> tuple[str, bool]:
 
 
 class SnipSender:
-    """Sends images to one snip receiver over one session."""
+    """Sends images to one snip receiver, over one session at a time.
+
+    A session that falls silent (the receiver unheard for the idle timeout: a long outage) is
+    opened again for up to ``reconnect_for`` seconds, and the images it left unfinished are sent
+    again on the new one; the receiver recognises a second copy of an image it already kept and
+    answers it with the first copy's reply. A session the receiver closed is not reopened.
+    """
 
     def __init__(self, host: str, port: int, *, config: Any = None, max_in_flight: int = 64,
-                 reply_timeout: float = 120.0) -> None:
+                 reply_timeout: float = 120.0, reconnect_for: float = DEFAULT_RECONNECT_FOR_S) -> None:
         self.host = host
         self.port = port
         self._config = config if config is not None else session_config()
         self._max_in_flight = max_in_flight
         self._reply_timeout = reply_timeout
+        self._reconnect_for = reconnect_for
         self.session_stats: JSON = {}
+        # Told of reconnects, for the user (the CLI prints them on stderr).
+        self.on_notice: Callable[[str], None] | None = None
 
     async def send_all(
         self,
@@ -278,21 +304,96 @@ class SnipSender:
             session = await aio.connect(self.host, self.port, config=self._config)
         except aio.SnipError as exc:
             raise TransportError(f"no snip receiver answered at {where}: {exc}") from None
-        run = _SendRun(aio, session, want_reply, on_progress, self._max_in_flight, self._reply_timeout)
-        try:
-            async with session:
-                await run.run(images)
-        except aio.SnipError:
-            pass  # closing a session whose peer is gone fails; every image has its outcome already
-        self.session_stats = _normalise(session.stats())
-        return run.outcomes()
+        queue = _Queue(images)
+        outcomes: dict[int, SendOutcome] = {}
+        sessions = 0
+        while True:
+            sessions += 1
+            run = _SendRun(aio, session, want_reply, on_progress, self._max_in_flight, self._reply_timeout)
+            try:
+                async with session:
+                    await run.run(queue)
+            except aio.SnipError:
+                pass  # closing a session whose peer is gone fails; every image has its outcome already
+            self.session_stats = {**_normalise(session.stats()), "sessions": sessions}
+            outcomes.update((outcome.index, outcome) for outcome in run.outcomes())
+            if not run.went_silent or self._reconnect_for <= 0:
+                break
+            # Live frames are not sent again: newer ones from the source are worth more.
+            retry = [item for item in run.unfinished if item.image.deadline is None]
+            if not retry and queue.exhausted:
+                break
+            reopened = await self._reconnect(aio, where, len(retry))
+            if reopened is None:
+                break
+            session = reopened
+            queue.put_back(retry)
+        return [outcomes[index] for index in sorted(outcomes)]
+
+    async def _reconnect(self, aio: _Aio, where: str, unfinished: int) -> _Session | None:
+        """A new session within ``reconnect_for`` seconds, or None."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._reconnect_for
+        self._notice(f"the receiver at {where} went silent; reopening the session for up to "
+                     f"{self._reconnect_for:g} s ({unfinished} image(s) to send again)")
+        while loop.time() < give_up:
+            started = loop.time()
+            try:
+                session = await aio.connect(self.host, self.port, config=self._config)
+            except aio.SnipError:
+                # Refused at once (nothing listening yet): wait a little rather than spin.
+                await asyncio.sleep(max(0.0, min(RECONNECT_PAUSE_S - (loop.time() - started),
+                                                 give_up - loop.time())))
+                continue
+            self._notice(f"session to {where} reopened")
+            return session
+        self._notice(f"gave up reopening the session to {where} after {self._reconnect_for:g} s")
+        return None
+
+    def _notice(self, message: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(message)
 
     async def aclose(self) -> None:
         return None
 
 
+@dataclass(frozen=True)
+class _Item:
+    """An image with its place in the run and when it was first submitted (loop time)."""
+
+    index: int
+    image: OutgoingImage
+    first_submitted: float | None = None
+
+
+class _Queue:
+    """The images still to send: those put back after a lost session first, then the source's."""
+
+    def __init__(self, images: AsyncIterator[OutgoingImage]) -> None:
+        self._source = aiter(images)
+        self._again: deque[_Item] = deque()
+        self._next_index = 0
+        self.exhausted = False  # the source has nothing more
+
+    def put_back(self, items: list[_Item]) -> None:
+        self._again.extend(sorted(items, key=lambda item: item.index))
+
+    async def next(self) -> _Item | None:
+        if self._again:
+            return self._again.popleft()
+        try:
+            image = await anext(self._source)
+        except StopAsyncIteration:
+            self.exhausted = True
+            return None
+        item = _Item(self._next_index, image)
+        self._next_index += 1
+        return item
+
+
 class _SendRun:
-    """One send_all call: submits images, tracks each to delivery and reply."""
+    """One session's share of a send_all call: submits images, tracks each to delivery and reply."""
 
     def __init__(self, aio: _Aio, session: _Session, want_reply: bool, on_progress: ProgressCallback | None,
                  max_in_flight: int, reply_timeout: float) -> None:
@@ -305,21 +406,23 @@ class _SendRun:
         self._tasks: list[asyncio.Task[SendOutcome]] = []
         self._active: dict[int, tuple[str, _OutgoingObject]] = {}
         self._session_error: str | None = None
+        # Set when the session ended because the receiver fell silent (idle timeout).
+        self.went_silent = False
+        # Images the silent session left without a delivery (or, when a reply is wanted, without one).
+        self.unfinished: list[_Item] = []
 
-    async def run(self, images: AsyncIterator[OutgoingImage]) -> None:
+    async def run(self, queue: _Queue) -> None:
         ticker = asyncio.create_task(self._tick()) if self._on_progress else None
         try:
-            source = aiter(images)
             # A slot is taken before the next image is pulled, so a live source hands over its
             # newest frame when there is room for it, not one that waited.
             while self._session_error is None:  # once the receiver is gone, stop taking images
                 await self._slots.acquire()
-                try:
-                    image = await anext(source)
-                except StopAsyncIteration:
+                item = await queue.next()
+                if item is None:
                     self._slots.release()
                     break
-                self._tasks.append(asyncio.create_task(self._send_one(len(self._tasks), image)))
+                self._tasks.append(asyncio.create_task(self._send_one(item)))
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             if ticker is not None:
@@ -330,9 +433,11 @@ class _SendRun:
     def outcomes(self) -> list[SendOutcome]:
         return [task.result() for task in self._tasks if task.done() and not task.cancelled()]
 
-    async def _send_one(self, index: int, image: OutgoingImage) -> SendOutcome:
+    async def _send_one(self, item: _Item) -> SendOutcome:
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        image, index = item.image, item.index
+        start = loop.time() if item.first_submitted is None else item.first_submitted
+        again = _Item(index, image, start)
         size = len(image.data)
 
         def failed(error: str, stats: JSON | None = None) -> SendOutcome:
@@ -345,6 +450,8 @@ class _SendRun:
             if size > limit:
                 return failed(f"too large for the receiver: {size} bytes, its limit is {limit} bytes")
             if self._session_error is not None:
+                if self.went_silent:
+                    self.unfinished.append(again)
                 return failed(f"not sent: {self._session_error}")
             obj = self._session.send_object(image.data, name=image.name, content_type=image.content_type,
                                             want_reply=self._want_reply, deadline=image.deadline)
@@ -355,6 +462,8 @@ class _SendRun:
             stats = self._stats(obj) if obj is not None else {}
             if expired:
                 stats["expired"] = True
+            elif self.went_silent:
+                self.unfinished.append(again)
             return failed(message, stats)
         finally:
             self._active.pop(index, None)
@@ -374,18 +483,21 @@ class _SendRun:
                 error = f"delivered, but no reply within {self._reply_timeout:g} s"
             except self._aio.SnipError as exc:
                 error = f"delivered, but no reply ({self._failure(exc)[0]})"
+                if self.went_silent:
+                    self.unfinished.append(again)  # sent again, the receiver answers with its first reply
         return SendOutcome(image.name, index, size, True, reply=reply, error=error, elapsed_s=delivered_s,
                            reply_elapsed_s=reply_s, stats=self._stats(obj))
 
     def _failure(self, exc: Exception) -> tuple[str, bool]:
         """The user's message for a failure, and whether it was a passed deadline."""
-        code = getattr(exc, "code", None)
+        code = raw_code = getattr(exc, "code", None)
         reason = str(getattr(exc, "reason", None) or exc)
         if not isinstance(exc, self._aio.ObjectFailed):
             code = None  # the session itself failed
         message, session_over = describe_failure(code, reason)
         if session_over and self._session_error is None:
             self._session_error = message
+            self.went_silent = raw_code == _IDLE_TIMEOUT
         return message, code == _DEADLINE
 
     def _stats(self, obj: _OutgoingObject) -> JSON:

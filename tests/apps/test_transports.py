@@ -114,6 +114,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         (["send", "127.0.0.1:9", "empty.jpg", "--fps", "5"], "apply to --camera and --video only"),
         (["send", "127.0.0.1:9", "--video", "none.avi", "--fps", "0"], "--fps must be positive"),
         (["receive", "--out", "a-file/sub"], "cannot create the output folder"),
+        (["send", "127.0.0.1:9", "x.jpg", "--reconnect-for", "-1"], "--reconnect-for must be 0 or more"),
     ]
     for argv, message in cases:
         result = _snip(*argv, cwd=tmp_path)

@@ -15,8 +15,10 @@ from typing import Any
 from benchmarks.endpoints import JSON, EndpointOptions, Handler, Sent
 from benchmarks.workloads import BenchImage
 from protocol import aio
+from protocol.constants import ErrorCode
 
 _CLOSE_S = 3.0
+_REOPEN_PAUSE_S = 1.0
 
 
 def unavailable() -> str | None:
@@ -74,14 +76,34 @@ class SnipSender:
         self.port = options.port  # where the runner routed us (the relay, in relay mode)
         self.config = session_config(options.extra)
         self.session: aio.ClientSession | None = None
+        self.sessions = 1
 
     async def open(self) -> None:
         self.session = await aio.connect(self.options.host, self.port, config=self.config)
 
     async def send(self, image: BenchImage) -> Sent:
+        """One image; after an outage past the idle timeout, again on a new session, as `snip send` does.
+
+        The worker's per-image timeout bounds the whole, reopening included.
+        """
+        start = time.monotonic()
+        while True:
+            sent = await self._send_once(image, start)
+            if sent.error is None or not sent.stats.get("went_silent"):
+                return sent
+            self.sessions += 1
+            if self.session is not None:
+                self.session.abort("session went silent")  # frees its socket; the peer heard nothing
+            while True:
+                try:
+                    await self.open()
+                    break
+                except aio.SnipError:
+                    await asyncio.sleep(_REOPEN_PAUSE_S)  # refused at once: nothing listening yet
+
+    async def _send_once(self, image: BenchImage, start: float) -> Sent:
         if self.session is None:
             raise RuntimeError("open() first")
-        start = time.monotonic()
         obj = self.session.send_object(image.data, name=image.name, content_type=image.content_type, want_reply=True)
         acked: list[float] = []
 
@@ -95,7 +117,10 @@ class SnipSender:
         try:
             reply = await obj.reply()
         except aio.SnipError as exc:
-            return Sent(None, None, f"{type(exc).__name__}: {exc}", obj.stats())
+            stats = obj.stats()
+            if getattr(exc, "code", None) == ErrorCode.IDLE_TIMEOUT:
+                stats["went_silent"] = True
+            return Sent(None, None, f"{type(exc).__name__}: {exc}", stats)
         finally:
             if not confirmation.done():
                 confirmation.cancel()
@@ -104,7 +129,7 @@ class SnipSender:
         return Sent(acked[0] if acked else None, json.loads(reply.data), None, obj.stats())
 
     def stats(self) -> JSON:
-        out: JSON = {"rate_control": self.config.rate}
+        out: JSON = {"rate_control": self.config.rate, "sessions": self.sessions}
         if self.session is not None:
             out.update(self.session.stats())
         return out

@@ -22,6 +22,15 @@ def _app(tmp_path: Path, **options: float) -> ReceiverApp:
                        log=lambda line: None)
 
 
+def _twice(app: ReceiverApp, data: bytes) -> list[JSON]:
+    """The receipts of the same image handed over twice, one after the other."""
+
+    async def scenario() -> list[JSON]:
+        return [await app.handle(_image(data)) for _ in range(2)]
+
+    return asyncio.run(scenario())
+
+
 def test_the_same_bytes_from_the_same_host_are_stored_once_and_answered_alike(tmp_path: Path) -> None:
     app = _app(tmp_path)
     data = image_bytes(3)
@@ -60,12 +69,7 @@ def test_other_hosts_names_or_bytes_are_new_images(tmp_path: Path) -> None:
 
 def test_a_window_of_zero_stores_every_copy(tmp_path: Path) -> None:
     app = _app(tmp_path, repeat_window=0)
-    data = image_bytes(6)
-
-    async def scenario() -> list[JSON]:
-        return [await app.handle(_image(data)) for _ in range(2)]
-
-    receipts = asyncio.run(scenario())
+    receipts = _twice(app, image_bytes(6))
     assert not any(r.get("repeat") for r in receipts)
     assert receipts[0]["saved"] != receipts[1]["saved"]
     assert len(list((tmp_path / "out").iterdir())) == 2
@@ -119,12 +123,7 @@ def test_a_copy_arriving_while_the_first_is_classified_waits_for_its_receipt(tmp
 def test_a_refused_copy_is_judged_again(tmp_path: Path) -> None:
     """A refusal is not remembered: the next copy is checked afresh (here: refused again)."""
     app = _app(tmp_path, max_size=10)
-    data = image_bytes(9)
-
-    async def scenario() -> list[JSON]:
-        return [await app.handle(_image(data)) for _ in range(2)]
-
-    receipts = asyncio.run(scenario())
+    receipts = _twice(app, image_bytes(9))
     assert all("error" in r and "repeat" not in r for r in receipts)
     assert app.totals.rejected == 2 and app.totals.repeats == 0
 

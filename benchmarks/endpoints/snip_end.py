@@ -88,8 +88,8 @@ class SnipSender:
         """
         start = time.monotonic()
         while True:
-            sent = await self._send_once(image, start)
-            if sent.error is None or not sent.stats.get("went_silent"):
+            sent, went_silent = await self._send_once(image, start)
+            if not went_silent:
                 return sent
             self.sessions += 1
             if self.session is not None:
@@ -101,7 +101,8 @@ class SnipSender:
                 except aio.SnipError:
                     await asyncio.sleep(_REOPEN_PAUSE_S)  # refused at once: nothing listening yet
 
-    async def _send_once(self, image: BenchImage, start: float) -> Sent:
+    async def _send_once(self, image: BenchImage, start: float) -> tuple[Sent, bool]:
+        """The image's fate on the current session, and whether that session died of silence."""
         if self.session is None:
             raise RuntimeError("open() first")
         obj = self.session.send_object(image.data, name=image.name, content_type=image.content_type, want_reply=True)
@@ -117,16 +118,14 @@ class SnipSender:
         try:
             reply = await obj.reply()
         except aio.SnipError as exc:
-            stats = obj.stats()
-            if getattr(exc, "code", None) == ErrorCode.IDLE_TIMEOUT:
-                stats["went_silent"] = True
-            return Sent(None, None, f"{type(exc).__name__}: {exc}", stats)
+            went_silent = getattr(exc, "code", None) == ErrorCode.IDLE_TIMEOUT
+            return Sent(None, None, f"{type(exc).__name__}: {exc}", obj.stats()), went_silent
         finally:
             if not confirmation.done():
                 confirmation.cancel()
         if not acked and obj.done:
             acked.append(time.monotonic() - start)  # the reply itself was the confirmation
-        return Sent(acked[0] if acked else None, json.loads(reply.data), None, obj.stats())
+        return Sent(acked[0] if acked else None, json.loads(reply.data), None, obj.stats()), False
 
     def stats(self) -> JSON:
         out: JSON = {"rate_control": self.config.rate, "sessions": self.sessions}

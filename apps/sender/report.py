@@ -54,6 +54,9 @@ def image_figures(result: ImageResult) -> dict[str, Any]:
         "chunks_lost": lost,
         "retransmitted": _int(stats, "retransmitted"),
         "repairs": _int(stats, "repairs_sent"),  # forward repair (snip only; spec 9.6)
+        # Sessions it was sent in: more than one after a session fell silent and it went again,
+        # and then the counters above are those of every session together.
+        "sessions": _int(stats, "sessions") or 1,
         # Share of the transmitted chunks the network lost (what the link did) ...
         "loss_pct": _pct(lost, sent),
         # ... and share of the image's chunks that got through in the end (what the user got).

@@ -12,8 +12,8 @@ import asyncio
 import importlib
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 from apps.transport import (
@@ -358,13 +358,38 @@ class SnipSender:
         return None
 
 
+# An image's counters that add up over the sessions it was sent in: what a silent session spent
+# on it is on the wire too.
+_COUNTERS_OVER_SESSIONS = ("chunks_sent", "retransmitted", "chunks_lost", "repairs_sent")
+
+
 @dataclass(frozen=True)
 class _Item:
-    """An image with its place in the run and when it was first submitted (loop time)."""
+    """An image with its place in the run, when it was first submitted (loop time), and what the
+    sessions that failed to finish it spent on it."""
 
     index: int
     image: OutgoingImage
     first_submitted: float | None = None
+    earlier: Mapping[str, int] = field(default_factory=dict)
+    attempts: int = 0  # sessions it was sent in before
+
+    def again(self, first_submitted: float, stats: JSON) -> _Item:
+        """The item to send in the next session, after this session spent ``stats`` on it."""
+        spent = {key: self.earlier.get(key, 0) + _count(stats, key) for key in _COUNTERS_OVER_SESSIONS}
+        return _Item(self.index, self.image, first_submitted, spent, self.attempts + 1)
+
+    def total(self, stats: JSON) -> JSON:
+        """``stats`` of this session's attempt with the earlier sessions' counters added."""
+        if not self.attempts:
+            return stats
+        summed = {key: _count(stats, key) + spent for key, spent in self.earlier.items()}
+        return {**stats, **summed, "sessions": self.attempts + 1}
+
+
+def _count(stats: JSON, key: str) -> int:
+    value = stats.get(key)
+    return int(value) if isinstance(value, int | float) else 0
 
 
 class _Queue:
@@ -437,12 +462,11 @@ class _SendRun:
         loop = asyncio.get_running_loop()
         image, index = item.image, item.index
         start = loop.time() if item.first_submitted is None else item.first_submitted
-        again = _Item(index, image, start)
         size = len(image.data)
 
         def failed(error: str, stats: JSON | None = None) -> SendOutcome:
             return SendOutcome(image.name, index, size, False, error=error, elapsed_s=loop.time() - start,
-                               stats=stats or {})
+                               stats=item.total(stats or {}))
 
         obj: _OutgoingObject | None = None
         try:
@@ -450,8 +474,8 @@ class _SendRun:
             if size > limit:
                 return failed(f"too large for the receiver: {size} bytes, its limit is {limit} bytes")
             if self._session_error is not None:
-                if self.went_silent:
-                    self.unfinished.append(again)
+                if self.went_silent:  # not sent in this session: nothing to add
+                    self.unfinished.append(replace(item, first_submitted=start))
                 return failed(f"not sent: {self._session_error}")
             obj = self._session.send_object(image.data, name=image.name, content_type=image.content_type,
                                             want_reply=self._want_reply, deadline=image.deadline)
@@ -463,7 +487,7 @@ class _SendRun:
             if expired:
                 stats["expired"] = True
             elif self.went_silent:
-                self.unfinished.append(again)
+                self.unfinished.append(item.again(start, stats))
             return failed(message, stats)
         finally:
             self._active.pop(index, None)
@@ -484,9 +508,10 @@ class _SendRun:
             except self._aio.SnipError as exc:
                 error = f"delivered, but no reply ({self._failure(exc)[0]})"
                 if self.went_silent:
-                    self.unfinished.append(again)  # sent again, the receiver answers with its first reply
+                    # Sent again, the receiver answers with its first reply.
+                    self.unfinished.append(item.again(start, self._stats(obj)))
         return SendOutcome(image.name, index, size, True, reply=reply, error=error, elapsed_s=delivered_s,
-                           reply_elapsed_s=reply_s, stats=self._stats(obj))
+                           reply_elapsed_s=reply_s, stats=item.total(self._stats(obj)))
 
     def _failure(self, exc: Exception) -> tuple[str, bool]:
         """The user's message for a failure, and whether it was a passed deadline."""

@@ -353,6 +353,11 @@ def test_an_outage_longer_than_the_idle_timeout(tmp_path: Path, reconnect_for: s
         assert row["delivered"] and row["answered"], row
         assert row["reply"]["sha256"] == digests[row["name"]]
     assert max(row["time_s"] for row in rows) > 2.6  # an image's time counts from its first try
+    # An image the outage caught counts the chunks of both its sessions: the first sent part of
+    # it (or none, for one still waiting its turn), the second all of it.
+    resent = [row for row in rows if row["sessions"] == 2]
+    assert all(row["chunks_sent"] >= row["chunks"] for row in rows)
+    assert any(row["chunks_sent"] > row["chunks"] for row in resent), rows
     saved = sorted((tmp_path / "out").iterdir())
     assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in saved] == [digests[p.name] for p in saved]
     assert len(saved) == 3  # none stored twice

@@ -146,7 +146,7 @@ class Endpoint:
             return
         existing = self._handshakes.get((addr, initial_id))
         if existing is not None:
-            existing.on_initial_repeat(size, now)
+            existing.on_initial(pn, size, now)
             return
         validated = bool(packet.token) and check_token(self._secret, packet.token, addr, initial_id, now)
         if packet.token and not validated:
@@ -183,7 +183,7 @@ class Endpoint:
             on_closed=self._forget,
             admit=self._admit_object,
         )
-        conn.on_initial_repeat(size, now)  # count the INITIAL toward the amplification budget
+        conn.on_initial(pn, size, now)
         self.sessions[session_id] = conn
         self._handshakes[(addr, initial_id)] = conn
         self.counters["sessions_accepted"] += 1

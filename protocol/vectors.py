@@ -185,7 +185,12 @@ VECTORS: tuple[Vector, ...] = (
         ),
         session_id=SESSION_ID,
         packet_number=5,
-        note="The other endpoint's first object, a 34-byte JSON reply to object 0, with a 5-second deadline.",
+        note=(
+            "The other endpoint's first object, a 34-byte JSON reply to object 0, with a 5-second deadline. "
+            "The vector exercises the codec's fields only: its name, deadline and body are not the reference "
+            "applications' reply convention, which Appendix C gives (the reference receiver names a reply "
+            "`reply:<name>`, sets no deadline and sends a JSON receipt)."
+        ),
         hex=(
             "534e02100123456789abcdef00000005005900000000000000000000002204000000000102000000000000138805701f"
             "1f004c59ad8ec83dae0776c2efbe99347a4667779026231cb0ed8f2156106170706c69636174696f6e2f6a736f6e0c63"

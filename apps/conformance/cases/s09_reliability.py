@@ -404,8 +404,8 @@ def ack_on_raised_limits(ctx: Context) -> None:
 
 @case(
     "R9.2-6",
-    "An ACK whose largest_pn is not lower than the number of datagrams the recipient has sent in the session (a "
-    "packet number never sent) is a protocol violation (PROTOCOL_VIOLATION).",
+    "An ACK whose largest_pn is not lower than the recipient's next packet number in the session (a packet number it "
+    "never sent) is a protocol violation (PROTOCOL_VIOLATION).",
     slug="ack-of-unsent-packet",
 )
 def ack_unsent(ctx: Context) -> None:
@@ -511,7 +511,8 @@ def probe_after_last(ctx: Context) -> None:
         raise CaseFailed(f"PROBE with sent_through {count} after the last chunk", after)
 
 
-@case("R9.4-1", "It SHOULD be the next datagram it sends.", slug="probe-next-datagram", role="sender", level="SHOULD")
+@case("R9.4-1", "It SHOULD be the next datagram it sends: a copy of the ANNOUNCE that R8.2-10 sends after the last "
+      "chunk goes behind the PROBE", slug="probe-next-datagram", role="sender", level="SHOULD")
 def probe_next(ctx: Context) -> None:
     """The datagram right after the last chunk is that PROBE."""
     peer = ctx.sender()

@@ -29,7 +29,7 @@ from . import events as ev
 from .codec import Announce
 from .config import SessionConfig
 from .connection import Connection
-from .constants import ErrorCode
+from .constants import MAX_NAME_LEN, ErrorCode
 from .endpoint import Endpoint
 from .errors import LocalProtocolError, SnipError
 from .events import ConnectionClosed, Event, HandshakeCompleted, ObjectDelivered, ObjectReceived
@@ -505,6 +505,14 @@ class ClientSession(_SessionBase):
             self.abort(f"sender failed: {exc_type.__name__}")
 
 
+def reply_name(name: str) -> str:
+    """The name of the reply to an object named ``name`` (spec Appendix C): ``reply:`` and the name,
+    cut to the 255 bytes of UTF-8 a name may take, on a character boundary. A name of many
+    multi-byte characters would otherwise not fit, and its reply could not be sent at all."""
+    raw = f"reply:{name}".encode()
+    return raw[:MAX_NAME_LEN].decode("utf-8", "ignore")
+
+
 async def connect(
     host: str,
     port: int,
@@ -639,7 +647,7 @@ class Server:
             return
         try:
             session.send_object(
-                reply or b"", name=f"reply:{received.name}"[:200], content_type="application/json",
+                reply or b"", name=reply_name(received.name), content_type="application/json",
                 in_reply_to=received.object_id,
             )
         except SnipError as exc:

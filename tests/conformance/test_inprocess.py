@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from apps.conformance.model import Case, Verdict
 from apps.conformance.runner import run_case
-from apps.conformance.sim_target import sim_factory
+from apps.conformance.sim_target import LIGHT_CONFIG, sim_factory
 
 from .conftest import ALL, IN_PROCESS, KNOWN_BUGS, params
 
@@ -33,5 +35,18 @@ def test_a_lossy_delayed_link_between_tester_and_target() -> None:
     chosen = {"9.1/R9.1-4/re-nack", "8.2/R8.2-4/data-before-announce", "4.2/R4.2-3/bad-crc", "10.3/R10.3-2/digest-mismatch-twice-cancels"}
     make = sim_factory("receiver", link="delay=20ms loss=5%", seed=2)
     for case in (c for c in ALL if c.id in chosen):
+        result = run_case(case, make(case), IN_PROCESS)
+        assert result.verdict is Verdict.PASSED, f"{case.id}: {result.message}"
+
+
+def test_the_session_cases_hold_against_a_server_that_always_sends_retry() -> None:
+    """A target that answers every first INITIAL with RETRY (numbered 0, outside every session,
+    R7.3-6) then numbers its ACCEPT 0 as well: the packet-number cases must not take the two for
+    one number used twice. A clean-room server run this way failed R8.3-2 for that alone."""
+    chosen = {"8.3/R8.3-2/server-packet-numbers-unique", "7.3/R7.3-1/repeated-initial", "9.1/R9.1-4/re-nack"}
+    make = sim_factory("receiver", config=replace(LIGHT_CONFIG, retry="always"), seed=4)
+    cases = [c for c in ALL if c.id in chosen]
+    assert len(cases) == len(chosen)
+    for case in cases:
         result = run_case(case, make(case), IN_PROCESS)
         assert result.verdict is Verdict.PASSED, f"{case.id}: {result.message}"

@@ -184,3 +184,24 @@ def test_close_with_grace_sends_the_replies_handlers_are_still_writing() -> None
             await server.close()
 
     asyncio.run(main())
+
+
+def test_an_object_whose_name_fills_255_bytes_is_answered() -> None:
+    """Appendix C: the reply's name is "reply:" and the name, cut to 255 bytes on a character
+    boundary. Cut to 200 characters instead, 85 three-byte characters made 261 bytes, the reply
+    could not be sent, and the client waited for it until its timeout."""
+    name = "日" * 85  # 255 bytes of UTF-8, the most a name may take
+
+    async def scenario() -> None:
+        server = await serve("127.0.0.1", 0, digest_handler)
+        try:
+            session = await connect("127.0.0.1", server.sockname[1])
+            async with session:
+                handle = session.send_object(b"picture", name=name, want_reply=True)
+                reply = await handle.reply(timeout=10)
+                assert json.loads(reply.data)["name"] == name
+                assert reply.name == "reply:" + "日" * 83  # 6 + 249 bytes: the next character would not fit
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())

@@ -193,10 +193,12 @@ _R8_3_2 = "An endpoint MUST NOT send two different datagrams with the same packe
 
 
 def _one_datagram_per_number(rxs: list[Rx], who: str) -> None:
-    """No packet number on two different datagrams (the same datagram again, a repeated CLOSE, is allowed)."""
+    """No packet number on two different datagrams (the same datagram again, a repeated CLOSE, is allowed).
+    RETRY and VERSION are stateless, numbered 0 outside every session (R7.3-6): a target that sends RETRY
+    first numbers its ACCEPT 0 as well."""
     seen: dict[int, Rx] = {}
     for rx in rxs:
-        if rx.decoded is None:
+        if rx.decoded is None or isinstance(rx.packet, Retry | VersionNegotiation):
             continue
         earlier = seen.setdefault(rx.decoded.packet_number, rx)
         if earlier.data != rx.data:

@@ -401,7 +401,8 @@ def token_bound_to_initial_id(ctx: Context) -> None:
 @case(
     "R7.4-2",
     "Until the address is validated, the server MUST NOT send, in the session, more than 3 times the number of bytes "
-    "it has received in datagrams attributed to the session (including the INITIALs), counting whole datagrams.",
+    "it has received in datagrams attributed to the session (including the INITIALs: the one that created the "
+    "session and every repeat of action 1), counting whole datagrams.",
     slug="anti-amplification",
     needs=("push",),
 )

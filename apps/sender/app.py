@@ -16,6 +16,20 @@ from apps.sender.sources import PlannedFile, SourceError, SourceItem, read_plann
 from apps.sender.video import VideoFrames
 from apps.transport import JSON, OutgoingImage, ProgressCallback, SenderTransport, SendOutcome
 
+MAX_NAME_BYTES = 255  # an object name's limit on the wire (spec 5.5)
+_MAX_KEPT_EXTENSION = 16
+
+
+def fitted_name(name: str) -> str:
+    """``name`` cut to the 255 bytes of UTF-8 a snip object name may take, on a character boundary,
+    keeping its extension (a name given with --name, or a path's, can be longer)."""
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    suffix = f".{extension}" if dot and stem and len(extension.encode()) < _MAX_KEPT_EXTENSION else ""
+    kept = (stem if suffix else name).encode()[: MAX_NAME_BYTES - len(suffix.encode())]
+    return kept.decode("utf-8", "ignore") + suffix
+
 
 @dataclass(frozen=True)
 class LocalFailure:
@@ -155,7 +169,7 @@ class _Feed:
                 if encoded.data is not data:
                     name, content_type, data = renamed(name, encoded.format), encoded.format.content_type, encoded.data
             self.submitted.append((entry.origin, len(entry.data)))
-            yield OutgoingImage(name, content_type, data, deadline=self._options.deadline)
+            yield OutgoingImage(fitted_name(name), content_type, data, deadline=self._options.deadline)
 
 
 async def send_images(

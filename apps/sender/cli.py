@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="in folders, skip files matching (repeatable)")
     src.add_argument("--any-file", action="store_true",
                      help="send files even when they do not look like images, empty ones too")
-    src.add_argument("--name", help="the name to give the image read from stdin")
+    src.add_argument("--name", help="the name to give the image read from stdin (cut to 255 bytes of UTF-8)")
     cam = src.add_mutually_exclusive_group()
     cam.add_argument("--camera", metavar="DEVICE", help="capture from a camera (index such as 0, or a device path)")
     cam.add_argument("--video", metavar="FILE_OR_URL", help="send frames of a video file or stream")

@@ -12,6 +12,7 @@ import pytest
 
 from apps.media.encode import EncodeOptions
 from apps.media.formats import JPEG, PNG, sniff
+from apps.sender.app import fitted_name
 from apps.sender.sources import SourceError, check_file, plan_files, read_planned, read_stdin, walk_folder
 from apps.sender.video import VideoFrames, VideoOptions, open_capture
 from tests.apps.conftest import image_bytes
@@ -201,3 +202,15 @@ def test_unopenable_sources_are_clear_errors(tmp_path: Path) -> None:
         open_capture(VideoOptions(str(junk)))
     with pytest.raises(SourceError, match="--fps must be positive"):
         VideoOptions(str(junk), fps=0)
+
+
+def test_names_longer_than_a_snip_name_are_cut_keeping_the_extension() -> None:
+    """Spec 5.5: a name is at most 255 bytes of UTF-8. A longer one (from --name) made the session's
+    send_object fail, reported as "connection lost"; it is cut on a character boundary instead."""
+    assert fitted_name("cat.jpg") == "cat.jpg"
+    long_ascii = fitted_name("a" * 300 + ".jpg")
+    assert long_ascii == "a" * 251 + ".jpg" and len(long_ascii.encode()) == 255
+    wide = fitted_name("日" * 100 + ".png")  # 3 bytes each: 83 fit beside ".png"
+    assert wide == "日" * 83 + ".png" and len(wide.encode()) == 253
+    assert fitted_name("é" * 200) == "é" * 127  # no extension: the name alone, whole characters
+    assert len(fitted_name("x." + "y" * 300).encode()) == 255  # an "extension" that long is not kept

@@ -123,8 +123,8 @@ def gap_reports(ctx: Context, s: Client) -> tuple[set[int], list[Rx]]:
     return missing, nacks_listing(s, obj, missing)
 
 
-#: A congestion window of this many datagrams before any ACK would be legal (R11.1-4 only RECOMMENDS
-#: 64) but absurd: a sender that sends this many DATA datagrams to a silent receiver is taken to have no
+#: A congestion window of this many datagrams before any ACK would be legal (R11.1-4 asks for at most
+#: 128, a SHOULD) but absurd: a sender that sends this many DATA datagrams to a silent receiver is taken to have no
 #: window at all. The cases that watch the window need an object of at least this many chunks.
 WINDOW_LIMIT = 1024
 

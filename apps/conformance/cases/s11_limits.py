@@ -183,8 +183,8 @@ def window_bounds_data(ctx: Context) -> None:
     if len(sent) >= WINDOW_LIMIT:
         raise CaseFailed(
             f"DATA to stop once bytes in flight reach the congestion window, with no ACK nor NACK ever sent (R11.1-4 "
-            f"RECOMMENDS an initial window of 64 datagrams; one of {WINDOW_LIMIT} or more before any ACK is legal but "
-            "absurd)",
+            f"asks for an initial window of at most 128 datagrams; one of {WINDOW_LIMIT} or more before any ACK is "
+            "legal but absurd)",
             f"{len(sent)} DATA/REPAIR datagrams of the {announce.chunk_count}-chunk object, none acknowledged",
         )
     ctx.note(f"DATA stopped after {len(sent)} datagrams ({sum(len(rx.data) for rx in sent)} bytes), none acknowledged")

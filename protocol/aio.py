@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as ev
-from .codec import Announce
+from .codec import Announce, utf8_cut
 from .config import SessionConfig
 from .connection import Connection
 from .constants import MAX_NAME_LEN, ErrorCode
@@ -509,8 +509,7 @@ def reply_name(name: str) -> str:
     """The name of the reply to an object named ``name`` (spec Appendix C): ``reply:`` and the name,
     cut to the 255 bytes of UTF-8 a name may take, on a character boundary. A name of many
     multi-byte characters would otherwise not fit, and its reply could not be sent at all."""
-    raw = f"reply:{name}".encode()
-    return raw[:MAX_NAME_LEN].decode("utf-8", "ignore")
+    return utf8_cut(f"reply:{name}", MAX_NAME_LEN)
 
 
 async def connect(

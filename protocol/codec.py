@@ -230,12 +230,15 @@ def _short_str(text: str, limit: int, what: str) -> bytes:
     return _U8.pack(len(raw)) + raw
 
 
+def utf8_cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
+    raw = text.encode("utf-8")
+    return text if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
+
+
 def _reason(text: str) -> bytes:
     """spec 5.10/5.13: UTF-8, cut to 255 bytes on a character boundary."""
-    raw = text.encode("utf-8")
-    if len(raw) <= MAX_REASON_LEN:
-        return raw
-    return raw[:MAX_REASON_LEN].decode("utf-8", "ignore").encode("utf-8")
+    return utf8_cut(text, MAX_REASON_LEN).encode("utf-8")
 
 
 def normalize_missing(missing: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:

@@ -15,20 +15,20 @@ from apps.media.encode import EncodeError, EncodeOptions, reencode, renamed
 from apps.sender.sources import PlannedFile, SourceError, SourceItem, read_planned
 from apps.sender.video import VideoFrames
 from apps.transport import JSON, OutgoingImage, ProgressCallback, SenderTransport, SendOutcome
+from protocol.codec import utf8_cut
+from protocol.constants import MAX_NAME_LEN
 
-MAX_NAME_BYTES = 255  # an object name's limit on the wire (spec 5.5)
 _MAX_KEPT_EXTENSION = 16
 
 
 def fitted_name(name: str) -> str:
     """``name`` cut to the 255 bytes of UTF-8 a snip object name may take, on a character boundary,
     keeping its extension (a name given with --name, or a path's, can be longer)."""
-    if len(name.encode()) <= MAX_NAME_BYTES:
+    if len(name.encode()) <= MAX_NAME_LEN:
         return name
     stem, dot, extension = name.rpartition(".")
     suffix = f".{extension}" if dot and stem and len(extension.encode()) < _MAX_KEPT_EXTENSION else ""
-    kept = (stem if suffix else name).encode()[: MAX_NAME_BYTES - len(suffix.encode())]
-    return kept.decode("utf-8", "ignore") + suffix
+    return utf8_cut(stem if suffix else name, MAX_NAME_LEN - len(suffix.encode())) + suffix
 
 
 @dataclass(frozen=True)

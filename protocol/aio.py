@@ -31,12 +31,13 @@ from .config import SessionConfig
 from .connection import Connection
 from .constants import MAX_NAME_LEN, ErrorCode
 from .endpoint import Endpoint
-from .errors import LocalProtocolError, SnipError
+from .errors import InvalidObjectError, LocalProtocolError, SnipError
 from .events import ConnectionClosed, Event, HandshakeCompleted, ObjectDelivered, ObjectReceived
 from .params import SessionParams
 
 __all__ = [
     "ClientSession",
+    "InvalidObjectError",
     "ObjectFailed",
     "ObjectFailedError",
     "OutgoingObject",
@@ -371,7 +372,11 @@ class _SessionBase:
         deadline: float | None = None,
         in_reply_to: int | None = None,
     ) -> OutgoingObject:
-        """Queue an object; returns at once. Raises SessionError when the session is over."""
+        """Queue an object; returns at once.
+
+        Raises SessionError when the session can take no more objects, and InvalidObjectError (a
+        ValueError) when this object cannot be sent (its name or content type), leaving the session be.
+        """
         conn = self.connection
         if not conn.is_open and conn.state.value != "client_initial":
             raise SessionError(conn.close_code or ErrorCode.INTERNAL_ERROR, conn.close_reason or "session closed")
@@ -381,8 +386,10 @@ class _SessionBase:
                 data, now, name=name, content_type=content_type, want_reply=want_reply,
                 in_reply_to=in_reply_to, deadline=deadline,
             )
-        except LocalProtocolError as exc:
-            raise SessionError(ErrorCode.INTERNAL_ERROR, str(exc)) from None
+        except InvalidObjectError:
+            raise
+        except LocalProtocolError as exc:  # the session's state or its object ids
+            raise SessionError(ErrorCode.LIMIT_REACHED, str(exc)) from None
         handle = OutgoingObject(self, object_id, name, len(data), want_reply)  # type: ignore[arg-type]
         self._objects[object_id] = handle
         # The object may already have failed locally (too large for the peer).

@@ -47,7 +47,7 @@ from .constants import (
     ErrorCode,
 )
 from .delivery import SentLog
-from .errors import LocalProtocolError
+from .errors import InvalidObjectError, LocalProtocolError
 from .events import (
     ConnectionClosed,
     Event,
@@ -306,11 +306,11 @@ class Connection:
         if self._next_object_id > MAX_OBJECT_ID:
             raise LocalProtocolError("object ids exhausted in this session")
         if len(name.encode("utf-8")) > 255:
-            raise LocalProtocolError("object name longer than 255 bytes (UTF-8)")
+            raise InvalidObjectError("object name longer than 255 bytes (UTF-8)")
         if len(content_type) > 255 or not content_type.isascii() or not content_type.isprintable() or " " in content_type:
-            raise LocalProtocolError("content type must be printable ASCII without spaces, at most 255 bytes")
+            raise InvalidObjectError("content type must be printable ASCII without spaces, at most 255 bytes")
         if in_reply_to is not None and not 0 <= in_reply_to <= MAX_OBJECT_ID:
-            raise LocalProtocolError("in_reply_to must be a 32-bit object id")
+            raise InvalidObjectError("in_reply_to must be a 32-bit object id")
         object_id = self._next_object_id
         self._next_object_id += 1
         obj = OutgoingObject(

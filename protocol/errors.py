@@ -4,6 +4,7 @@
 - A peer that violates the protocol is answered on the wire (CLOSE/CANCEL with an ``ErrorCode``)
   and reported as an event; that is not an exception at all.
 - ``LocalProtocolError``: the local caller misused the API. Raised to that caller, never ``assert``.
+  ``InvalidObjectError`` is the kind that concerns one object only (its name or content type).
 """
 
 from __future__ import annotations
@@ -24,3 +25,10 @@ class DecodeError(SnipError):
 
 class LocalProtocolError(SnipError):
     """The local application asked for something the protocol or the session's state forbids."""
+
+
+class InvalidObjectError(LocalProtocolError, ValueError):
+    """An object the caller asked to send cannot be described on the wire (name, content type, ids).
+
+    Only that object is refused; the session goes on.
+    """

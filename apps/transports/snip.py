@@ -113,6 +113,7 @@ Admission = Callable[[str, int], str | None]  # (name, size) -> None to accept, 
 class _Aio(Protocol):
     SnipError: type[Exception]
     ObjectFailed: type[Exception]
+    InvalidObjectError: type[Exception]
 
     def SessionConfig(self, **settings: Any) -> Any: ...
 
@@ -481,6 +482,8 @@ class _SendRun:
                                             want_reply=self._want_reply, deadline=image.deadline)
             self._active[index] = (image.name, obj)
             await obj.delivered()
+        except self._aio.InvalidObjectError as exc:  # this image only: the session goes on
+            return failed(f"not sent: {exc}")
         except self._aio.SnipError as exc:
             message, expired = self._failure(exc)
             stats = self._stats(obj) if obj is not None else {}

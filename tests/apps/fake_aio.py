@@ -25,6 +25,10 @@ class SnipError(Exception):
     pass
 
 
+class InvalidObjectError(SnipError, ValueError):
+    pass
+
+
 class ObjectFailed(SnipError):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"{reason} (code {code})")

@@ -399,3 +399,25 @@ def test_an_image_kept_before_a_return_outage_is_answered_again_not_stored_twice
     assert [p.read_bytes() for p in (tmp_path / "out").iterdir()] == [data]
     totals = records[-1]["totals"]
     assert (totals["images"], totals["repeats"]) == (1, 1)
+
+
+def test_an_image_the_protocol_cannot_describe_fails_alone_over_real_sockets() -> None:
+    """A content type snip cannot carry (it has a space) fails that image; the session goes on."""
+    from apps.transport import OutgoingImage
+    from apps.transports.snip import SnipReceiver, SnipSender
+    from tests.baselines.conftest import DigestHandler, aiter_images, serving
+
+    images = [OutgoingImage("a.jpg", "image/jpeg", image_bytes(1)),
+              OutgoingImage("b.jpg", "image/jpeg; q=1", image_bytes(2)),
+              OutgoingImage("c.jpg", "image/jpeg", image_bytes(3))]
+
+    async def scenario() -> list[Any]:
+        receiver = SnipReceiver("127.0.0.1", 0)
+        async with serving(receiver, DigestHandler()):
+            host, port = (await receiver.wait_listening()).rsplit(":", 1)
+            return await SnipSender(host, int(port)).send_all(aiter_images(images), want_reply=True)
+
+    outcomes = sorted(_within(30, scenario()), key=lambda o: o.index)
+    assert [o.delivered for o in outcomes] == [True, False, True]
+    assert outcomes[1].error is not None and outcomes[1].error.startswith("not sent: content type")
+    assert outcomes[2].reply is not None and outcomes[2].reply["name"] == "c.jpg"

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from protocol.aio import ObjectFailedError, ReceivedObject, SessionConfig, SessionError, _UdpSocket, connect, serve
+from protocol.aio import InvalidObjectError, ObjectFailedError, ReceivedObject, SessionConfig, SessionError, _UdpSocket, connect, serve
 from protocol.constants import ErrorCode
 
 
@@ -100,6 +100,27 @@ def test_receiver_refusal_reaches_the_sender() -> None:
             with pytest.raises(ObjectFailedError) as info:
                 await asyncio.wait_for(refused.delivered(), 5)
             assert info.value.code == ErrorCode.REFUSED and "no PNGs" in info.value.reason
+            await session.aclose()
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_an_object_that_cannot_be_described_is_refused_alone() -> None:
+    """A name over 255 bytes or a content type with a space fails that object, not the session."""
+
+    async def main() -> None:
+        server = await serve("127.0.0.1", 0, digest_handler)
+        try:
+            session = await connect(*server.sockname)
+            with pytest.raises(InvalidObjectError, match="name longer than 255 bytes"):
+                session.send_object(bytes(10), name="é" * 128)
+            with pytest.raises(InvalidObjectError, match="content type"):
+                session.send_object(bytes(10), name="a.jpg", content_type="image/jpeg; q=1")
+            ok = session.send_object(bytes(3000), name="b.jpg", content_type="image/jpeg")
+            await asyncio.wait_for(ok.delivered(), 5)
+            assert session.connection.is_open
             await session.aclose()
         finally:
             await server.close()

@@ -626,9 +626,18 @@ class Server:
             )
             if session._deliver_reply(received):
                 return
+            # The object's bytes count against the endpoint's budget (spec R14.4-1) until its
+            # handler is done with them: a peer must not fill memory faster than handlers drain it.
+            held = len(event.data)
+            self.endpoint.app_held_bytes += held
             task = asyncio.get_running_loop().create_task(self._run_handler(session, received))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+
+            def handled(done: asyncio.Task[None]) -> None:
+                self._tasks.discard(done)
+                self.endpoint.app_held_bytes -= held
+
+            task.add_done_callback(handled)
         elif isinstance(event, ev.ObjectFailed) and not event.outgoing:
             self.failed += 1
         elif isinstance(event, ConnectionClosed):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -49,6 +50,11 @@ class SessionConfig:
     retry: str = "auto"  # "auto": RETRY when many handshakes are unvalidated; "always"; "never"
     max_sessions: int = 1024
     max_pending_handshakes: int = 128
+    # Bytes of objects being received, and of received ones the application still holds, across
+    # all sessions (spec R14.4-1): an ANNOUNCE beyond it is refused. Per-session limits times
+    # max_sessions (256 MiB x 1024) exceed any machine's memory. None: a quarter of the physical
+    # memory, and at least max_object_size.
+    max_receiving_bytes: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def params(self) -> SessionParams:
@@ -73,7 +79,26 @@ class SessionConfig:
             raise ValueError("timeouts and initial_rtt must be positive")
         if self.ack_every < 1 or self.initial_window < 2:
             raise ValueError("ack_every must be >= 1 and initial_window >= 2")
+        if self.max_receiving_bytes is not None and self.max_receiving_bytes < self.max_object_size:
+            raise ValueError("max_receiving_bytes must hold at least one object of max_object_size")
         if self.rate.startswith("fixed:"):
             parse_rate(self.rate[6:])
         elif self.rate not in ("snipbbr",):
             raise ValueError(f"unknown rate controller {self.rate!r} (snipbbr or fixed:RATE)")
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory, where the system says (POSIX sysconf); None elsewhere."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def receiving_budget(config: SessionConfig) -> int:
+    """The bytes a server may hold of objects across sessions (SessionConfig.max_receiving_bytes)."""
+    if config.max_receiving_bytes is not None:
+        return config.max_receiving_bytes
+    memory = physical_memory()
+    quarter = memory // 4 if memory else 1 << 30
+    return max(quarter, config.max_object_size)

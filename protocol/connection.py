@@ -231,6 +231,7 @@ class Connection:
 
         # incoming objects
         self.incoming: dict[int, IncomingObject] = {}
+        self.incoming_bytes = 0  # the sizes of the objects in self.incoming: their buffers
         self._in_final: dict[int, int] = {}  # finished incoming id -> error code (0 = complete)
         self._in_finished_above: set[int] = set()
         self._in_watermark = 0  # every incoming id below this is finished
@@ -570,12 +571,16 @@ class Connection:
         refusal = self._admit(self, packet) if self._admit is not None else None
         if refusal is not None:
             self._drop_unannounced(oid)
-            self._finish_incoming_id(oid, ErrorCode.REFUSED, 0)
+            # Announced and finished at once (spec R11.3-5): the sender counted it when it
+            # announced it, and gets the credit back; counted nowhere, its credit would be lost.
+            self._in_announced_bytes += packet.total_length
+            self._finish_incoming_id(oid, ErrorCode.REFUSED, packet.total_length)
             self._control.append(Cancel(oid, CANCEL_ORIGIN_RECIPIENT, ErrorCode.REFUSED, refusal[:200]))
             self._events.append(ObjectFailed(self.session_id, oid, False, ErrorCode.REFUSED, refusal, by_peer=False))
             return
         obj = IncomingObject(packet, now)
         self.incoming[oid] = obj
+        self.incoming_bytes += obj.size
         self._in_announced_bytes += packet.total_length
         self._events.append(ObjectStarted(self.session_id, oid, packet.name, packet.content_type, packet.total_length))
         held = self._unannounced.pop(oid, None)
@@ -707,6 +712,7 @@ class Connection:
             obj.reset_after_digest_failure(now)
             return
         del self.incoming[obj.object_id]
+        self.incoming_bytes -= obj.size
         self.counters["objects_received"] += 1
         self._finish_incoming_id(obj.object_id, ErrorCode.NO_ERROR, obj.size)
         # Copies, on a lossy path: the sender learns of delivery from nothing else, and a lost
@@ -767,7 +773,8 @@ class Connection:
         return max(self.sent.loss_rate, incoming)
 
     def _fail_incoming(self, obj: IncomingObject, code: int, reason: str, *, by_peer: bool, tell_peer: bool) -> None:
-        self.incoming.pop(obj.object_id, None)
+        if self.incoming.pop(obj.object_id, None) is not None:
+            self.incoming_bytes -= obj.size
         self._finish_incoming_id(obj.object_id, code, obj.size)
         if tell_peer:
             self._control.append(Cancel(obj.object_id, CANCEL_ORIGIN_RECIPIENT, code, reason))
@@ -1011,6 +1018,8 @@ class Connection:
         self, obj: OutgoingObject, code: int, reason: str, *, by_peer: bool, now: float, tell_peer: bool
     ) -> None:
         was_announced = obj.state is not OutState.QUEUED
+        if by_peer and was_announced and code == ErrorCode.OBJECT_TOO_LARGE:
+            self._announced_bytes -= obj.size  # never taken on: it counts in neither sum (R11.3-5)
         obj.state = OutState.FAILED
         obj.finished_at = now
         self.outgoing.pop(obj.object_id, None)

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import codec
 from .codec import Accept, Close, Initial, Retry, VersionNegotiation
-from .config import SessionConfig
+from .config import SessionConfig, receiving_budget
 from .connection import Addr, Connection
 from .constants import MIN_INITIAL_DATAGRAM, SUPPORTED_VERSIONS, ErrorCode, PacketType
 from .errors import DecodeError, LocalProtocolError
@@ -48,6 +48,10 @@ class Endpoint:
         # The application's admission check for announced objects: None accepts, a string refuses.
         self.admit: Callable[[Connection, codec.Announce], str | None] | None = None
         self.accepting = True  # False once stop_accepting(): a server about to shut down
+        # spec R14.4-1: the bytes of objects being received across sessions, and of received ones
+        # the application has not let go of (it says so through app_held_bytes), stay within this.
+        self.receiving_budget = receiving_budget(self.config)
+        self.app_held_bytes = 0
         self.counters: Counter[str] = Counter()
 
     # ------------------------------------------------------------------------------------------
@@ -232,9 +236,19 @@ class Endpoint:
 
     # ------------------------------------------------------------------------------------------
 
+    def receiving_bytes(self) -> int:
+        """Bytes of objects held across sessions: being received, or received and still held by
+        the application."""
+        return sum(c.incoming_bytes for c in self.sessions.values()) + self.app_held_bytes
+
     def _admit_object(self, conn: Connection, announce: codec.Announce) -> str | None:
         if not self.accepting:
             return "receiver shutting down"
+        held = self.receiving_bytes()
+        if held + announce.total_length > self.receiving_budget:
+            self.counters["objects_refused_busy"] += 1
+            return (f"receiver busy: {held} bytes of objects in hand, {announce.total_length} more would pass "
+                    f"its limit of {self.receiving_budget}; send it again later")
         return self.admit(conn, announce) if self.admit is not None else None
 
     def _fresh_id(self, taken: dict[int, Connection]) -> int:

@@ -27,6 +27,7 @@ from apps.transport import (
     TransportError,
 )
 from apps.transports import Role, TransportUnavailable, join_host_port, split_host_port
+from apps.transports.units import size_arg
 
 DEFAULT_PORT = 9000
 PROGRESS_INTERVAL_S = 0.1
@@ -163,7 +164,12 @@ def add_arguments(parser: argparse.ArgumentParser, role: Role) -> None:
                        '"fixed:20mbit"')
     group.add_argument("--idle-timeout", type=float, metavar="SECONDS",
                        help="give a session up after this long without hearing from the peer (default 30)")
-    if role.startswith("send"):
+    if role == "receiver":
+        group.add_argument("--max-memory", type=size_arg, metavar="SIZE",
+                           help="bytes of images held at once across all senders, arriving or being handled; "
+                           "an image beyond it is refused as 'receiver busy' (default a quarter of the "
+                           "machine's memory, at least --max-size)")
+    if role == "sender":
         group.add_argument("--connect-timeout", type=float, metavar="SECONDS",
                            help="how long to wait for the receiver's handshake (default 10)")
         group.add_argument("--max-in-flight", type=int, default=64, metavar="N",
@@ -217,6 +223,7 @@ def receiver_from_args(args: argparse.Namespace, listen: str) -> SnipReceiver:
         max_datagram_size=max(1472, args.chunk_size + 30) if args.chunk_size else None,
         # The protocol insists the buffer holds at least one whole object.
         max_buffered_bytes=max(256 << 20, max_size) if max_size else None,
+        max_receiving_bytes=getattr(args, "max_memory", None),
     )
     return SnipReceiver(host, port, config=config, grace=getattr(args, "grace", None) or 5.0)
 

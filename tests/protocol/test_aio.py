@@ -128,6 +128,39 @@ def test_an_object_that_cannot_be_described_is_refused_alone() -> None:
     asyncio.run(main())
 
 
+def test_objects_a_handler_still_holds_count_against_the_receiving_budget() -> None:
+    """spec R14.4-1 over real sockets: two sessions, and an object whose handler has not returned
+    still counts, so a second sender is refused as busy until the handler lets go of it."""
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def slow_handler(obj: ReceivedObject) -> bytes:
+            await release.wait()
+            return await digest_handler(obj)
+
+        config = SessionConfig(max_object_size=600_000, max_buffered_bytes=600_000, max_receiving_bytes=1_000_000)
+        server = await serve("127.0.0.1", 0, slow_handler, config=config)
+        try:
+            first, second = await connect(*server.sockname), await connect(*server.sockname)
+            held = first.send_object(bytes(600_000), name="a.png", want_reply=True)
+            await asyncio.wait_for(held.delivered(), 10)
+            refused = second.send_object(bytes(500_000), name="b.png")
+            with pytest.raises(ObjectFailedError) as info:
+                await asyncio.wait_for(refused.delivered(), 10)
+            assert info.value.code == ErrorCode.REFUSED and "receiver busy" in info.value.reason
+            release.set()
+            await held.reply(timeout=10)
+            again = second.send_object(bytes(500_000), name="b.png")
+            await asyncio.wait_for(again.delivered(), 10)
+            await first.aclose()
+            await second.aclose()
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel receive timestamps are read on Linux only")
 def test_datagrams_read_late_keep_the_time_they_arrived() -> None:
     # Rate samples need ACK arrival times, not the time a loop busy sending got round to reading

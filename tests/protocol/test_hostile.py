@@ -201,3 +201,38 @@ def test_tiny_chunks_and_repairs_for_unannounced_objects_hold_few_entries() -> N
     assert conn.counters["unannounced_dropped"] >= 2000 - (8 << 10) // 128
     # (Our own client, which never sent those, then closes the session on the server's requests
     # for their ANNOUNCEs: that is the client's business, R9.3-1.)
+
+
+def test_announcements_past_the_servers_receiving_budget_are_refused_without_allocation() -> None:
+    # spec R14.4-1: every session may announce max_buffered_bytes, and a peer can open many
+    # sessions; what the server holds across them stays within max_receiving_bytes. Past it an
+    # ANNOUNCE is refused (CANCEL, REFUSED) and nothing is allocated; once an object is done with,
+    # its bytes count no more.
+    pair = established(max_object_size=1 << 20, max_buffered_bytes=8 << 20, max_receiving_bytes=2 << 20)
+    conn = server_conn(pair)
+    first = bytes(range(256)) * 4096  # 1 MiB in 1024 chunks
+    digest = hashlib.sha256(first).digest()
+    # (Within a few ms: our own client, which never sent these, closes the session when the
+    # server's NACKs for them reach it, 10 ms away.)
+    for oid in (0, 1, 2):
+        inject_fast(pair, Announce(oid, len(first), 1024, 1024, digest, "image/png", f"o{oid}"))
+    pair.sim.run_for(0.001)
+    assert sorted(conn.incoming) == [0, 1] and conn.incoming_bytes == 2 << 20
+    assert pair.server.receiving_bytes() == 2 << 20
+    [refused] = pair.server_log.of(ObjectFailed)
+    assert refused.object_id == 2 and refused.error_code == ErrorCode.REFUSED and "receiver busy" in refused.reason
+    for index in range(1024):
+        inject_fast(pair, Data(0, index, first[index * 1024:(index + 1) * 1024]))
+    pair.sim.run_for(0.001)
+    assert 0 not in conn.incoming and pair.server_log.received()[0].data == first
+    assert conn.incoming_bytes == 1 << 20
+    inject_fast(pair, Announce(3, len(first), 1024, 1024, digest, "image/png", "o3"))
+    pair.sim.run_for(0.001)
+    assert sorted(conn.incoming) == [1, 3]
+
+
+def inject_fast(pair: Pair, packet: codec.Packet) -> None:
+    """inject() without running the simulator after each datagram."""
+    sid = pair.conn.session_id
+    pn = pair.conn.sent.on_sent(pair.sim.now, 1100)
+    pair.sim.inject(codec.encode(packet, sid, pn), CLIENT, SERVER, through_link=False)

@@ -116,6 +116,21 @@ def test_object_over_the_receivers_limit_fails_locally_without_traffic() -> None
     assert [r.name for r in pair.server_log.received()] == ["ok"]
 
 
+def test_refused_objects_give_their_credit_back() -> None:
+    # spec R11.3-5: an object refused at its ANNOUNCE (REFUSED) counts as announced and finished at
+    # once. The sender counted it when it announced it; were the receiver to count it nowhere, five
+    # refusals of 40 kB would leave the sender 200 kB over a 100 kB credit, waiting for ever.
+    pair = Pair("rtt=20ms", seed=2, server_config=SessionConfig(max_object_size=50_000, max_buffered_bytes=100_000))
+    pair.server.admit = lambda conn, announce: "not this one" if announce.name.startswith("bad") else None
+    refused = [pair.send(payload(40_000, k), name=f"bad{k}") for k in range(5)]
+    pair.run_until(lambda: pair.finished(refused), timeout=10)
+    good = [pair.send(payload(40_000, 10 + k), name=f"good{k}") for k in range(3)]
+    pair.run_until(lambda: pair.finished(good), timeout=10)
+    assert [r.name for r in pair.server_log.received()] == ["good0", "good1", "good2"]
+    failed = [e for e in pair.client_log.of(ObjectFailed) if e.outgoing]
+    assert [(e.object_id, e.error_code) for e in failed] == [(oid, ErrorCode.REFUSED) for oid in refused]
+
+
 def test_total_blackout_ends_with_an_error_within_the_timeout() -> None:
     config = SessionConfig(idle_timeout=5.0)
     pair = Pair("rtt=50ms rate=10mbit blackout=0.5s-100s", seed=3, client_config=config, server_config=config)

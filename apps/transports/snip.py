@@ -216,6 +216,10 @@ def receiver_from_args(args: argparse.Namespace, listen: str) -> SnipReceiver:
     except ValueError as exc:
         raise TransportError(f"bad listen address: {exc}") from None
     max_size = getattr(args, "max_size", None)
+    max_memory = getattr(args, "max_memory", None)
+    if max_memory is not None and max_memory < (max_size or 64 << 20):
+        raise TransportError(f"--max-memory ({max_memory} bytes) must hold at least one image of --max-size "
+                             f"({max_size or 64 << 20} bytes)")
     config = session_config(
         chunk_size=args.chunk_size, rate=args.rate, idle_timeout=_positive(args.idle_timeout, "--idle-timeout"),
         max_object_size=max_size, max_concurrent_objects=getattr(args, "max_transfers", None),
@@ -223,7 +227,7 @@ def receiver_from_args(args: argparse.Namespace, listen: str) -> SnipReceiver:
         max_datagram_size=max(1472, args.chunk_size + 30) if args.chunk_size else None,
         # The protocol insists the buffer holds at least one whole object.
         max_buffered_bytes=max(256 << 20, max_size) if max_size else None,
-        max_receiving_bytes=getattr(args, "max_memory", None),
+        max_receiving_bytes=max_memory,
     )
     return SnipReceiver(host, port, config=config, grace=getattr(args, "grace", None) or 5.0)
 

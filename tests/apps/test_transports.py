@@ -115,6 +115,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         (["send", "127.0.0.1:9", "--video", "none.avi", "--fps", "0"], "--fps must be positive"),
         (["receive", "--out", "a-file/sub"], "cannot create the output folder"),
         (["send", "127.0.0.1:9", "x.jpg", "--reconnect-for", "-1"], "--reconnect-for must be 0 or more"),
+        (["receive", "--out", "rx", "--max-memory", "1M"], "--max-memory (1048576 bytes) must hold at least one image"),
     ]
     for argv, message in cases:
         result = _snip(*argv, cwd=tmp_path)

@@ -231,7 +231,9 @@ class Connection:
 
         # incoming objects
         self.incoming: dict[int, IncomingObject] = {}
-        self.incoming_bytes = 0  # the sizes of the objects in self.incoming: their buffers
+        # The sizes of the objects in self.incoming (their buffers), kept rather than summed: the
+        # endpoint adds it up over every session at each ANNOUNCE (spec R14.4-1).
+        self.incoming_bytes = 0
         self._in_final: dict[int, int] = {}  # finished incoming id -> error code (0 = complete)
         self._in_finished_above: set[int] = set()
         self._in_watermark = 0  # every incoming id below this is finished

@@ -217,9 +217,9 @@ def receiver_from_args(args: argparse.Namespace, listen: str) -> SnipReceiver:
         raise TransportError(f"bad listen address: {exc}") from None
     max_size = getattr(args, "max_size", None)
     max_memory = getattr(args, "max_memory", None)
-    if max_memory is not None and max_memory < (max_size or 64 << 20):
+    if max_memory is not None and max_size is not None and max_memory < max_size:
         raise TransportError(f"--max-memory ({max_memory} bytes) must hold at least one image of --max-size "
-                             f"({max_size or 64 << 20} bytes)")
+                             f"({max_size} bytes)")
     config = session_config(
         chunk_size=args.chunk_size, rate=args.rate, idle_timeout=_positive(args.idle_timeout, "--idle-timeout"),
         max_object_size=max_size, max_concurrent_objects=getattr(args, "max_transfers", None),

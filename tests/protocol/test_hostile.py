@@ -29,8 +29,10 @@ def established(seed: int = 1, **server_kwargs: object) -> Pair:
     return pair
 
 
-def inject(pair: Pair, packet: codec.Packet, *, to_server: bool = True, session_id: int | None = None) -> None:
-    """Send ``packet`` as if from the client (or the server), with the packet number it would use."""
+def inject(pair: Pair, packet: codec.Packet, *, to_server: bool = True, session_id: int | None = None,
+           run_for: float = 0.05) -> None:
+    """Send ``packet`` as if from the client (or the server), with the packet number it would use,
+    and run the simulator ``run_for`` seconds."""
     sid = pair.conn.session_id if session_id is None else session_id
     sender = pair.conn if to_server else server_conn(pair)
     size = len(codec.encode(packet, sid, 0))
@@ -38,7 +40,8 @@ def inject(pair: Pair, packet: codec.Packet, *, to_server: bool = True, session_
     data = codec.encode(packet, sid, pn)
     src, dst = (CLIENT, SERVER) if to_server else (SERVER, CLIENT)
     pair.sim.inject(data, src, dst, through_link=False)
-    pair.sim.run_for(0.05)
+    if run_for:
+        pair.sim.run_for(run_for)
 
 
 def server_conn(pair: Pair):  # type: ignore[no-untyped-def]
@@ -215,24 +218,18 @@ def test_announcements_past_the_servers_receiving_budget_are_refused_without_all
     # (Within a few ms: our own client, which never sent these, closes the session when the
     # server's NACKs for them reach it, 10 ms away.)
     for oid in (0, 1, 2):
-        inject_fast(pair, Announce(oid, len(first), 1024, 1024, digest, "image/png", f"o{oid}"))
+        inject(pair, Announce(oid, len(first), 1024, 1024, digest, "image/png", f"o{oid}"), run_for=0)
     pair.sim.run_for(0.001)
     assert sorted(conn.incoming) == [0, 1] and conn.incoming_bytes == 2 << 20
     assert pair.server.receiving_bytes() == 2 << 20
     [refused] = pair.server_log.of(ObjectFailed)
     assert refused.object_id == 2 and refused.error_code == ErrorCode.REFUSED and "receiver busy" in refused.reason
     for index in range(1024):
-        inject_fast(pair, Data(0, index, first[index * 1024:(index + 1) * 1024]))
+        inject(pair, Data(0, index, first[index * 1024:(index + 1) * 1024]), run_for=0)
     pair.sim.run_for(0.001)
     assert 0 not in conn.incoming and pair.server_log.received()[0].data == first
     assert conn.incoming_bytes == 1 << 20
-    inject_fast(pair, Announce(3, len(first), 1024, 1024, digest, "image/png", "o3"))
+    inject(pair, Announce(3, len(first), 1024, 1024, digest, "image/png", "o3"), run_for=0)
     pair.sim.run_for(0.001)
     assert sorted(conn.incoming) == [1, 3]
 
-
-def inject_fast(pair: Pair, packet: codec.Packet) -> None:
-    """inject() without running the simulator after each datagram."""
-    sid = pair.conn.session_id
-    pn = pair.conn.sent.on_sent(pair.sim.now, 1100)
-    pair.sim.inject(codec.encode(packet, sid, pn), CLIENT, SERVER, through_link=False)

@@ -162,6 +162,7 @@ class Connection:
         address_validated: bool = False,
         on_closed: Callable[[Connection], None] | None = None,
         admit: Callable[[Connection, Announce], str | None] | None = None,
+        on_activity: Callable[[Connection], None] | None = None,
     ) -> None:
         self.config = config
         self.is_client = is_client
@@ -172,6 +173,9 @@ class Connection:
         self._events = events
         self._on_closed = on_closed
         self._admit = admit  # the application's say on each announced object, before any data is kept
+        # Told when the application gives us work (an object, a cancel, a close): the endpoint
+        # polls only the sessions that may have something to send, not all of them.
+        self._on_activity = on_activity
         self.local_params = config.params()
         self.peer_params = peer_params or SessionParams()
         self.state = State.CLIENT_INITIAL if is_client else State.SERVER_UNVALIDATED
@@ -334,13 +338,19 @@ class Connection:
         self.counters["objects_sent"] += 1
         if self.state is not State.CLIENT_INITIAL:
             self._check_object_fits(obj, now)
+        self._notify_activity()
         return object_id
+
+    def _notify_activity(self) -> None:
+        if self._on_activity is not None:
+            self._on_activity(self)
 
     def cancel_object(self, object_id: int, now: float, code: int = ErrorCode.CANCELLED, reason: str = "") -> None:
         obj = self.outgoing.get(object_id)
         if obj is None:
             raise LocalProtocolError(f"no outgoing object {object_id} in progress")
         self._fail_outgoing(obj, code, reason or "cancelled by the application", by_peer=False, now=now, tell_peer=True)
+        self._notify_activity()
 
     def refuse_object(self, object_id: int, now: float, code: int = ErrorCode.REFUSED, reason: str = "") -> None:
         """Refuse an incoming object in progress (spec 5.10, origin 0)."""
@@ -348,6 +358,7 @@ class Connection:
         if obj is None:
             raise LocalProtocolError(f"no incoming object {object_id} in progress")
         self._fail_incoming(obj, code, reason or "refused", by_peer=False, tell_peer=True)
+        self._notify_activity()
 
     def close(self, now: float, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
         """Clean close (code 0) or abort (any other code)."""
@@ -357,6 +368,7 @@ class Connection:
             self._enter_closed(now, code, reason or "closed before the handshake completed", by_peer=False)
             return
         self._start_closing(now, code, reason)
+        self._notify_activity()
 
     def pending_outgoing(self) -> int:
         return len(self.outgoing)

@@ -10,6 +10,8 @@ is the one netsim's simulator and the asyncio binding drive:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 from collections import Counter, deque
 from collections.abc import Callable
@@ -53,6 +55,16 @@ class Endpoint:
         self.receiving_budget = receiving_budget(self.config)
         self.app_held_bytes = 0
         self.counters: Counter[str] = Counter()
+        # Work is per session touched, not per session held: a datagram, a timer or the application
+        # wakes one session, and only woken sessions are asked for output and for their next timer.
+        # With every session polled at each wake-up, 128 half-open handshakes from a flood made each
+        # datagram cost a millisecond. Dicts as insertion-ordered sets, for a deterministic order.
+        self._to_poll: dict[Connection, None] = {}
+        self._to_retime: dict[Connection, None] = {}
+        self._timer_at: dict[Connection, float] = {}  # each session's timer as the heap holds it
+        self._timer_heap: list[tuple[float, int, Connection]] = []  # entries not in _timer_at are stale
+        self._timer_seq = itertools.count()
+        self._unvalidated: dict[Connection, None] = {}  # server sessions awaiting address validation
 
     # ------------------------------------------------------------------------------------------
     # Application API
@@ -69,8 +81,10 @@ class Endpoint:
             events=self._events,
             on_closed=self._forget,
             admit=self._admit_object,
+            on_activity=self.wake,
         )
         self._pending_clients[initial_id] = conn
+        self.wake(conn)
         return conn
 
     def next_event(self) -> Event | None:
@@ -119,6 +133,7 @@ class Endpoint:
             pending = self._pending_clients.get(sid)
             if pending is not None and pending.peer == addr:
                 self._on_handshake_reply(pending, packet, decoded.packet_number, len(data), now)
+                self.wake(pending)
             else:
                 self.drops["unknown_session"] += 1
             return
@@ -126,6 +141,7 @@ class Endpoint:
             self.drops["address_mismatch"] += 1
             return
         conn.receive_packet(decoded.packet_number, packet, len(data), now)
+        self.wake(conn)
 
     def _on_handshake_reply(self, conn: Connection, packet: codec.Packet, pn: int, size: int, now: float) -> None:
         if isinstance(packet, Accept):
@@ -151,6 +167,7 @@ class Endpoint:
         existing = self._handshakes.get((addr, initial_id))
         if existing is not None:
             existing.on_initial(pn, size, now)
+            self.wake(existing)
             return
         validated = bool(packet.token) and check_token(self._secret, packet.token, addr, initial_id, now)
         if packet.token and not validated:
@@ -186,10 +203,14 @@ class Endpoint:
             address_validated=validated,
             on_closed=self._forget,
             admit=self._admit_object,
+            on_activity=self.wake,
         )
         conn.on_initial(pn, size, now)
         self.sessions[session_id] = conn
         self._handshakes[(addr, initial_id)] = conn
+        if not validated:
+            self._unvalidated[conn] = None
+        self.wake(conn)
         self.counters["sessions_accepted"] += 1
 
     def _maybe_negotiate_version(self, data: bytes, addr: Addr) -> None:
@@ -215,24 +236,58 @@ class Endpoint:
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         out: list[tuple[bytes, Addr]] = list(self._stateless)
         self._stateless.clear()
-        for conn in self.connections():
+        polled = list(self._to_poll)
+        self._to_poll.clear()
+        for conn in polled:
             for datagram in conn.datagrams_to_send(now):
                 out.append((datagram, conn.peer))
+            self._to_retime[conn] = None  # sending moves its timers (pacing, probes)
         return out
 
     def get_timer(self) -> float | None:
-        best: float | None = None
-        for conn in self.connections():
-            t = conn.next_timer()
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        self._retime()
+        heap = self._timer_heap
+        while heap and self._timer_at.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def handle_timer(self, now: float) -> None:
-        for conn in self.connections():
+        self._retime()
+        heap = self._timer_heap
+        due: list[Connection] = []
+        while heap and heap[0][0] <= now:
+            t, _, conn = heapq.heappop(heap)
+            if self._timer_at.get(conn) == t:
+                del self._timer_at[conn]
+                due.append(conn)
+        for conn in due:
+            conn.handle_timer(now)
+            self.wake(conn)
+
+    def wake(self, conn: Connection) -> None:
+        """``conn`` may have output now, and its next timer may have moved. Datagrams, timers and the
+        session's own API (objects, cancels, close) call this; call it after changing a session any
+        other way."""
+        self._to_poll[conn] = None
+        self._to_retime[conn] = None
+        # A session leaves the handshake clock only on a packet or a timer, each followed by a wake.
+        if conn in self._unvalidated and not conn.awaiting_validation:
+            del self._unvalidated[conn]
+
+    def _retime(self) -> None:
+        heap = self._timer_heap
+        for conn in self._to_retime:
             t = conn.next_timer()
-            if t is not None and t <= now:
-                conn.handle_timer(now)
+            if t is None:
+                self._timer_at.pop(conn, None)
+            elif self._timer_at.get(conn) != t:
+                self._timer_at[conn] = t
+                heapq.heappush(heap, (t, next(self._timer_seq), conn))
+        self._to_retime.clear()
+        if len(heap) > 2 * len(self._timer_at) + 64:
+            # Entries go stale each time a session's timer moves; drop them before they pile up.
+            self._timer_heap = [(t, next(self._timer_seq), conn) for conn, t in self._timer_at.items()]
+            heapq.heapify(self._timer_heap)
 
     # ------------------------------------------------------------------------------------------
 
@@ -258,7 +313,7 @@ class Endpoint:
                 return value
 
     def _unvalidated_count(self) -> int:
-        return sum(1 for c in self._handshakes.values() if c.awaiting_validation)
+        return len(self._unvalidated)
 
     def _forget(self, conn: Connection) -> None:
         if self.sessions.get(conn.session_id) is conn:
@@ -266,6 +321,10 @@ class Endpoint:
         if self._pending_clients.get(conn.initial_id) is conn:
             del self._pending_clients[conn.initial_id]
         self._handshakes.pop((conn.peer, conn.initial_id), None)
+        self._unvalidated.pop(conn, None)
+        self._to_poll.pop(conn, None)
+        self._to_retime.pop(conn, None)
+        self._timer_at.pop(conn, None)
 
     def session(self, session_id: int) -> Connection:
         conn = self.sessions.get(session_id)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import codec
 from protocol.codec import Announce, Data, Nack
 from protocol.config import SessionConfig
+from protocol.connection import Connection
 from protocol.constants import ErrorCode
 from protocol.endpoint import Endpoint
 from protocol.events import ConnectionClosed, ObjectFailed
@@ -111,6 +115,49 @@ def test_spoofed_initials_cannot_make_the_server_hold_unbounded_state() -> None:
         ep.receive_datagram(initial, (f"10.0.{i // 250}.{i % 250}", 1000 + i), float(i) / 1000)
     assert len(ep.sessions) <= 16
     assert ep.counters["retries_sent"] >= 1000 - 16
+
+
+def test_a_datagram_for_one_session_leaves_the_others_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood's half-open sessions must not make each datagram cost a poll of every session: only
+    the session that a datagram, a timer or the application wakes is asked for output and for its
+    next timer. The untouched ones still time out on their own clock."""
+    polled: Counter[int] = Counter()
+    for name in ("next_timer", "datagrams_to_send"):
+        original = getattr(Connection, name)
+
+        def counting(self: Connection, *args: float, _original: Any = original) -> Any:
+            polled[id(self)] += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(Connection, name, counting)
+    ep = Endpoint(SessionConfig(retry="never", handshake_timeout=2.0), server=True)
+    rng = random.Random(5)
+    for i in range(100):
+        ep.receive_datagram(codec.encode(codec.Initial(), rng.getrandbits(63) | 1, 0), ("10.0.0.1", 1000 + i), 0.0)
+    ep.datagrams_to_send(0.0)
+    ep.get_timer()
+    [(sid, kept)] = [(s, c) for s, c in ep.sessions.items() if c.peer == ("10.0.0.1", 1000)]
+
+    def pump(now: float) -> None:
+        timer = ep.get_timer()
+        if timer is not None and timer <= now:
+            ep.handle_timer(now)
+        ep.datagrams_to_send(now)
+        ep.get_timer()
+
+    polled.clear()
+    pn = 0
+    for step in range(1, 51):
+        pn += 1
+        ep.receive_datagram(codec.encode(codec.Ping(), sid, pn), kept.peer, step * 0.01)
+        pump(step * 0.01)
+    assert set(polled) == {id(kept)}
+    for step in range(6, 31):  # to 3 s, past the others' handshake timeout
+        pn += 1
+        ep.receive_datagram(codec.encode(codec.Ping(), sid, pn), kept.peer, step * 0.1)
+        pump(step * 0.1)
+    assert list(ep.sessions.values()) == [kept]
+    assert kept.is_open
 
 
 def test_server_never_sends_more_than_three_times_what_an_unvalidated_client_sent() -> None:

@@ -518,6 +518,7 @@ def test_a_probe_for_an_object_whose_outcome_was_forgotten_still_gets_an_answer(
     pair.sim.add_tap(lambda now, src, dst, datagram: answers.append(codec.decode(datagram).packet) or datagram
                      if src != CLIENT else datagram)
     pair.conn._control.append(codec.Probe(oids[0], 3))  # as a sender that never heard the COMPLETE would
+    pair.client.wake(pair.conn)
     pair.sim.poke()
     pair.run_until(lambda: any(isinstance(p, codec.Cancel) for p in answers), timeout=5)
     [cancel] = [p for p in answers if isinstance(p, codec.Cancel)]

@@ -90,9 +90,6 @@ class Endpoint:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
-    def connections(self) -> list[Connection]:
-        return list(self.sessions.values()) + list(self._pending_clients.values())
-
     def stats(self) -> dict[str, Any]:
         return {
             "sessions": len(self.sessions),

@@ -100,6 +100,9 @@ INITIAL_INTERVAL_CAP = 1.0
 # unanswered (each is evidence of heavy loss), up to this many: at 70 % loss each way a copy is
 # answered about one time in eleven, and two copies a try would fail one handshake in eight.
 MAX_INITIAL_COPIES = 6
+# An announced object none of whose chunks has gone for this share of the idle timeout sends one
+# ahead of the other objects' (R12.3-1: its receiver would cancel it after a whole idle timeout).
+STARVED_SHARE = 0.25
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
 # Packet numbers this far below the largest received are remembered, so that a duplicated datagram
 # is not counted twice in received_packets (spec R9.2-4): duplication must not hide loss.
@@ -145,6 +148,29 @@ def copies_against(loss: float, continuation: float | None = None) -> int:
     first = min(loss, 0.9)
     again = min(max(first, continuation if continuation is not None else first), 0.9)
     return min(MAX_COPIES, 1 + math.ceil(math.log(COPIES_MISS / first) / math.log(again) - 1e-9))
+
+
+def spread_copies(packets: list[Packet]) -> list[Packet]:
+    """``packets`` reordered to take turns among the distinct packets, so that the copies of each
+    are spread through the batch instead of going back to back. A bottleneck that passes the head
+    of a burst and drops the rest (a tail-drop queue a few packets deep), or a burst of loss,
+    then takes some copies of every packet, not every copy of the ones queued last: a probe
+    timeout's ANNOUNCE copies ahead of its PROBE copies let no PROBE through a 2-packet queue, at
+    every timeout, until the receiver cancelled the object. The distinct packets keep the order of
+    their first copies."""
+    counts: dict[Packet, int] = {}
+    for packet in packets:
+        counts[packet] = counts.get(packet, 0) + 1
+    if len(counts) in (1, len(packets)):
+        return packets
+    spread: list[Packet] = []
+    while counts:
+        for packet in list(counts):
+            spread.append(packet)
+            counts[packet] -= 1
+            if not counts[packet]:
+                del counts[packet]
+    return spread
 
 
 class Connection:
@@ -907,6 +933,7 @@ class Connection:
                 return
             obj.state = OutState.SENDING
             obj.announce_pending = True
+            obj.progress_sent_at = now
             # Beyond the first copy and the echoes (R8.2-10), as many as the loss calls for.
             obj.announces_owed = max(0, self._copies() - 1 - obj.announce_echoes_left)
             obj.last_feedback = now
@@ -1296,6 +1323,12 @@ class Connection:
                 position += 1
             for offset, announce in enumerate(announces):
                 self._control.insert(position + offset, announce)
+        if len(self._control) > 1:
+            accepts = 0
+            while accepts < len(self._control) and isinstance(self._control[accepts], Accept):
+                accepts += 1
+            rest = [self._control.pop() for _ in range(len(self._control) - accepts)][::-1]
+            self._control.extend(spread_copies(rest))
         while self._control:
             packet = self._control[0]
             # ACCEPT echoes the client's initial id (spec 5.3); everything else carries ours.
@@ -1346,7 +1379,17 @@ class Connection:
         if self.sent.next_pn >= MAX_PN and self.state in OPEN_STATES:
             self._start_closing(now, ErrorCode.LIMIT_REACHED, "packet numbers exhausted")
 
-    def _pick_chunk(self) -> tuple[OutgoingObject, int, bool] | None:
+    def _pick_chunk(self, now: float) -> tuple[OutgoingObject, int, bool] | None:
+        # An object that has waited its turn behind others for a quarter of the idle timeout gets a
+        # chunk out of turn: its receiver cancels an object that brings nothing new for a whole
+        # idle timeout (R12.3-1), and on a slow path the objects ahead can take longer than that.
+        if len(self.outgoing) > 1:
+            starved = now - self._idle_timeout * STARVED_SHARE
+            for obj in self.outgoing.values():
+                if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send:
+                    pick = obj.next_chunk()
+                    if pick is not None:
+                        return obj, pick[0], pick[1]
         # Retransmissions of any object go ahead of new data (spec 9.3).
         for obj in self.outgoing.values():
             if obj.retx and obj.state is OutState.SENDING:
@@ -1466,7 +1509,7 @@ class Connection:
         while self._next_send_time <= now:
             if self.sent.inflight >= cwnd:
                 break
-            pick = self._pick_chunk()
+            pick = self._pick_chunk(now)
             if pick is None:
                 self.sent.mark_app_limited()
                 break

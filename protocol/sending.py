@@ -56,6 +56,7 @@ class OutgoingObject:
         self.state = OutState.QUEUED
         self.announce_pending = False
         self.next_new = 0  # lowest chunk index never sent
+        self.progress_sent_at = created  # when a chunk of it last left (from its ANNOUNCE on)
         self.retx: deque[int] = deque()
         self._queued = bytearray(self.chunk_count)  # 1 while the chunk waits in retx
         self.last_sent = array("d", bytes(8 * self.chunk_count))
@@ -189,6 +190,7 @@ class OutgoingObject:
 
     def on_chunk_sent(self, index: int, pn: int, now: float, retransmission: bool) -> None:
         self.last_sent[index] = now
+        self.progress_sent_at = now
         self.last_pn[index] = pn
         self.chunks_sent += 1
         if retransmission:

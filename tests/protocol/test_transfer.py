@@ -14,7 +14,7 @@ import pytest
 
 from protocol import codec
 from protocol.config import SessionConfig
-from protocol.connection import MAX_COPIES, copies_against
+from protocol.connection import MAX_COPIES, copies_against, spread_copies
 from protocol.constants import MAX_PN, ErrorCode
 from protocol.endpoint import Endpoint
 from protocol.events import ConnectionClosed, ObjectDelivered, ObjectFailed, ObjectReceived
@@ -697,3 +697,42 @@ def test_nacks_that_repeat_an_old_largest_pn_do_not_put_off_the_probe() -> None:
     assert sum(start + 0.3 < t < start + 1.0 for t in nacks) >= 10  # they kept coming
     assert len({t for t in probes if start + 0.3 < t < start + 1.0}) >= 3
     assert pair.sim.now < start + 1.0 + 0.3
+
+
+def test_copies_sent_at_once_take_turns_so_a_short_queue_passes_some_of_each() -> None:
+    """R8.2-10, R9.4-2: a probe timeout sends the ANNOUNCE again and the PROBE, each in copies, at
+    once. Queued kind by kind, a tail-drop queue two packets deep passed the ANNOUNCEs only, at
+    every timeout, and the object waited until its receiver cancelled it (R12.3-1). The copies now
+    take turns, each packet's first copy where it was."""
+    announce = codec.Announce(2, 1, 1024, 1, bytes(32))
+    probe, other = codec.Probe(2, 1), codec.Probe(3, 2)
+    assert spread_copies([announce] * 3 + [probe] * 4 + [other] * 2) == [
+        announce, probe, other, announce, probe, other, announce, probe, probe,
+    ]
+    assert spread_copies([probe, other]) == [probe, other]
+
+    pair = Pair("rate=100mbit rtt=400ms queue=2p loss=3%", seed=93)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    data = [payload(64 << 10, 1), b"a", b"b"]
+    ids = [pair.send(item) for item in data]
+    pair.run_until(lambda: pair.finished(ids), timeout=60)
+    assert not pair.client_log.of(ObjectFailed)
+    assert {e.object_id: e.data for e in pair.server_log.received()} == dict(zip(ids, data, strict=True))
+
+
+def test_an_object_waiting_behind_others_on_a_slow_path_is_not_cancelled_by_its_receiver() -> None:
+    """R12.3-1: a receiver cancels an object that brings it nothing new for an idle timeout. New
+    data goes oldest object first, and on a slow path the objects ahead can take longer than that:
+    an object that has waited a quarter of the idle timeout sends a chunk out of turn."""
+    config = SessionConfig(idle_timeout=4.0)
+    pair = Pair("rate=256kbit rtt=100ms queue=30kb", seed=1, client_config=config, server_config=config)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    sent = pair.record_client_packets()
+    data = [payload(400_000, 1), payload(5000, 2)]  # the first takes 13 s at 256 kbit/s
+    ids = [pair.send(item) for item in data]
+    pair.run_until(lambda: pair.finished(ids), timeout=60)
+    assert not pair.client_log.of(ObjectFailed)
+    assert {e.object_id: e.data for e in pair.server_log.received()} == dict(zip(ids, data, strict=True))
+    # The big object still went first: the small one's chunks left one at a time, a second apart.
+    small = [t for t, packet in sent if isinstance(packet, codec.Data) and packet.object_id == ids[1]]
+    assert len(small) >= 5 and min(b - a for a, b in itertools.pairwise(small)) >= 0.9

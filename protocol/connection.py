@@ -152,12 +152,11 @@ def copies_against(loss: float, continuation: float | None = None) -> int:
 
 def spread_copies(packets: list[Packet]) -> list[Packet]:
     """``packets`` reordered to take turns among the distinct packets, so that the copies of each
-    are spread through the batch instead of going back to back. A bottleneck that passes the head
-    of a burst and drops the rest (a tail-drop queue a few packets deep), or a burst of loss,
-    then takes some copies of every packet, not every copy of the ones queued last: a probe
-    timeout's ANNOUNCE copies ahead of its PROBE copies let no PROBE through a 2-packet queue, at
-    every timeout, until the receiver cancelled the object. The distinct packets keep the order of
-    their first copies."""
+    are spread through the batch instead of going back to back. Losses that come in runs (a burst
+    of loss; a queue a few packets deep that the batch overruns) then take some copies of every
+    packet, not every copy of some: a probe timeout's ANNOUNCE copies ahead of its PROBE copies,
+    sent as one burst, let no PROBE through a 2-packet queue, at every timeout, until the receiver
+    cancelled the object. The distinct packets keep the order of their first copies."""
     counts: dict[Packet, int] = {}
     for packet in packets:
         counts[packet] = counts.get(packet, 0) + 1
@@ -1329,8 +1328,17 @@ class Connection:
                 accepts += 1
             rest = [self._control.pop() for _ in range(len(self._control) - accepts)][::-1]
             self._control.extend(spread_copies(rest))
+        # Once we send data, control packets are paced with it (spec R11.1-3): the copies a lossy
+        # path calls for, times the objects probed at once, make bursts of hundreds that a queue a
+        # few packets deep cuts to the same first few every time. Not before: a receiver's rate
+        # estimate rests on its own few control packets and can read a few kbit/s.
+        rate = self.controller.pacing_rate
+        self._next_send_time = max(self._next_send_time, now - max(2 * self._mss / rate, 0.001))
+        paced = self.counters["chunks_sent"] > 0
         while self._control:
             packet = self._control[0]
+            if paced and self._next_send_time > now and not isinstance(packet, Accept):
+                break
             # ACCEPT echoes the client's initial id (spec 5.3); everything else carries ours.
             sid = self.initial_id if isinstance(packet, Accept) else self.session_id
             datagram = codec.encode(packet, sid, self.sent.next_pn)
@@ -1339,6 +1347,8 @@ class Connection:
             self._control.popleft()
             out.append(datagram)
             self._count_sent(datagram, now, in_flight=not isinstance(packet, Ack))
+            if paced:
+                self._next_send_time += len(datagram) / rate
         self._send_data(now, out)
         return out
 
@@ -1502,9 +1512,6 @@ class Connection:
             return
         rate = self.controller.pacing_rate
         cwnd = self.controller.cwnd
-        burst = max(2 * self._mss / rate, 0.001)
-        if self._next_send_time < now - burst:
-            self._next_send_time = now - burst
         session_id = self.session_id
         while self._next_send_time <= now:
             if self.sent.inflight >= cwnd:

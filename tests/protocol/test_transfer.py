@@ -6,6 +6,7 @@ fraction of a second of wall time.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import random
 from collections.abc import Callable
@@ -736,3 +737,21 @@ def test_an_object_waiting_behind_others_on_a_slow_path_is_not_cancelled_by_its_
     # The big object still went first: the small one's chunks left one at a time, a second apart.
     small = [t for t, packet in sent if isinstance(packet, codec.Data) and packet.object_id == ids[1]]
     assert len(small) >= 5 and min(b - a for a, b in itertools.pairwise(small)) >= 0.9
+
+
+def test_control_packets_are_paced_so_a_short_queue_lets_every_objects_probe_through() -> None:
+    """R11.1-3: twenty small objects at once through a queue two packets deep. Their first flight
+    overruns the queue; what the probe timeout then sends (an ANNOUNCE and a PROBE for each, in
+    copies for the loss the overrun showed) left as one burst of 85 packets, the queue passed the
+    same first few every time, and six of the objects were cancelled by their receiver. Paced with
+    the data, they all get through."""
+    pair = Pair("rate=5mbit rtt=100ms queue=2p loss=1%", seed=1)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    sent = pair.record_client_packets()
+    data = [payload(3000, seed) for seed in range(20)]
+    ids = [pair.send(item) for item in data]
+    pair.run_until(lambda: pair.finished(ids), timeout=60)
+    assert not pair.client_log.of(ObjectFailed)
+    assert {e.object_id: e.data for e in pair.server_log.received()} == dict(zip(ids, data, strict=True))
+    at_once = collections.Counter(t for t, packet in sent if not isinstance(packet, codec.Ack))
+    assert max(at_once.values()) < 40

@@ -100,9 +100,11 @@ INITIAL_INTERVAL_CAP = 1.0
 # unanswered (each is evidence of heavy loss), up to this many: at 70 % loss each way a copy is
 # answered about one time in eleven, and two copies a try would fail one handshake in eight.
 MAX_INITIAL_COPIES = 6
-# An announced object none of whose chunks has gone for this share of the idle timeout sends one
-# ahead of the other objects' (R12.3-1: its receiver would cancel it after a whole idle timeout).
-STARVED_SHARE = 0.25
+# An announced object that has waited behind others sends a chunk out of turn, often enough that
+# every such chunk being lost within an idle timeout (its receiver then cancels it, R12.3-1) is
+# rarer than STARVED_MISS at the loss the path shows, and at least STARVED_MIN_TRIES times in it.
+STARVED_MISS = 1e-4
+STARVED_MIN_TRIES = 4
 MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
 # Packet numbers this far below the largest received are remembered, so that a duplicated datagram
 # is not counted twice in received_packets (spec R9.2-4): duplication must not hide loss.
@@ -1390,11 +1392,11 @@ class Connection:
             self._start_closing(now, ErrorCode.LIMIT_REACHED, "packet numbers exhausted")
 
     def _pick_chunk(self, now: float) -> tuple[OutgoingObject, int, bool] | None:
-        # An object that has waited its turn behind others for a quarter of the idle timeout gets a
-        # chunk out of turn: its receiver cancels an object that brings nothing new for a whole
-        # idle timeout (R12.3-1), and on a slow path the objects ahead can take longer than that.
+        # An object that has waited its turn behind others for a while gets a chunk out of turn:
+        # its receiver cancels an object that brings nothing new for a whole idle timeout
+        # (R12.3-1), and on a slow path the objects ahead can take longer than that.
         if len(self.outgoing) > 1:
-            starved = now - self._idle_timeout * STARVED_SHARE
+            starved = now - self._starved_after()
             for obj in self.outgoing.values():
                 if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send:
                     pick = obj.next_chunk()
@@ -1415,6 +1417,13 @@ class Connection:
                 if pick is not None:
                     return obj, pick[0], pick[1]
         return None
+
+    def _starved_after(self) -> float:
+        """How long an announced object with chunks to send may go without sending one while others
+        go ahead of it."""
+        loss = min(self._loss_for_copies(), 0.9)
+        tries = math.ceil(math.log(STARVED_MISS) / math.log(loss)) if loss > 0 else 1
+        return self._idle_timeout / max(STARVED_MIN_TRIES, tries)
 
     def _repair_possible(self, obj: OutgoingObject) -> bool:
         """Both ends agreed to forward repair (spec R9.6-1), and a REPAIR fits the peer's datagrams."""

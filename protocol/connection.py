@@ -225,6 +225,7 @@ class Connection:
         self._initial_sends: list[float] = []
         self._next_initial: float | None = now if is_client else None
         self._handshake_deadline = now + config.handshake_timeout
+        self._created = now
 
         # receive side bookkeeping for ACKs (spec 9.2)
         self._largest_pn = -1
@@ -451,6 +452,13 @@ class Connection:
         self._initials_seen += 1
         if self.state not in OPEN_STATES:
             return
+        if self.awaiting_validation:
+            # The client was still waiting for an ACCEPT when it sent this: give the ACCEPT going
+            # now the time to be answered (R7.4-3). Were the earlier ACCEPTs lost in an outage,
+            # the deadline from the first INITIAL would pass while the answer is on its way, and
+            # the client's packets would then meet an unknown session, for good.
+            handshake = self.config.handshake_timeout
+            self._handshake_deadline = min(max(self._handshake_deadline, now + handshake), self._created + 2 * handshake)
         lost = max(0, pn + 1 - self._initials_seen)
         wanted = copies_against(lost / (pn + 1))
         queued = sum(1 for packet in self._control if isinstance(packet, Accept))

@@ -756,3 +756,18 @@ def test_control_packets_are_paced_so_a_short_queue_lets_every_objects_probe_thr
     assert {e.object_id: e.data for e in pair.server_log.received()} == dict(zip(ids, data, strict=True))
     at_once = collections.Counter(t for t, packet in sent if not isinstance(packet, codec.Ack))
     assert max(at_once.values()) < 40
+
+
+def test_a_repeated_initial_gives_the_server_time_for_the_answer_to_its_accept() -> None:
+    """R7.4-3: the server's ACCEPTs are lost in an outage; the client's INITIAL after it draws
+    another, shortly before the server's handshake deadline (10 s from the first INITIAL). The
+    client's answer arrived after that deadline, the server had discarded the session, and every
+    packet of the client's met an unknown session until its idle timeout."""
+    pair = Pair("rtt=800ms blackout=0.1s-9.5s", seed=1, client_config=SessionConfig(handshake_timeout=15.0))
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=20)
+    assert pair.sim.now > 10.0
+    data = payload(5000, 1)
+    oid = pair.send(data)
+    pair.run_until(lambda: pair.finished([oid]) or pair.closed(), timeout=60)
+    assert not pair.closed() and not pair.client_log.of(ObjectFailed)
+    assert pair.server_log.received()[-1].data == data

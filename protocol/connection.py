@@ -1267,7 +1267,13 @@ class Connection:
                 if obj.next_new == 0 or not obj.announce_confirmed:
                     obj.announce_pending = obj.announce_lost = True  # the peer may not have it: repeat it
                 probe = self._probe(obj, now)
-                self._control.extend(probe for _ in range(self._probe_copies(pto, obj.probe_count)))
+                copies = self._probe_copies(pto, obj.probe_count)
+                if obj.announce_pending and obj.next_new > 0 and obj.probe_count % 2 == 0:
+                    # Every other time the PROBE leads (R9.4-2): a queue that passes only the head of
+                    # each burst would otherwise pass nothing but ANNOUNCEs the peer may well have.
+                    obj.lead_probe = probe
+                    copies -= 1
+                self._control.extend(probe for _ in range(copies))
         reorder_renack = self._renack_interval
         for obj_in in list(self.incoming.values()):
             if now >= obj_in.last_progress + self._idle_timeout:
@@ -1319,6 +1325,9 @@ class Connection:
         for obj in self.outgoing.values():
             if obj.announce_pending:
                 obj.announce_pending = False
+                if obj.lead_probe is not None:
+                    announces.append(obj.lead_probe)
+                    obj.lead_probe = None
                 # Sent again because the peer lacks it: as many copies as the loss calls for.
                 copies = self._copies() if obj.announce_lost else 1
                 obj.announce_lost = False

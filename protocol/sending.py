@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any
 
 from . import repair
-from .codec import Announce, Repair
+from .codec import Announce, Probe, Repair
 
 # A lost ANNOUNCE stalls its object for a round trip and may cost every chunk the receiver could not
 # buffer meanwhile (a large object then goes out twice); the ANNOUNCE is therefore sent again after
@@ -63,6 +63,7 @@ class OutgoingObject:
         self.last_pn = array("q", bytes(8 * self.chunk_count))  # packet number of the last copy
         self.tail_probe_pending = False
         self.probe_after_announce = False  # the ANNOUNCE is repeated because the peer lost it
+        self.lead_probe: Probe | None = None  # a PROBE to go ahead of the ANNOUNCE sent again with it
         # A NACK that does not ask for the ANNOUNCE shows the peer has it; until one comes, a probe
         # timeout repeats the ANNOUNCE (R9.4-2): its loss and that of every answer asking for it
         # would otherwise leave the object waiting on the probe timer alone.

@@ -21,12 +21,14 @@ def test_random_links_are_valid_and_vary_with_the_seed() -> None:
     assert any("queue=2p" in link for link in links) and any("blackout=" in link for link in links)
 
 
-@pytest.mark.parametrize("seed", [0, 2, 3, 86, 93, 188, 252])
+@pytest.mark.parametrize("seed", [0, 2, 3, 86, 93, 188, 252, 620, 763])
 def test_every_object_and_reply_gets_through_on_a_random_harsh_link(seed: int) -> None:
     # Seeds 86, 93 and 188 draw queues of 2-5 packets; at 4172563, before control packets took
     # turns and were paced, 86 (a reply) and 93 (20 objects at once) failed. 252: 20 objects at
     # once at 256 kbit/s and 30 % loss, where an object waiting its turn sent a chunk every 7.5 s
-    # and lost three in a row; its receiver cancelled it.
+    # and lost three in a row; its receiver cancelled it. 620: a server session discarded while
+    # the answer to its repeated ACCEPT was on its way. 763: only the first packet of each probe
+    # round got through, and it was always the ANNOUNCE.
     outcome = stress.run_one(seed)
     assert outcome.status == "ok", (outcome.detail, outcome.link)
     assert outcome.seconds > 0 and outcome.wire >= 1.0

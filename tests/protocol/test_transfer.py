@@ -771,3 +771,24 @@ def test_a_repeated_initial_gives_the_server_time_for_the_answer_to_its_accept()
     pair.run_until(lambda: pair.finished([oid]) or pair.closed(), timeout=60)
     assert not pair.closed() and not pair.client_log.of(ObjectFailed)
     assert pair.server_log.received()[-1].data == data
+
+
+def test_every_other_probe_timeout_the_probe_goes_ahead_of_the_announce_sent_again() -> None:
+    """R9.4-2: while no NACK has shown the peer has the ANNOUNCE, each probe timeout sends it
+    again with the PROBE. Always first, it was all a queue that passes only the head of each burst
+    let through (benchmarks.stress seed 763: 256 kbit/s, a 2-packet queue, every packet
+    duplicated), and no PROBE ever reached the receiver. Every other time the PROBE now leads."""
+    pair = Pair("rtt=50ms", seed=3)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    muted_until = pair.sim.now + 3.0
+    pair.sim.add_tap(lambda now, src, dst, datagram: None if src != CLIENT and now < muted_until else datagram)
+    sent = pair.record_client_packets()
+    oid = pair.send(payload(8 << 10, 4), name="img")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    tail = max(t for t, packet in sent if isinstance(packet, codec.Data))
+    rounds = [[packet for t, packet in sent if t == instant]
+              for instant in sorted({t for t, packet in sent if t > tail and isinstance(packet, codec.Probe)})]
+    rounds = [kinds for kinds in rounds if any(isinstance(packet, codec.Announce) for packet in kinds)]
+    assert len(rounds) >= 4
+    leaders = [type(kinds[0]) for kinds in rounds[:4]]
+    assert leaders == [codec.Announce, codec.Probe, codec.Announce, codec.Probe]

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from netsim.simulator import SimulationTimeout, Simulator
+from netsim.simulator import Observed, SimulationTimeout, Simulator
 from protocol.connection import Connection
 from protocol.endpoint import Endpoint
 from protocol.events import ConnectionClosed, ObjectDelivered, ObjectFailed, ObjectReceived
@@ -78,7 +78,7 @@ def random_link(rng: random.Random) -> str:
 
 
 class _Side:
-    """One endpoint in the simulator, keeping what happened to it; the server replies to each object."""
+    """What happened to one endpoint; the server's answers each object it receives with a reply."""
 
     def __init__(self, endpoint: Endpoint, replies: random.Random | None) -> None:
         self.endpoint = endpoint
@@ -89,21 +89,7 @@ class _Side:
         self.failed: list[ObjectFailed] = []
         self.closed: ConnectionClosed | None = None
 
-    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        self.endpoint.receive_datagram(data, addr, now)
-        self._drain(now)
-
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
-        return self.endpoint.datagrams_to_send(now)
-
-    def get_timer(self) -> float | None:
-        return self.endpoint.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.endpoint.handle_timer(now)
-        self._drain(now)
-
-    def _drain(self, now: float) -> None:
+    def drain(self, now: float) -> None:
         while (event := self.endpoint.next_event()) is not None:
             if isinstance(event, ObjectReceived):
                 key = event.object_id if event.in_reply_to is None else event.in_reply_to
@@ -144,8 +130,8 @@ def run_one(seed: int) -> Outcome:
     sim = Simulator(seed=seed)
     client = _Side(Endpoint(random_bytes=random.Random(seed + 100).randbytes), None)
     server = _Side(Endpoint(server=True, random_bytes=random.Random(seed + 200).randbytes), random.Random(seed + 300))
-    sim.add_endpoint(client, CLIENT)
-    sim.add_endpoint(server, SERVER)
+    sim.add_endpoint(Observed(client.endpoint, client.drain), CLIENT)
+    sim.add_endpoint(Observed(server.endpoint, server.drain), SERVER)
     sim.connect(CLIENT[0], SERVER[0], link)
     conn: Connection = client.endpoint.connect(SERVER, sim.now)
     outcome = Outcome(seed, link, sizes, together, "ok")

@@ -77,6 +77,29 @@ class Endpoint(Protocol):
     def handle_timer(self, now: float) -> None: ...
 
 
+class Observed:
+    """An endpoint that calls ``after(now)`` whenever it has taken in a datagram or a timer: the
+    moment an application reads the events those produced, and perhaps answers them."""
+
+    def __init__(self, endpoint: Endpoint, after: Callable[[float], None]) -> None:
+        self.endpoint = endpoint
+        self.after = after
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        self.endpoint.receive_datagram(data, addr, now)
+        self.after(now)
+
+    def datagrams_to_send(self, now: float) -> Iterable[tuple[bytes, Address]]:
+        return self.endpoint.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        return self.endpoint.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
+        self.after(now)
+
+
 class SimulationError(RuntimeError):
     """The simulation cannot go on (misconfiguration or a misbehaving endpoint)."""
 

@@ -13,7 +13,7 @@ import random
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from benchmarks.micro.helpers import pedantic
-from netsim.simulator import Simulator
+from netsim.simulator import Observed, Simulator
 from protocol.endpoint import Endpoint
 from protocol.events import ObjectReceived
 
@@ -23,33 +23,16 @@ LINK = "rate=50mbit rtt=50ms loss=5% queue=250kb"
 SIZE = 256 << 10
 
 
-class _Replying:
+def _replying(endpoint: Endpoint) -> Observed:
     """The server endpoint, answering every object it receives with a short reply."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-        self.replied = 0
-
-    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        self.endpoint.receive_datagram(data, addr, now)
-        self._answer(now)
-
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
-        return self.endpoint.datagrams_to_send(now)
-
-    def get_timer(self) -> float | None:
-        return self.endpoint.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.endpoint.handle_timer(now)
-        self._answer(now)
-
-    def _answer(self, now: float) -> None:
-        while (event := self.endpoint.next_event()) is not None:
+    def answer(now: float) -> None:
+        while (event := endpoint.next_event()) is not None:
             if isinstance(event, ObjectReceived):
-                conn = self.endpoint.session(event.session_id)
+                conn = endpoint.session(event.session_id)
                 conn.send_object(b'{"answer": "real"}', now, in_reply_to=event.object_id)
-                self.replied += 1
+
+    return Observed(endpoint, answer)
 
 
 def transfer(seed: int = 1) -> tuple[float, int]:
@@ -57,7 +40,7 @@ def transfer(seed: int = 1) -> tuple[float, int]:
     rng = random.Random(seed)
     sim = Simulator(seed=seed)
     client = Endpoint(random_bytes=random.Random(seed + 100).randbytes)
-    server = _Replying(Endpoint(server=True, random_bytes=random.Random(seed + 200).randbytes))
+    server = _replying(Endpoint(server=True, random_bytes=random.Random(seed + 200).randbytes))
     sim.add_endpoint(client, CLIENT)
     sim.add_endpoint(server, SERVER)
     sim.connect(CLIENT[0], SERVER[0], LINK)

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from netsim.simulator import Simulator
+from netsim.simulator import Observed, Simulator
 from protocol import codec
 from protocol.config import SessionConfig
 from protocol.connection import Connection
@@ -46,30 +46,6 @@ class Recorder:
         return self.of(ObjectReceived)
 
 
-class _Watched:
-    """Wraps an endpoint so its events are recorded the moment they happen."""
-
-    def __init__(self, endpoint: Endpoint, recorder: Recorder) -> None:
-        self.endpoint = endpoint
-        self.recorder = recorder
-
-    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        self.endpoint.receive_datagram(data, addr, now)
-        self.recorder.drain(now)
-
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
-        out = self.endpoint.datagrams_to_send(now)
-        self.recorder.drain(now)
-        return out
-
-    def get_timer(self) -> float | None:
-        return self.endpoint.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.endpoint.handle_timer(now)
-        self.recorder.drain(now)
-
-
 class Pair:
     """A client and a server endpoint joined by one netsim link."""
 
@@ -86,8 +62,9 @@ class Pair:
         self.server = Endpoint(server_config, server=True, random_bytes=seeded_random(seed + 200))
         self.client_log = Recorder(self.client)
         self.server_log = Recorder(self.server)
-        self.sim.add_endpoint(_Watched(self.client, self.client_log), CLIENT)
-        self.sim.add_endpoint(_Watched(self.server, self.server_log), SERVER)
+        # Events are recorded the moment they happen.
+        self.sim.add_endpoint(Observed(self.client, self.client_log.drain), CLIENT)
+        self.sim.add_endpoint(Observed(self.server, self.server_log.drain), SERVER)
         self.link = self.sim.connect(CLIENT[0], SERVER[0], link)
         self.conn: Connection = self.client.connect(SERVER, self.sim.now)
 

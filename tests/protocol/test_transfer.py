@@ -640,17 +640,24 @@ def test_a_probe_timeout_on_a_lossy_path_sends_the_probe_in_copies() -> None:
     assert len(probes) >= 3 and probes.count(probes[0]) == 1
 
 
-def test_probes_unanswered_again_and_again_keep_the_packet_rate_of_the_first() -> None:
-    # R9.4-2: the wait doubles, and the copies grow with it. On a path that loses in bursts counted
-    # in packets (netem's Gilbert-Elliott), nothing crossing it leaves it in its bad state; one
-    # PROBE per doubled wait halved the packets that could move it on, again and again.
+def _sent_while_the_client_hears_nothing(seconds: float) -> tuple[list[tuple[float, codec.Packet]], float]:
+    """An 8 KiB object sent on a clean path while everything the server sends is lost for
+    ``seconds``: the packets the client sent until it was delivered, and when the loss ended."""
     pair = Pair("rtt=50ms", seed=3)
     pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
-    muted_until = pair.sim.now + 2.0
+    muted_until = pair.sim.now + seconds
     pair.sim.add_tap(lambda now, src, dst, datagram: None if src != CLIENT and now < muted_until else datagram)
     sent = pair.record_client_packets()
     oid = pair.send(payload(8 << 10, 4), name="img")
     pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    return sent, muted_until
+
+
+def test_probes_unanswered_again_and_again_keep_the_packet_rate_of_the_first() -> None:
+    # R9.4-2: the wait doubles, and the copies grow with it. On a path that loses in bursts counted
+    # in packets (netem's Gilbert-Elliott), nothing crossing it leaves it in its bad state; one
+    # PROBE per doubled wait halved the packets that could move it on, again and again.
+    sent, muted_until = _sent_while_the_client_hears_nothing(2.0)
     probes = [t for t, packet in sent if isinstance(packet, codec.Probe) and 0.1 < t < muted_until]
     times = sorted(set(probes))
     assert len(times) >= 5 and probes.count(times[0]) == 1  # a clean path: the first goes alone
@@ -778,13 +785,7 @@ def test_every_other_probe_timeout_the_probe_goes_ahead_of_the_announce_sent_aga
     again with the PROBE. Always first, it was all a queue that passes only the head of each burst
     let through (benchmarks.stress seed 763: 256 kbit/s, a 2-packet queue, every packet
     duplicated), and no PROBE ever reached the receiver. Every other time the PROBE now leads."""
-    pair = Pair("rtt=50ms", seed=3)
-    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
-    muted_until = pair.sim.now + 3.0
-    pair.sim.add_tap(lambda now, src, dst, datagram: None if src != CLIENT and now < muted_until else datagram)
-    sent = pair.record_client_packets()
-    oid = pair.send(payload(8 << 10, 4), name="img")
-    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    sent, _ = _sent_while_the_client_hears_nothing(3.0)
     tail = max(t for t, packet in sent if isinstance(packet, codec.Data))
     rounds = [[packet for t, packet in sent if t == instant]
               for instant in sorted({t for t, packet in sent if t > tail and isinstance(packet, codec.Probe)})]

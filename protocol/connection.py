@@ -1335,18 +1335,12 @@ class Connection:
                 if obj.probe_after_announce:
                     obj.probe_after_announce = False
                     announces.append(self._probe(obj, now))
-        if announces:
-            position = 0
-            while position < len(self._control) and isinstance(self._control[position], Accept):
-                position += 1
-            for offset, announce in enumerate(announces):
-                self._control.insert(position + offset, announce)
-        if len(self._control) > 1:
+        if announces or len(self._control) > 1:
+            queued = list(self._control)
             accepts = 0
-            while accepts < len(self._control) and isinstance(self._control[accepts], Accept):
+            while accepts < len(queued) and isinstance(queued[accepts], Accept):
                 accepts += 1
-            rest = [self._control.pop() for _ in range(len(self._control) - accepts)][::-1]
-            self._control.extend(spread_copies(rest))
+            self._control = deque(queued[:accepts] + spread_copies(announces + queued[accepts:]))
         # Once we send data, control packets are paced with it (spec R11.1-3): the copies a lossy
         # path calls for, times the objects probed at once, make bursts of hundreds that a queue a
         # few packets deep cuts to the same first few every time. Not before: a receiver's rate
@@ -1408,12 +1402,11 @@ class Connection:
         if self.sent.next_pn >= MAX_PN and self.state in OPEN_STATES:
             self._start_closing(now, ErrorCode.LIMIT_REACHED, "packet numbers exhausted")
 
-    def _pick_chunk(self, now: float) -> tuple[OutgoingObject, int, bool] | None:
-        # An object that has waited its turn behind others for a while gets a chunk out of turn:
-        # its receiver cancels an object that brings nothing new for a whole idle timeout
-        # (R12.3-1), and on a slow path the objects ahead can take longer than that.
+    def _pick_chunk(self, starved: float) -> tuple[OutgoingObject, int, bool] | None:
+        # An object that has sent nothing since ``starved`` while others went ahead of it gets a
+        # chunk out of turn: its receiver cancels an object that brings nothing new for a whole
+        # idle timeout (R12.3-1), and on a slow path the objects ahead can take longer than that.
         if len(self.outgoing) > 1:
-            starved = now - self._starved_after()
             for obj in self.outgoing.values():
                 if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send:
                     pick = obj.next_chunk()
@@ -1539,10 +1532,11 @@ class Connection:
         rate = self.controller.pacing_rate
         cwnd = self.controller.cwnd
         session_id = self.session_id
+        starved = now - self._starved_after() if len(self.outgoing) > 1 else -math.inf
         while self._next_send_time <= now:
             if self.sent.inflight >= cwnd:
                 break
-            pick = self._pick_chunk(now)
+            pick = self._pick_chunk(starved)
             if pick is None:
                 self.sent.mark_app_limited()
                 break

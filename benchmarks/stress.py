@@ -194,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.links < 1:
         parser.error("--links must be at least 1")
+    if args.json is not None and not args.json.parent.is_dir():
+        parser.error(f"--json: no folder {args.json.parent} to write {args.json.name} in")
     outcomes = []
     for seed in range(args.seed, args.seed + args.links):
         outcome = run_one(seed)

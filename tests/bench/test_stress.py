@@ -47,3 +47,11 @@ def test_the_command_refuses_no_links(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit) as stop:
         stress.main(["--links", "0"])
     assert stop.value.code == 2 and "--links must be at least 1" in capsys.readouterr().err
+
+
+def test_the_command_refuses_a_json_file_it_could_not_write_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        stress.main(["--links", "1", "--json", str(tmp_path / "missing" / "out.json")])
+    assert stop.value.code == 2 and "--json: no folder" in capsys.readouterr().err

@@ -88,9 +88,10 @@ REPAIR_BEYOND_WINDOW = 4
 # delivery; and a PROBE on a probe timeout, each copy of which draws an answer.
 COPIES_MISS = 0.01
 MAX_COPIES = 6
-COPIES_MIN_SPAN = 32  # packet numbers of the peer's before their gaps count as its loss
+COPIES_MIN_SPAN = 32  # the fewest of the peer's packet numbers its missing ones are counted against
 COPIES_MIN_RUNS = 8  # runs of missing packet numbers before their length counts (_loss_continuation)
 CLOSE_COPIES = 2
+MAX_PROBED_UNANNOUNCED = 256  # objects probed before their ANNOUNCE whose sent_through is kept
 MAX_PROBE_COPIES = 16  # a PROBE or PING unanswered again and again: the most copies of one (_probe_copies)
 PROBE_INTERVAL_CAP = 0.2  # seconds: the probe timer stops doubling there (or at 2 x srtt)
 # The INITIAL's retransmission interval stops doubling here: at heavy loss the handshake timeout
@@ -276,6 +277,9 @@ class Connection:
         self._unannounced: dict[int, list[tuple[int, bytes, int]]] = {}
         self._unannounced_repairs: dict[int, list[Repair]] = {}  # within the same byte bound
         self._unannounced_bytes = 0
+        # The largest sent_through of PROBEs for objects not yet announced (bounded like the ids):
+        # when the ANNOUNCE comes, the chunks below it are known sent, and lacking them is a gap.
+        self._probed_unannounced: dict[int, int] = {}
         self._final_word_sent: dict[int, float] = {}
         self._reorder_observed = 0.0  # the largest reordering seen, in seconds
         self._repair_seed = 0
@@ -301,6 +305,7 @@ class Connection:
             "nacks_received": 0,
             "acks_sent": 0,
             "probes_sent": 0,
+            "probe_chunks_sent": 0,
             "unannounced_dropped": 0,
             "digest_failures": 0,
             "objects_sent": 0,
@@ -645,6 +650,13 @@ class Connection:
                 self._take_repair(obj, repair, now)
         if obj.complete and oid in self.incoming:
             self._complete_incoming(obj, now)
+        sent_through = self._probed_unannounced.pop(oid, 0)
+        if sent_through and oid in self.incoming:
+            # A PROBE came before the ANNOUNCE (R9.1-6): it said which chunks were sent, and with
+            # no chunk of them here nothing else would open the gap until the next PROBE.
+            missing = obj.on_probe(min(sent_through, obj.chunk_count), now, self._renack_interval,
+                                   self._largest_pn, self._reorder_allowance)
+            self._queue_nacks(oid, missing)
 
     def _on_data(self, packet: Data, pn: int, now: float) -> None:
         oid = packet.object_id
@@ -735,6 +747,7 @@ class Connection:
         self._ask_for_announce(packet.object_id, now)
 
     def _drop_unannounced(self, oid: int) -> None:
+        self._probed_unannounced.pop(oid, None)
         for _, chunk, _ in self._unannounced.pop(oid, []):
             self._unannounced_bytes -= _held_cost(chunk)
         for repair in self._unannounced_repairs.pop(oid, []):
@@ -813,12 +826,14 @@ class Connection:
 
     def _loss_for_copies(self) -> float:
         """The loss rate that sizes copies (copies_against): the worse of the smoothed rate our own
-        packets see (spec 11.2) and the share missing from the peer's packet numbers, once they span
-        COPIES_MIN_SPAN. The first is the path the copies take, but a receiver sends few packets of
-        its own; the second is the other direction's, usually alike. Neither guesses before there
-        is something to count: a few copies too few cost a round trip, not a failed object."""
+        packets see (spec 11.2) and the share missing from the peer's packet numbers. The first is
+        the path the copies take, but a receiver sends few packets of its own; the second is the
+        other direction's, usually alike. Over fewer than COPIES_MIN_SPAN packet numbers, what is
+        missing is counted against that many: a handful says little (a few copies too few cost a
+        round trip, not a failed object), but 21 gone of 29 on a path losing 60-80 % each way,
+        whose ACKs rarely bring our own rate a sample, is not read as no loss at all."""
         span, missing = self._peer_packets_missing()
-        incoming = missing / span if span >= COPIES_MIN_SPAN else 0.0
+        incoming = missing / max(span, COPIES_MIN_SPAN)
         return max(self.sent.loss_rate, incoming)
 
     def _fail_incoming(self, obj: IncomingObject, code: int, reason: str, *, by_peer: bool, tell_peer: bool) -> None:
@@ -830,6 +845,7 @@ class Connection:
         self._events.append(ObjectFailed(self.session_id, obj.object_id, False, code, reason, by_peer, obj.stats()))
 
     def _finish_incoming_id(self, oid: int, code: int, size: int) -> None:
+        self._probed_unannounced.pop(oid, None)
         self._in_final[oid] = code
         if len(self._in_final) > MAX_FINAL_WORDS:
             self._in_final.pop(next(iter(self._in_final)))
@@ -880,6 +896,8 @@ class Connection:
             else:
                 self._final_word_sent.pop(oid, None)
                 self._ask_for_announce(oid, now)
+                if oid in self._probed_unannounced or len(self._probed_unannounced) < MAX_PROBED_UNANNOUNCED:
+                    self._probed_unannounced[oid] = max(packet.sent_through, self._probed_unannounced.get(oid, 0))
             return
         if packet.sent_through > obj.chunk_count:
             raise _Violation(ErrorCode.PROTOCOL_VIOLATION, "PROBE sent_through beyond the chunk count")
@@ -1274,6 +1292,13 @@ class Connection:
                     obj.lead_probe = probe
                     copies -= 1
                 self._control.extend(probe for _ in range(copies))
+                # Chunks the receiver said it lacked, sent again since, and not heard of for a
+                # PTO go with the PROBE (R9.4-4): a return path that loses NACKs in a long run
+                # would otherwise leave them waiting for one to get through, however many PROBEs
+                # arrive. Behind its first copy (spread_copies), whose answer, if the object is
+                # done, comes in as many copies as the COMPLETE did.
+                for index in obj.probe_chunks(now - pto, copies):
+                    self._control.append(Data(obj.object_id, index, obj.chunk(index)))
         reorder_renack = self._renack_interval
         for obj_in in list(self.incoming.values()):
             if now >= obj_in.last_progress + self._idle_timeout:
@@ -1358,12 +1383,26 @@ class Connection:
             if not self._amplification_allows(len(datagram)):
                 break
             self._control.popleft()
+            if isinstance(packet, Data) and not self._probe_chunk_sent(packet, now):
+                continue  # its object finished while the chunk waited
             out.append(datagram)
             self._count_sent(datagram, now, in_flight=not isinstance(packet, Ack))
             if paced:
                 self._next_send_time += len(datagram) / rate
         self._send_data(now, out)
         return out
+
+    def _probe_chunk_sent(self, packet: Data, now: float) -> bool:
+        """Bookkeeping for a chunk sent with a PROBE, as for any retransmission; False if its
+        object is no longer being sent."""
+        obj = self.outgoing.get(packet.object_id)
+        if obj is None or obj.state is not OutState.SENDING:
+            return False
+        obj.on_chunk_sent(packet.chunk_index, self.sent.next_pn, now, retransmission=True)
+        self.counters["chunks_sent"] += 1
+        self.counters["chunks_retransmitted"] += 1
+        self.counters["probe_chunks_sent"] += 1
+        return True
 
     def _amplification_allows(self, size: int) -> bool:
         if self.address_validated:

@@ -71,6 +71,9 @@ class OutgoingObject:
         self.announce_lost = False  # going again because the peer may lack it: in copies
         self.last_feedback = created
         self.feedback_pn = -1  # the largest Largest PN a NACK about the object has reported
+        # What the NACK with that Largest PN listed: the freshest word on what the receiver lacks,
+        # which a probe timeout sends again with its PROBE (R9.4-4).
+        self.last_missing: tuple[tuple[int, int], ...] = ()
         self.probe_count = 0
         self.chunks_sent = 0
         self.retransmitted = 0
@@ -220,6 +223,8 @@ class OutgoingObject:
             self.feedback_pn = largest_pn
             self.last_feedback = now
             self.probe_count = 0
+        if largest_pn >= self.feedback_pn:
+            self.last_missing = ranges
         queued = 0
         for first, count in ranges:
             for index in range(first, min(first + count, self.next_new)):
@@ -234,6 +239,20 @@ class OutgoingObject:
                 queued += 1
         self.nacked += queued
         return queued
+
+    def probe_chunks(self, sent_before: float, limit: int) -> list[int]:
+        """Up to ``limit`` chunks, lowest first, that the freshest NACK listed, that are not queued
+        to go again, and whose last copy left before ``sent_before``: those a probe timeout sends
+        with its PROBE (R9.4-4). A return path that loses every NACK for a while would otherwise
+        leave them unsent until one gets through, however many PROBEs reach the receiver."""
+        picked: list[int] = []
+        for first, count in self.last_missing:
+            for index in range(first, min(first + count, self.next_new)):
+                if len(picked) >= limit:
+                    return picked
+                if not self._queued[index] and self.last_sent[index] <= sent_before:
+                    picked.append(index)
+        return picked
 
     def requeue_all(self) -> None:
         """The receiver discarded everything (digest mismatch): send every chunk again."""

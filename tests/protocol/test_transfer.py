@@ -793,3 +793,62 @@ def test_every_other_probe_timeout_the_probe_goes_ahead_of_the_announce_sent_aga
     assert len(rounds) >= 4
     leaders = [type(kinds[0]) for kinds in rounds[:4]]
     assert leaders == [codec.Announce, codec.Probe, codec.Announce, codec.Probe]
+
+
+def test_a_probe_timeout_sends_again_what_the_receiver_last_said_it_lacked() -> None:
+    """R9.4-4: chunk 10 is lost, then its retransmission; every NACK the receiver writes after
+    the first is lost for 3 s (a return path in a long burst of loss), and REPAIRs are lost
+    too. The PROBEs still arrive, but their answers do not: a sender that waited for a NACK to get
+    through sent the receiver nothing it could use until the loss ended. Chunk 10 now goes with
+    the PROBE of the first probe timeout."""
+    pair = Pair("rate=20mbit rtt=50ms", seed=4)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    copies: list[float] = []
+    nacks: list[float] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+        packet = codec.decode(datagram).packet
+        if src == CLIENT:
+            if isinstance(packet, codec.Repair):
+                return None
+            if isinstance(packet, codec.Data) and packet.chunk_index == 10:
+                copies.append(now)
+                return None if len(copies) <= 2 else datagram
+            return datagram
+        if isinstance(packet, codec.Nack) and packet.missing:
+            nacks.append(now)
+            return None if len(nacks) > 1 and now < nacks[0] + 3.0 else datagram
+        return datagram
+
+    pair.sim.add_tap(tap)
+    data = payload(64 << 10, 7)
+    oid = pair.send(data, name="img")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    assert [e.data for e in pair.server_log.received()] == [data]
+    assert len(copies) >= 3 and pair.sim.now < nacks[0] + 1.0
+    assert pair.conn.counters["probe_chunks_sent"] >= 1
+
+
+def test_a_few_packet_numbers_mostly_missing_are_read_as_loss_for_copies() -> None:
+    """R9.1-10: copies are sized from the share of the peer's packet numbers missing, which used to
+    count only once they spanned 32. A receiver with nothing else to go on (its own packets draw
+    few ACKs) read a return path losing 60-80 % as lossless and sent one copy of each answer;
+    what is missing is now counted against 32 while the span is shorter."""
+    pair = Pair("rtt=50ms", seed=2)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    completes = _server_completes(pair)
+
+    def lossy(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+        if src != CLIENT:
+            return datagram
+        decoded = codec.decode(datagram)
+        if isinstance(decoded.packet, codec.Ack | codec.Ping) or decoded.packet_number % 3 == 0:
+            return datagram
+        return None  # two of every three of the client's packets that carry the object
+
+    pair.sim.add_tap(lossy)
+    oid = pair.send(payload(3000, 8), name="small")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    span, missing = pair.server.session(pair.conn.session_id)._peer_packets_missing()
+    assert span < 32 and missing >= 6
+    assert sum(t == completes[0] for t in completes) >= 2

@@ -187,6 +187,25 @@ def probe_unannounced(ctx: Context) -> None:
         raise CaseFailed("NACK with announce_missing", str(rx))
 
 
+@case(
+    "R9.1-7",
+    "It SHOULD then remember the largest such s (for a bounded number of objects; the reference keeps 256) and, "
+    "when the ANNOUNCE comes, take it as a PROBE with that s arriving then",
+    slug="probe-before-announce",
+    level="SHOULD",
+)
+def probe_before_announce(ctx: Context) -> None:
+    """PROBE with sent_through 3 for an object not yet announced, then its ANNOUNCE and no chunk: NACKs list
+    chunks 0-2, with no further PROBE."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    rx = _probe_answered(s, obj, 3, "NACK with announce_missing")
+    if not isinstance(rx.packet, Nack) or not rx.packet.announce_missing:
+        raise CaseFailed("NACK with announce_missing", str(rx))
+    s.announce(obj)
+    nacks_listing(s, obj, {0, 1, 2})
+
+
 @case("R9.1-7", _R9_1_7, slug="probe-lists-missing")
 def probe_lists_missing(ctx: Context) -> None:
     """Chunks 0-2 and 4 of 6 sent, PROBE with sent_through 5: a NACK at once, and chunk 3 listed (at once if
@@ -579,8 +598,8 @@ def probe_timer_announce(ctx: Context) -> None:
 
 @case(
     "R9.4-4",
-    "A sender MUST NOT retransmit chunks when the probe timer expires; it sends PROBE, and retransmits what the "
-    "answer lists.",
+    "A sender MUST NOT retransmit chunks that no NACK has listed when the probe timer expires; it sends PROBE, and "
+    "retransmits what the answer lists.",
     slug="tail-loss",
     role="sender",
 )
@@ -1042,8 +1061,11 @@ def nack_before_repairs(ctx: Context) -> None:
         ctx.unsupported(f"too few REPAIRs covering chunk {lost} after it to judge")
     incoming = peer.obj(0)
     copies = incoming.copies[lost] + incoming.dropped[lost]
+    seen = len(peer.session_packets())
     peer.send(Nack(0, ((lost, 1),), False, stale))
-    peer.pump(None, peer.quiet)
+    # Up to the sender's next PROBE: a probe timeout may send the chunk again with its PROBE (R9.4-4),
+    # which the NACK did not cause.
+    peer.pump(lambda: any(isinstance(rx.packet, Probe) for rx in peer.session_packets()[seen:]), peer.quiet)
     if incoming.copies[lost] + incoming.dropped[lost] > copies:
         raise CaseFailed(
             f"no retransmission of chunk {lost} on a NACK with Largest PN {stale}, below the REPAIRs for it "

@@ -746,6 +746,14 @@ class Connection:
             self._unannounced_bytes += size
         self._ask_for_announce(packet.object_id, now)
 
+    def _note_final_word(self, oid: int, now: float) -> None:
+        """When we last spoke about an incoming object (its final word or a request for its
+        ANNOUNCE), for the rate limits; the oldest are forgotten past MAX_FINAL_WORDS, as the
+        outcomes are, or a long session would keep one entry per object it ever received."""
+        self._final_word_sent[oid] = now
+        if len(self._final_word_sent) > MAX_FINAL_WORDS:
+            self._final_word_sent.pop(next(iter(self._final_word_sent)))
+
     def _drop_unannounced(self, oid: int) -> None:
         self._probed_unannounced.pop(oid, None)
         for _, chunk, _ in self._unannounced.pop(oid, []):
@@ -756,7 +764,7 @@ class Connection:
     def _ask_for_announce(self, oid: int, now: float) -> None:
         last = self._final_word_sent.get(oid, -math.inf)
         if now - last >= self._renack_interval:
-            self._final_word_sent[oid] = now
+            self._note_final_word(oid, now)
             self._control.append(Nack(oid, (), announce_missing=True, largest_pn=max(self._largest_pn, 0)))
 
     def _complete_incoming(self, obj: IncomingObject, now: float) -> None:
@@ -780,7 +788,7 @@ class Connection:
         # Copies, on a lossy path: the sender learns of delivery from nothing else, and a lost
         # COMPLETE leaves it probing, a probe timeout or more (spec R9.1-10).
         self._control.extend(Complete(obj.object_id) for _ in range(self._copies()))
-        self._final_word_sent[obj.object_id] = now
+        self._note_final_word(obj.object_id, now)
         stats = obj.stats()
         stats["elapsed_s"] = round(now - obj.started, 6)
         self._events.append(
@@ -873,7 +881,7 @@ class Connection:
         fresh = now - self._final_word_sent.get(oid, -math.inf) >= max(self.rtt.smoothed / 2, GRANULARITY)
         if not (fresh or probed):
             return
-        self._final_word_sent[oid] = now
+        self._note_final_word(oid, now)
         code = self._in_final.get(oid)
         if code is None:
             # Finished so long ago that its outcome is forgotten: without an answer its sender would

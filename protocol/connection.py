@@ -755,7 +755,6 @@ class Connection:
             self._final_word_sent.pop(next(iter(self._final_word_sent)))
 
     def _drop_unannounced(self, oid: int) -> None:
-        self._probed_unannounced.pop(oid, None)
         for _, chunk, _ in self._unannounced.pop(oid, []):
             self._unannounced_bytes -= _held_cost(chunk)
         for repair in self._unannounced_repairs.pop(oid, []):
@@ -1406,11 +1405,15 @@ class Connection:
         obj = self.outgoing.get(packet.object_id)
         if obj is None or obj.state is not OutState.SENDING:
             return False
-        obj.on_chunk_sent(packet.chunk_index, self.sent.next_pn, now, retransmission=True)
-        self.counters["chunks_sent"] += 1
-        self.counters["chunks_retransmitted"] += 1
+        self._chunk_sent(obj, packet.chunk_index, self.sent.next_pn, now, retransmission=True)
         self.counters["probe_chunks_sent"] += 1
         return True
+
+    def _chunk_sent(self, obj: OutgoingObject, index: int, pn: int, now: float, retransmission: bool) -> None:
+        obj.on_chunk_sent(index, pn, now, retransmission)
+        self.counters["chunks_sent"] += 1
+        if retransmission:
+            self.counters["chunks_retransmitted"] += 1
 
     def _amplification_allows(self, size: int) -> bool:
         if self.address_validated:
@@ -1607,10 +1610,7 @@ class Connection:
                 datagram = codec.encode_data(session_id, self.sent.next_pn, obj.object_id, index, chunk)
                 out.append(datagram)
                 self._count_sent(datagram, now)
-                obj.on_chunk_sent(index, self.sent.next_pn - 1, now, is_retx)
-                self.counters["chunks_sent"] += 1
-                if is_retx:
-                    self.counters["chunks_retransmitted"] += 1
+                self._chunk_sent(obj, index, self.sent.next_pn - 1, now, is_retx)
                 self._next_send_time += len(datagram) / rate
             if not is_retx:
                 self._pay_announce(obj, now, out, rate)

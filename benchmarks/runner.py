@@ -207,8 +207,11 @@ class _Run:
         # Only a run that delivered everything has a meaningful bytes-per-image ratio.
         if result.images and all(image.delivered for image in result.images) and result.image_bytes:
             result.wire_ratio = result.wire_bytes / result.image_bytes
-        result.cpu_sender_s = round(cpu1[0] - cpu0[0], 3)
-        result.cpu_receiver_s = round(cpu1[1] - cpu0[1], 3)
+        # A child that ends between the two readings without its parent waiting for it (one that
+        # ignores SIGCHLD, or a helper reparented out of the tree) takes its CPU time with it: the
+        # parent's count of reaped children never gets it, and the difference can dip below zero.
+        result.cpu_sender_s = round(max(cpu1[0] - cpu0[0], 0.0), 3)
+        result.cpu_receiver_s = round(max(cpu1[1] - cpu0[1], 0.0), 3)
         result.cc = self._cc(done, result.cc)
 
     def _cc(self, done: JSON, namespace_cc: str | None) -> str | None:

@@ -34,6 +34,7 @@ MAX_COMPENSATED_LOSS = 0.5
 # 60-70 % loss the estimate fell round after round (1 MiB in 4 s at 60 %, never at 70 %). With
 # the cap at 0.8, a link losing 85 % each way fell the same way (1 MiB in 10-130 s, 5 s now).
 MAX_RANDOM_LOSS = 0.9
+LEAST_LOSS_MIN_COUNTED = 8  # datagrams a round's count must cover to be read alone (least_loss)
 RESTART_GROWTH = 1.15  # a probe that raised bw this much starts the search for the bottleneck again
 # Startup overran a queue in a round that lost at least STARTUP_MIN_LOST datagrams and this much
 # more than the least loss of the recent rounds that did not (STARTUP_COLD_LOSS while there are
@@ -80,10 +81,13 @@ def least_loss(rounds: Sequence[_RoundLoss]) -> float:
     rest says what the path's own loss is. Each round's rate is raised by one standard error before
     the least is taken, or the noise of rates read from a few dozen datagrams passes for such a round
     (the least of ten rounds of 30 datagrams at 70 % loss reads about 0.57); and the result is never
-    above the calm rounds' rate pooled (all rounds' when none was calm)."""
+    above the calm rounds' rate pooled (all rounds' when none was calm). A round of a few datagrams
+    (a burst's tail, a round cut short) says too little even so, and is left out while any other is
+    there: 1 lost of 5 reads 0.46, under the compensation bound, beside startup rounds losing 95 %."""
     calm = [r for r in rounds if r.calm] or rounds
     pooled = (sum(r.lost for r in calm) + 1) / (sum(r.counted for r in calm) + 2)
-    highs = (r.rate + math.sqrt(r.rate * (1 - r.rate) / (r.counted + 2)) for r in rounds)
+    read = [r for r in rounds if r.counted >= LEAST_LOSS_MIN_COUNTED] or rounds
+    highs = (r.rate + math.sqrt(r.rate * (1 - r.rate) / (r.counted + 2)) for r in read)
     return min(pooled, min(highs))
 
 

@@ -78,7 +78,7 @@ def random_link(rng: random.Random) -> str:
 
 
 class _Side:
-    """What happened to one endpoint; the server's answers each object it receives with a reply."""
+    """What happened to one endpoint; the server answers each object it receives with a reply."""
 
     def __init__(self, endpoint: Endpoint, replies: random.Random | None) -> None:
         self.endpoint = endpoint

@@ -1453,15 +1453,15 @@ class Connection:
             self._start_closing(now, ErrorCode.LIMIT_REACHED, "packet numbers exhausted")
 
     def _pick_chunk(self, starved: float) -> tuple[OutgoingObject, int, bool] | None:
-        # An object that has sent nothing since ``starved`` while others went ahead of it gets a
-        # chunk out of turn: its receiver cancels an object that brings nothing new for a whole
-        # idle timeout (R12.3-1), and on a slow path the objects ahead can take longer than that.
-        if len(self.outgoing) > 1:
-            for obj in self.outgoing.values():
-                if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send:
-                    pick = obj.next_chunk()
-                    if pick is not None:
-                        return obj, pick[0], pick[1]
+        # An object that has sent nothing since ``starved`` (-inf when it is alone) while others
+        # went ahead of it gets a chunk out of turn: its receiver cancels an object that brings
+        # nothing new for a whole idle timeout (R12.3-1), and on a slow path the objects ahead can
+        # take longer than that.
+        for obj in self.outgoing.values():
+            if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send:
+                pick = obj.next_chunk()
+                if pick is not None:
+                    return obj, pick[0], pick[1]
         # Retransmissions of any object go ahead of new data (spec 9.3).
         for obj in self.outgoing.values():
             if obj.retx and obj.state is OutState.SENDING:

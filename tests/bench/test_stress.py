@@ -31,9 +31,9 @@ def test_every_object_and_reply_gets_through_on_a_random_harsh_link(seed: int) -
     # round got through, and it was always the ANNOUNCE. 701: bursts of loss about ten packets
     # long each way at 1.5 s RTT; a retransmission was lost, and for 17 s so was every NACK that
     # could speak for it: the sender, waiting on one, sent nothing its receiver could use, and the
-    # receiver cancelled the object. 2594: 60 % loss one way and 80 % the other, a reply's PROBEs sent one copy at a
-    # time (29 packet numbers of the peer's, 21 missing, counted as no loss), and the one PROBE
-    # that came before its ANNOUNCE forgotten when the ANNOUNCE arrived.
+    # receiver cancelled the object. 2594: 60 % loss one way and 80 % the other, a reply's PROBEs
+    # sent one copy at a time (29 packet numbers of the peer's, 21 missing, counted as no loss),
+    # and the one PROBE that came before its ANNOUNCE forgotten when the ANNOUNCE arrived.
     outcome = stress.run_one(seed)
     assert outcome.status == "ok", (outcome.detail, outcome.link)
     assert outcome.seconds > 0 and outcome.wire >= 1.0

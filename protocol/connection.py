@@ -89,6 +89,7 @@ REPAIR_BEYOND_WINDOW = 4
 COPIES_MISS = 0.01
 MAX_COPIES = 6
 COPIES_MIN_SPAN = 32  # the fewest of the peer's packet numbers its missing ones are counted against
+COPIES_OWN_SPAN = 64  # our own packets counted, from which their loss alone sizes copies (_loss_for_copies)
 COPIES_MIN_RUNS = 8  # runs of missing packet numbers before their length counts (_loss_continuation)
 CLOSE_COPIES = 2
 MAX_PROBED_UNANNOUNCED = 256  # objects probed before their ANNOUNCE whose sent_through is kept
@@ -839,6 +840,12 @@ class Connection:
         missing is counted against that many: a handful says little (a few copies too few cost a
         round trip, not a failed object), but 21 gone of 29 on a path losing 60-80 % each way,
         whose ACKs rarely bring our own rate a sample, is not read as no loss at all."""
+        if self.sent.loss_samples >= COPIES_OWN_SPAN:
+            # Our own count is the path the copies take. The peer's missing packet numbers may be
+            # drops from a queue its own flight overran (a receiver behind three packets of queue
+            # saw 70 % of an image's datagrams missing, and answered it with six COMPLETEs ahead
+            # of its reply, on a return path losing 1 %).
+            return self.sent.loss_rate
         span, missing = self._peer_packets_missing()
         incoming = missing / max(span, COPIES_MIN_SPAN)
         return max(self.sent.loss_rate, incoming)
@@ -1393,7 +1400,7 @@ class Connection:
             if isinstance(packet, Data) and not self._probe_chunk_sent(packet, now):
                 continue  # its object finished while the chunk waited
             out.append(datagram)
-            self._count_sent(datagram, now, in_flight=not isinstance(packet, Ack))
+            self._count_sent(datagram, now, in_flight=not isinstance(packet, Ack), counted=not isinstance(packet, Accept))
             if paced:
                 self._next_send_time += len(datagram) / rate
         self._send_data(now, out)
@@ -1444,8 +1451,8 @@ class Connection:
         self._count_sent(datagram, now, in_flight=not isinstance(packet, Ack))
         return datagram
 
-    def _count_sent(self, datagram: bytes, now: float, in_flight: bool = True) -> None:
-        self.sent.on_sent(now, len(datagram), in_flight)
+    def _count_sent(self, datagram: bytes, now: float, in_flight: bool = True, counted: bool = True) -> None:
+        self.sent.on_sent(now, len(datagram), in_flight, counted)
         self.counters["packets_sent"] += 1
         self.counters["bytes_sent"] += len(datagram)
         # spec R8.3-3: number 2^32 - 1 is kept for the CLOSE that ends an exhausted session.

@@ -64,7 +64,9 @@ class RateSample:
 
 
 class _Sent:
-    __slots__ = ("app_limited", "cum_bytes", "cum_uncounted", "delivered", "delivered_time", "first_sent_time", "time")
+    __slots__ = (
+        "app_limited", "cum_bytes", "cum_ignored", "cum_uncounted", "delivered", "delivered_time", "first_sent_time", "time"
+    )
 
     def __init__(
         self,
@@ -75,10 +77,12 @@ class _Sent:
         first_sent_time: float,
         app_limited: bool,
         cum_uncounted: int,
+        cum_ignored: int,
     ) -> None:
         self.time = time
         self.cum_bytes = cum_bytes
         self.cum_uncounted = cum_uncounted
+        self.cum_ignored = cum_ignored
         self.delivered = delivered
         self.delivered_time = delivered_time
         self.first_sent_time = first_sent_time
@@ -114,6 +118,12 @@ class SentLog:
         self._reported_pn = -1
         self._reported_cum_bytes = 0
         self._reported_uncounted = 0
+        # Datagrams the peer leaves out of received_packets, cumulative, and as of the largest
+        # acknowledged: a server's ACCEPTs, of which a client counts only the one that completed
+        # its handshake (spec R9.2-4). On a long path a server answers each retransmitted INITIAL,
+        # and the copies the client ignored read as lost, 5 of its first 15 datagrams at 800 ms.
+        self._ignored_packets = 0
+        self._acked_ignored = 0
         self.delivered = 0  # peer-reported received_bytes
         # The bytes we had sent by the handshake's end, until the first ACK since tells how many of
         # them reached the peer (_set_baseline); None otherwise.
@@ -228,8 +238,9 @@ class SentLog:
     def app_limited(self) -> bool:
         return self.largest_acked < self._app_limited_until
 
-    def on_sent(self, now: float, size: int, in_flight: bool = True) -> int:
-        """Record a packet; returns its packet number. An ACK-only datagram is not ``in_flight``."""
+    def on_sent(self, now: float, size: int, in_flight: bool = True, counted: bool = True) -> int:
+        """Record a packet; returns its packet number. An ACK-only datagram is not ``in_flight``;
+        one the peer does not count in received_packets (an ACCEPT) is not ``counted``."""
         pn = self.next_pn
         app_limited = self._dry_ahead or self.app_limited
         self.next_pn += 1
@@ -256,9 +267,11 @@ class SentLog:
         self.sent_bytes += size
         if not in_flight:
             self._uncounted_bytes += size
+        if not counted:
+            self._ignored_packets += 1
         self._log.append(
             _Sent(now, self.sent_bytes, self.delivered, self.delivered_time, self.first_sent_time, app_limited,
-                  self._uncounted_bytes)
+                  self._uncounted_bytes, self._ignored_packets)
         )
         return pn
 
@@ -271,6 +284,7 @@ class SentLog:
         self._reported_pn = self.largest_acked
         self._reported_cum_bytes = self.sent_bytes
         self._reported_uncounted = self._uncounted_bytes
+        self._acked_ignored = self._ignored_packets
         self._handshake_bytes = self.sent_bytes
         self.delivered_time = now
         self.first_sent_time = now
@@ -334,7 +348,8 @@ class SentLog:
         sent_delta = largest_pn - self.largest_acked
         recv_delta = (received_packets - self._received_packets) & 0xFFFFFFFF
         if self.largest_acked >= 0 and sent_delta > 0:
-            self._count_loss(now, sent_delta, recv_delta, reorder_window)
+            self._count_loss(now, sent_delta - (sent.cum_ignored - self._acked_ignored), recv_delta, reorder_window)
+        self._acked_ignored = sent.cum_ignored
         self._received_packets = received_packets
         self.largest_acked = largest_pn
         self._acked_cum_bytes = sent.cum_bytes

@@ -613,6 +613,52 @@ def test_the_receiver_sends_more_copies_of_complete_where_losses_come_in_bursts(
     assert copies("rtt=50ms ge=5%,20%") >= 5
 
 
+def test_copies_follow_the_return_path_not_the_drops_of_the_peers_own_flight() -> None:
+    # R9.1-10: behind a queue of five packets at 800 ms the client's first flights lose about half
+    # their datagrams to the queue, while the return path loses nothing. The server read that half
+    # as the loss its own packets face and said COMPLETE six times, ahead of its reply, in one burst
+    # that the return queue cut before the reply's DATA: the reply came a probe round late (2.0 s,
+    # not 0.4). Its own packets' count, once it covers enough of them, is the path its copies take.
+    pair = Pair("rate=10mbit rtt=800ms queue=5p fwd.loss=5% rev.loss=0%", seed=1)
+    pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED", timeout=30)
+    completes = _server_completes(pair)
+    oid = pair.send(payload(256 << 10, 1), name="img")
+    pair.run_until(lambda: bool(pair.server_log.received()), timeout=60)
+    [(arrived, event)] = [(t, e) for t, e in pair.server_log.events if isinstance(e, ObjectReceived)]
+    server = pair.server.session(event.session_id)
+    span, missing = server._peer_packets_missing()
+    assert missing / span > 0.3  # the case: the peer's packet numbers show heavy loss
+    server.send_object(b"label: cat", pair.sim.now, in_reply_to=oid)
+    pair.sim.poke()
+    pair.run_until(lambda: any(r.in_reply_to == oid for r in pair.client_log.received()), timeout=60)
+    replied = next(t for t, e in pair.client_log.events if isinstance(e, ObjectReceived) and e.in_reply_to == oid)
+    assert sum(t == completes[0] for t in completes) <= 2
+    assert replied - arrived < 0.4 + 0.05
+
+
+def test_a_servers_accept_copies_are_not_read_as_lost() -> None:
+    # Spec 11.2: at 800 ms the client retransmits its INITIAL before the first ACCEPT can arrive,
+    # and the server answers each copy with ACCEPTs; the client counts only the ACCEPT that
+    # completed its handshake (R7.2-6). Counted as sent, the others read as 5 lost of the server's
+    # first 15 datagrams on a return path that loses none. (The forward path loses some, so that
+    # the server sends NACKs, which the client acknowledges.)
+    pair = Pair("rate=10mbit rtt=800ms fwd.loss=5% rev.loss=0%", seed=1)
+    accepts: list[float] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
+        if src != CLIENT and isinstance(codec.decode(datagram).packet, codec.Accept):
+            accepts.append(now)
+        return datagram
+
+    pair.sim.add_tap(tap)
+    oid = pair.send(payload(256 << 10, 1), name="img")
+    pair.run_until(lambda: pair.finished([oid]), timeout=60)
+    [event] = pair.server_log.received()
+    server = pair.server.session(event.session_id)
+    assert len(accepts) > 2 and server.sent.loss_samples > 10
+    assert server.sent.loss_rate == 0.0
+
+
 def test_the_sender_hears_of_delivery_without_waiting_on_its_probe_timer() -> None:
     # 300 ms, 20 % loss: a single COMPLETE was lost one time in five, and the sender then waited a
     # probe timeout (0.6 s here) or more before it learnt the object had arrived.

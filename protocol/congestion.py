@@ -258,7 +258,11 @@ class SnipBbr:
             initial = max(initial, self._initial_cwnd / INITIAL_TRAIN_SPREAD)
         if self.bw <= 0:
             return initial
-        rate = self._pacing_gain * self.bw
+        # Never under one datagram per path RTT, which no path can be too slow for (its RTT holds
+        # the datagram's own transmission). An endpoint that mostly receives reads its rate from
+        # its own few small packets: at 70 % loss one read 5 kbit/s on a 10 Mbit/s path, and sent
+        # a small reply's REPAIRs 1.6 s apart while its peer asked for them every 36 ms.
+        rate = max(self._pacing_gain * self.bw, self._mss / self._path_rtt)
         # Early samples cover less than a round trip of data; in startup they must not slow us
         # below the initial rate (the same floor BBR keeps until the pipe is full).
         return max(rate, initial) if self.phase is Phase.STARTUP and not self._restarted else rate

@@ -360,8 +360,10 @@ class Connection:
             name=name,
             content_type=content_type,
             # Never larger than the peer accepts (spec 8.1): a reply on a session opened with big
-            # chunks still fits a peer that takes only small datagrams.
-            chunk_size=max(MIN_CHUNK_SIZE, min(self.config.chunk_size,
+            # chunks still fits a peer that takes only small datagrams. Nor than the object: its
+            # one chunk is the same, and its REPAIRs (each Chunk Size long) are no longer than it,
+            # not three 1 KiB REPAIRs behind a 300-byte reply.
+            chunk_size=max(MIN_CHUNK_SIZE, min(self.config.chunk_size, len(data),
                                                self.peer_params.max_datagram_size - OVERHEAD - DATA_PREFIX_LEN)),
             want_reply=want_reply,
             in_reply_to=in_reply_to,
@@ -1380,13 +1382,15 @@ class Connection:
             while accepts < len(queued) and isinstance(queued[accepts], Accept):
                 accepts += 1
             self._control = deque(queued[:accepts] + spread_copies(announces + queued[accepts:]))
-        # Once we send data, control packets are paced with it (spec R11.1-3): the copies a lossy
-        # path calls for, times the objects probed at once, make bursts of hundreds that a queue a
-        # few packets deep cuts to the same first few every time. Not before: a receiver's rate
-        # estimate rests on its own few control packets and can read a few kbit/s.
+        # While we send objects, control packets are paced with their data (spec R11.1-3): the
+        # copies a lossy path calls for, times the objects probed at once, make bursts of hundreds
+        # that a queue a few packets deep cuts to the same first few every time. Not otherwise: a
+        # receiver's rate estimate rests on its own few packets and can read a few kbit/s, and
+        # paced by it, the NACKs of a receiver that had sent one small reply held back the repair
+        # of the next image (at 70 % loss, 1 MiB took 4.9 s instead of 1.6).
         rate = self.controller.pacing_rate
         self._next_send_time = max(self._next_send_time, now - max(2 * self._mss / rate, 0.001))
-        paced = self.counters["chunks_sent"] > 0
+        paced = self.counters["chunks_sent"] > 0 and any(obj.state is OutState.SENDING for obj in self.outgoing.values())
         while self._control:
             packet = self._control[0]
             if paced and self._next_send_time > now and not isinstance(packet, Accept):
@@ -1603,7 +1607,10 @@ class Connection:
                 out.append(datagram)
                 obj.on_repair_sent(self.sent.next_pn - 1)
                 self.counters["repairs_sent"] += 1
-                self._next_send_time += len(datagram) / rate
+                # Paced as a full chunk even when the object's chunks are short: REPAIRs protect by
+                # being spread out, and a small reply's, sent back to back, all met the same three
+                # packets of queue.
+                self._next_send_time += max(len(datagram), self._mss) / rate
                 self._pay_announce(obj, now, out, rate)
                 if not obj.repairs_pending and not obj.retx:
                     # A status request behind the batch: NACKs written before the last REPAIR

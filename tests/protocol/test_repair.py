@@ -7,6 +7,7 @@ datagrams through the same lossy link as everything else.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 
 import pytest
@@ -449,6 +450,38 @@ def test_a_probe_follows_each_batch_of_repairs() -> None:
     kinds = [type(packet).__name__ for _, packet in sent]
     last_repair = max(i for i, kind in enumerate(kinds) if kind == "Repair")
     assert kinds[last_repair + 1] == "Probe"
+
+
+@pytest.mark.parametrize(("size", "chunk_size"), [(300, 300), (10, 64), (1024, 1024), (5000, 1024)])
+def test_an_object_shorter_than_a_chunk_is_one_chunk_of_its_own_length(size: int, chunk_size: int) -> None:
+    # Spec 8.1, 5.14: a REPAIR is Chunk Size long. A 300-byte reply announced with 1024-byte chunks
+    # went with three REPAIRs of 1024 bytes of data, ten times its length on the wire.
+    pair = Pair("rate=10mbit queue=100kb rtt=50ms loss=20%", seed=2)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    sent = pair.record_client_packets()
+    data = payload(size, 2)
+    oid = pair.send(data, name="reply")
+    pair.run_until(lambda: pair.finished([oid]))
+    [announce] = {packet for _, packet in sent if isinstance(packet, codec.Announce)}
+    assert announce.chunk_size == chunk_size
+    repairs = [packet for _, packet in sent if isinstance(packet, codec.Repair)]
+    assert repairs and all(len(packet.payload) == chunk_size for packet in repairs)
+    assert [e.data for e in pair.server_log.received()] == [data]
+
+
+def test_the_repairs_of_a_small_object_are_paced_as_full_chunks() -> None:
+    # REPAIRs protect by being spread out. A small reply's, each as short as the reply, went back
+    # to back at the pacing rate and met the same three packets of queue; they are paced as if
+    # they were full chunks.
+    pair = Pair("rate=10mbit queue=100kb rtt=50ms loss=20%", seed=2, client_config=SessionConfig(rate="fixed:1mbit"))
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    sent = pair.record_client_packets()
+    oid = pair.send(payload(300, 2), name="reply")
+    pair.run_until(lambda: pair.finished([oid]))
+    times = [t for t, packet in sent if isinstance(packet, codec.Repair)]
+    assert len(times) >= 4
+    gaps = [b - a for a, b in itertools.pairwise(times[2:])]  # the first ride the burst allowance
+    assert min(gaps) >= 1000 * 8 / 1e6
 
 
 @pytest.mark.parametrize(("chunks", "copies"), [(4, 2), (20, 3), (100, 4), (300, 5)])

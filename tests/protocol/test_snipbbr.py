@@ -313,6 +313,20 @@ def test_random_loss_alone_does_not_end_startup() -> None:
     assert bbr.phase is Phase.STARTUP
 
 
+def test_the_pacing_rate_is_never_under_one_datagram_per_path_rtt() -> None:
+    # An endpoint that mostly receives reads its rate from its own few small packets: one read
+    # 5 kbit/s on a 10 Mbit/s path and sent a small reply's REPAIRs 1.6 s apart. One datagram per
+    # path RTT is never too fast for a path: the RTT holds the datagram's own transmission.
+    bbr = SnipBbr(MSS, 128, 0.05)
+    bbr.on_rtt_sample(0.0, 0.05)
+    bbr._restarted = True
+    bbr.on_rate_sample(0.01, _sample(1, rate=600.0))
+    assert bbr.bw == pytest.approx(600.0)
+    assert bbr.pacing_rate == pytest.approx(MSS / 0.05)
+    bbr.on_rate_sample(0.02, _sample(2, rate=1e6))
+    assert bbr.pacing_rate == pytest.approx(2.885 * 1e6, rel=0.01)
+
+
 def test_an_overrun_first_startup_searches_again_paced_by_its_estimate() -> None:
     # The first startup keeps a whole initial window leaving within 10 ms. A queue too short for
     # that burst drops most of it, round after round, and the rounds read what survived: far

@@ -636,6 +636,25 @@ def test_copies_follow_the_return_path_not_the_drops_of_the_peers_own_flight() -
     assert replied - arrived < 0.4 + 0.05
 
 
+def test_a_receiver_that_sent_a_reply_does_not_pace_its_nacks_by_its_own_rate() -> None:
+    # Spec R11.1-3: control packets are paced with the data of objects being sent. A receiver's
+    # rate, read from its own few packets, can be a few kbit/s (here fixed at 20 kbit/s); once it
+    # had sent one small reply, its NACKs for the next image went at that rate, and 256 KiB at 20 %
+    # loss took 1.2 s instead of 0.25.
+    pair = Pair("rate=10mbit queue=250kb rtt=50ms loss=20%", seed=1, server_config=SessionConfig(rate="fixed:20kbit"))
+    pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED", timeout=30)
+    first = pair.send(payload(64 << 10, 1), name="first")
+    pair.run_until(lambda: bool(pair.server_log.received()), timeout=60)
+    [event] = pair.server_log.received()
+    pair.server.session(event.session_id).send_object(b"label: cat", pair.sim.now, in_reply_to=first)
+    pair.sim.poke()
+    pair.run_until(lambda: any(r.in_reply_to == first for r in pair.client_log.received()), timeout=60)
+    start = pair.sim.now
+    second = pair.send(payload(256 << 10, 2), name="second")
+    pair.run_until(lambda: any(r.object_id == second for r in pair.server_log.received()), timeout=60)
+    assert pair.sim.now - start < 0.5
+
+
 def test_a_servers_accept_copies_are_not_read_as_lost() -> None:
     # Spec 11.2: at 800 ms the client retransmits its INITIAL before the first ACCEPT can arrive,
     # and the server answers each copy with ACCEPTs; the client counts only the ACCEPT that

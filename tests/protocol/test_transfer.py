@@ -545,17 +545,22 @@ def test_a_long_session_does_not_keep_a_rate_limit_entry_per_object_it_received(
 # -- copies of the packets whose loss costs a timeout (R9.1-10, R9.4-2) ---------------------------
 
 
-def _server_completes(pair: Pair) -> list[float]:
-    """From now on, when each COMPLETE the server sends leaves."""
+def _server_sends(pair: Pair, kind: type) -> list[float]:
+    """From now on, when each packet of ``kind`` the server sends leaves."""
     times: list[float] = []
 
     def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
-        if src != CLIENT and isinstance(codec.decode(datagram).packet, codec.Complete):
+        if src != CLIENT and isinstance(codec.decode(datagram).packet, kind):
             times.append(now)
         return datagram
 
     pair.sim.add_tap(tap)
     return times
+
+
+def _server_completes(pair: Pair) -> list[float]:
+    """From now on, when each COMPLETE the server sends leaves."""
+    return _server_sends(pair, codec.Complete)
 
 
 @pytest.mark.parametrize(("loss", "least", "most"), [(0, 1, 2), (20, 3, 4), (50, 6, 7)])
@@ -662,14 +667,7 @@ def test_a_servers_accept_copies_are_not_read_as_lost() -> None:
     # first 15 datagrams on a return path that loses none. (The forward path loses some, so that
     # the server sends NACKs, which the client acknowledges.)
     pair = Pair("rate=10mbit rtt=800ms fwd.loss=5% rev.loss=0%", seed=1)
-    accepts: list[float] = []
-
-    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
-        if src != CLIENT and isinstance(codec.decode(datagram).packet, codec.Accept):
-            accepts.append(now)
-        return datagram
-
-    pair.sim.add_tap(tap)
+    accepts = _server_sends(pair, codec.Accept)
     oid = pair.send(payload(256 << 10, 1), name="img")
     pair.run_until(lambda: pair.finished([oid]), timeout=60)
     [event] = pair.server_log.received()

@@ -835,18 +835,18 @@ class Connection:
         return span, span - min(self._recv_packets, span)
 
     def _loss_for_copies(self) -> float:
-        """The loss rate that sizes copies (copies_against): the worse of the smoothed rate our own
-        packets see (spec 11.2) and the share missing from the peer's packet numbers. The first is
-        the path the copies take, but a receiver sends few packets of its own; the second is the
-        other direction's, usually alike. Over fewer than COPIES_MIN_SPAN packet numbers, what is
-        missing is counted against that many: a handful says little (a few copies too few cost a
-        round trip, not a failed object), but 21 gone of 29 on a path losing 60-80 % each way,
-        whose ACKs rarely bring our own rate a sample, is not read as no loss at all."""
+        """The loss rate that sizes copies (copies_against). Once our own packets' count covers
+        COPIES_OWN_SPAN of them, their smoothed rate (spec 11.2) alone: it is the path the copies
+        take, while the peer's missing packet numbers may be drops from a queue its own flight
+        overran (behind five packets of queue at 800 ms a receiver saw 47 % of an image's datagrams
+        missing, and answered with six COMPLETEs ahead of its reply, on a return path that lost
+        none). Before, the worse of that rate and the share missing from the peer's packet numbers:
+        a receiver sends few packets of its own, and the other direction is usually alike. Over
+        fewer than COPIES_MIN_SPAN packet numbers, what is missing is counted against that many: a
+        handful says little (a few copies too few cost a round trip, not a failed object), but 21
+        gone of 29 on a path losing 60-80 % each way, whose ACKs rarely bring our own rate a sample,
+        is not read as no loss at all."""
         if self.sent.loss_samples >= COPIES_OWN_SPAN:
-            # Our own count is the path the copies take. The peer's missing packet numbers may be
-            # drops from a queue its own flight overran (a receiver behind three packets of queue
-            # saw 70 % of an image's datagrams missing, and answered it with six COMPLETEs ahead
-            # of its reply, on a return path losing 1 %).
             return self.sent.loss_rate
         span, missing = self._peer_packets_missing()
         incoming = missing / max(span, COPIES_MIN_SPAN)

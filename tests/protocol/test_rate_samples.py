@@ -68,6 +68,20 @@ def test_a_train_the_path_did_not_spread_gives_no_sample() -> None:
         assert sample is not None and sample.train_rate == 0.0
 
 
+def test_a_train_whose_acks_count_more_than_it_sent_gives_no_sample() -> None:
+    # Per-packet jitter: a few datagrams of a burst arrive well ahead of the rest. Each ACK names
+    # one of those, a step past the last, while it counts 8 more of the older ones as they come.
+    # Read as a train, the span measures the jitter: 2 MB/s here, whatever the bottleneck.
+    log = SentLog()
+    _send_train(log, 128, 0.0, 0.00001)
+    rates = []
+    for k in range(1, 13):
+        sample = _ack(log, 0.050 + k * 0.004, 100 + k, 8 * k)
+        assert sample is not None
+        rates.append(sample.train_rate)
+    assert rates == [0.0] * 12
+
+
 def _ack_interval(log: SentLog, size: int, received: int, now: float, step: float) -> RateSample | None:
     """Send ``size`` packets at ``now``; the peer's ACK of them, ``step`` later, counting ``received``
     packets over the session."""

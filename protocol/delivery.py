@@ -391,10 +391,8 @@ class SentLog:
             long_enough = train_bytes >= TRAIN_MIN_BYTES or (
                 train_bytes >= TRAIN_SLOW_MIN_BYTES and train_time >= TRAIN_SLOW_SPAN
             )
-            # Per-packet jitter (netem's) lets a few datagrams of a burst arrive well ahead of the
-            # rest: each ACK names one of those, a little past the last, while it counts the older
-            # datagrams as they come. A 50 Mbit/s path with 10 ms of jitter read 21 Mbit/s so, and
-            # startup ended there.
+            # With netem's per-packet jitter each ACK names one of the few datagrams that ran
+            # ahead: a 50 Mbit/s path with 10 ms of jitter read 21 Mbit/s, and startup ended there.
             in_order = train_bytes <= TRAIN_OVERCOUNT * sent_bytes
             if long_enough and in_order and train_time > 0 and train_time >= TRAIN_NOISE_SPANS * jitter:
                 if train_time > TRAIN_SPREAD * send_time:

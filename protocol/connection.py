@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from . import codec
 from .codec import PACKET_TYPE_OF as PACKET_TYPE_BY_CLASS
@@ -115,6 +115,8 @@ PN_MEMORY = 4096
 # entry's own keeping, so that 256 KiB of 1-byte chunks is not a quarter of a million entries.
 HELD_ENTRY_COST = 128
 
+_V = TypeVar("_V")
+
 
 def error_name(code: int) -> str:
     try:
@@ -135,6 +137,14 @@ class _Violation(Exception):
 def _held_cost(payload: bytes) -> int:
     """What a chunk or REPAIR kept for an unannounced object counts against the buffer."""
     return len(payload) + HELD_ENTRY_COST
+
+
+def _remember_bounded(memory: dict[int, _V], oid: int, value: _V) -> None:
+    """Record ``value`` for object ``oid``; past MAX_FINAL_WORDS entries the oldest is forgotten,
+    or a long session would keep one entry per object it ever sent or received."""
+    memory[oid] = value
+    if len(memory) > MAX_FINAL_WORDS:
+        memory.pop(next(iter(memory)))
 
 
 def initial_copies(unanswered_tries: int) -> int:
@@ -281,6 +291,8 @@ class Connection:
         # The largest sent_through of PROBEs for objects not yet announced (bounded like the ids):
         # when the ANNOUNCE comes, the chunks below it are known sent, and lacking them is a gap.
         self._probed_unannounced: dict[int, int] = {}
+        # When we last spoke about each incoming object (its final word, or a request for its
+        # ANNOUNCE), for the rate limits on both.
         self._final_word_sent: dict[int, float] = {}
         self._reorder_observed = 0.0  # the largest reordering seen, in seconds
         self._repair_seed = 0
@@ -749,14 +761,6 @@ class Connection:
             self._unannounced_bytes += size
         self._ask_for_announce(packet.object_id, now)
 
-    def _note_final_word(self, oid: int, now: float) -> None:
-        """When we last spoke about an incoming object (its final word or a request for its
-        ANNOUNCE), for the rate limits; the oldest are forgotten past MAX_FINAL_WORDS, as the
-        outcomes are, or a long session would keep one entry per object it ever received."""
-        self._final_word_sent[oid] = now
-        if len(self._final_word_sent) > MAX_FINAL_WORDS:
-            self._final_word_sent.pop(next(iter(self._final_word_sent)))
-
     def _drop_unannounced(self, oid: int) -> None:
         for _, chunk, _ in self._unannounced.pop(oid, []):
             self._unannounced_bytes -= _held_cost(chunk)
@@ -766,7 +770,7 @@ class Connection:
     def _ask_for_announce(self, oid: int, now: float) -> None:
         last = self._final_word_sent.get(oid, -math.inf)
         if now - last >= self._renack_interval:
-            self._note_final_word(oid, now)
+            _remember_bounded(self._final_word_sent, oid, now)
             self._control.append(Nack(oid, (), announce_missing=True, largest_pn=max(self._largest_pn, 0)))
 
     def _complete_incoming(self, obj: IncomingObject, now: float) -> None:
@@ -790,7 +794,7 @@ class Connection:
         # Copies, on a lossy path: the sender learns of delivery from nothing else, and a lost
         # COMPLETE leaves it probing, a probe timeout or more (spec R9.1-10).
         self._control.extend(Complete(obj.object_id) for _ in range(self._copies()))
-        self._note_final_word(obj.object_id, now)
+        _remember_bounded(self._final_word_sent, obj.object_id, now)
         stats = obj.stats()
         stats["elapsed_s"] = round(now - obj.started, 6)
         self._events.append(
@@ -862,9 +866,7 @@ class Connection:
 
     def _finish_incoming_id(self, oid: int, code: int, size: int) -> None:
         self._probed_unannounced.pop(oid, None)
-        self._in_final[oid] = code
-        if len(self._in_final) > MAX_FINAL_WORDS:
-            self._in_final.pop(next(iter(self._in_final)))
+        _remember_bounded(self._in_final, oid, code)
         self._in_finished_bytes += size
         self._in_finished_above.add(oid)
         while self._in_watermark in self._in_finished_above:
@@ -889,7 +891,7 @@ class Connection:
         fresh = now - self._final_word_sent.get(oid, -math.inf) >= max(self.rtt.smoothed / 2, GRANULARITY)
         if not (fresh or probed):
             return
-        self._note_final_word(oid, now)
+        _remember_bounded(self._final_word_sent, oid, now)
         code = self._in_final.get(oid)
         if code is None:
             # Finished so long ago that its outcome is forgotten: without an answer its sender would
@@ -1123,9 +1125,7 @@ class Connection:
         self._cancels_unconfirmed[cancel.object_id] = (cancel, now + self._pto(), 1)
 
     def _remember_out_final(self, oid: int, code: int) -> None:
-        self._out_final[oid] = code
-        if len(self._out_final) > MAX_FINAL_WORDS:
-            self._out_final.pop(next(iter(self._out_final)))
+        _remember_bounded(self._out_final, oid, code)
 
     def _on_close(self, packet: Close, now: float) -> None:
         reason = packet.reason or ("closed by the peer" if packet.error_code == 0 else "aborted by the peer")

@@ -170,8 +170,17 @@ def test_a_sender_without_a_congestion_window_is_caught(patched: pytest.MonkeyPa
     # Nothing in flight ever holds it back: the whole object goes out to a receiver that acknowledges nothing.
     patched.setattr(congestion.SnipBbr, "cwnd", property(lambda self: 1 << 40))
     failed = _failures(role="sender")
-    assert set(failed) - set(KNOWN_BUGS) == {"11.1/R11.1-2/window-bounds-data"}
+    assert set(failed) - set(KNOWN_BUGS) == {"11.1/R11.1-2/window-bounds-data", "11.1/R11.1-4/initial-window"}
     assert "got 1024 DATA/REPAIR datagrams of the 1025-chunk object" in failed["11.1/R11.1-2/window-bounds-data"]
+
+
+def test_a_sender_with_an_oversized_first_flight_is_caught(patched: pytest.MonkeyPatch) -> None:
+    # A window, but twice the recommended initial one: only the SHOULD of R11.1-4 notices.
+    make = connection.make_controller
+    patched.setattr(connection, "make_controller", lambda rate, mss, window, rtt: make(rate, mss, 2 * window, rtt))
+    failed = _failures(role="sender")
+    assert set(failed) - set(KNOWN_BUGS) == {"11.1/R11.1-4/initial-window"}
+    assert "got 256 DATA/REPAIR datagrams" in failed["11.1/R11.1-4/initial-window"]
 
 
 def test_a_sender_that_never_pings_a_full_window_is_caught(patched: pytest.MonkeyPatch) -> None:

@@ -188,3 +188,36 @@ def window_bounds_data(ctx: Context) -> None:
             f"{len(sent)} DATA/REPAIR datagrams of the {announce.chunk_count}-chunk object, none acknowledged",
         )
     ctx.note(f"DATA stopped after {len(sent)} datagrams ({sum(len(rx.data) for rx in sent)} bytes), none acknowledged")
+
+
+# The recommended ceiling of R11.1-4, in datagrams of the largest size the sender uses.
+INITIAL_WINDOW_CEILING = 128
+
+
+@case(
+    "R11.1-4",
+    "The initial congestion window SHOULD be at most 128 datagrams of the largest size the endpoint sends",
+    slug="initial-window",
+    role="sender",
+    level="SHOULD",
+    needs=("big-object",),
+)
+def initial_window(ctx: Context) -> None:
+    """The tester acknowledges nothing: the DATA and REPAIR of the first flight fit in 128 datagrams of the largest
+    size the sender used, counted in bytes (its ANNOUNCE counts in flight as well, R11.1-3)."""
+    peer = ctx.sender(SessionParams(repair_decoder=1))
+    silent_receiver(peer)
+    peer.accept()
+    big_announce(peer)
+    sent = until_window_full(peer)
+    if not sent:
+        raise CaseFailed("a first flight of DATA", "no DATA nor REPAIR", absent=True)
+    largest = max(len(rx.data) for rx in sent)
+    flight = sum(len(rx.data) for rx in sent)
+    if flight > INITIAL_WINDOW_CEILING * largest:
+        raise CaseFailed(
+            f"a first flight of at most {INITIAL_WINDOW_CEILING} datagrams of {largest} bytes "
+            f"({INITIAL_WINDOW_CEILING * largest} bytes) before any ACK",
+            f"{len(sent)} DATA/REPAIR datagrams, {flight} bytes",
+        )
+    ctx.note(f"first flight: {len(sent)} DATA/REPAIR datagrams, {flight} bytes, none acknowledged")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from protocol.codec import Ack, Cancel, Data, Probe
+from protocol.codec import Ack, Announce, Cancel, Data, Probe
 from protocol.constants import ErrorCode
 from protocol.params import SessionParams
 
 from ..client import TestObject
 from ..context import Context
 from ..model import CaseFailed
+from ..peer import Rx
 from ..registry import case
 from .common import (
     WINDOW_LIMIT,
@@ -164,6 +165,17 @@ def credit_raised(ctx: Context) -> None:
 # Sender role: the target sends an object to the tester
 
 
+def _unanswered_flight(ctx: Context) -> tuple[Announce, list[Rx]]:
+    """The sender's ANNOUNCE and the DATA and REPAIR it sends before its window is full, the tester
+    acknowledging and answering nothing. repair_decoder = 1: REPAIR is bounded by the window exactly
+    as DATA is (R11.1-6), and counts with it."""
+    peer = ctx.sender(SessionParams(repair_decoder=1))
+    silent_receiver(peer)
+    peer.accept()
+    announce = big_announce(peer)
+    return announce, until_window_full(peer)
+
+
 @case(
     "R11.1-2",
     "An endpoint MUST NOT send a DATA datagram while its bytes in flight are at or above its congestion window.",
@@ -174,12 +186,7 @@ def credit_raised(ctx: Context) -> None:
 def window_bounds_data(ctx: Context) -> None:
     """The tester acknowledges nothing and answers nothing: DATA (or REPAIR) of an object of 1024 chunks or more
     stops long before its end."""
-    # repair_decoder = 1: REPAIR is bounded by the window exactly as DATA is (R11.1-6), and counts with it.
-    peer = ctx.sender(SessionParams(repair_decoder=1))
-    silent_receiver(peer)
-    peer.accept()
-    announce = big_announce(peer)
-    sent = until_window_full(peer)
+    announce, sent = _unanswered_flight(ctx)
     if len(sent) >= WINDOW_LIMIT:
         raise CaseFailed(
             f"DATA to stop once bytes in flight reach the congestion window, with no ACK nor NACK ever sent (R11.1-4 "
@@ -205,11 +212,7 @@ INITIAL_WINDOW_CEILING = 128
 def initial_window(ctx: Context) -> None:
     """The tester acknowledges nothing: the DATA and REPAIR of the first flight fit in 128 datagrams of the largest
     size the sender used, counted in bytes (its ANNOUNCE counts in flight as well, R11.1-3)."""
-    peer = ctx.sender(SessionParams(repair_decoder=1))
-    silent_receiver(peer)
-    peer.accept()
-    big_announce(peer)
-    sent = until_window_full(peer)
+    _, sent = _unanswered_flight(ctx)
     if not sent:
         raise CaseFailed("a first flight of DATA", "no DATA nor REPAIR", absent=True)
     largest = max(len(rx.data) for rx in sent)

@@ -1570,6 +1570,14 @@ class Connection:
             out.append(datagram)
             self._next_send_time += len(datagram) / rate
 
+    def _send_echo(self, obj: OutgoingObject, now: float, out: list[bytes], rate: float) -> None:
+        """The ANNOUNCE again, where R8.2-10 places it, if an echo is due."""
+        if obj.echo_due:
+            obj.echo_due = False
+            datagram = self._emit(obj.announce(), now)
+            out.append(datagram)
+            self._next_send_time += len(datagram) / rate
+
     def _tail_copies(self, obj: OutgoingObject) -> int:
         """Copies of a repair to send at an object's tail, where each lost copy costs a round trip.
 
@@ -1617,6 +1625,8 @@ class Connection:
                     # arrived are not acted on (R9.6-6), and were the last REPAIR lost, nothing
                     # newer would reach the receiver until the probe timeout.
                     out.append(self._emit(self._probe(obj, now), now))
+                if not obj.repairs_pending:
+                    self._send_echo(obj, now, out, rate)
                 continue
             copies = self._tail_copies(obj) if is_retx else 1
             chunk = obj.chunk(index)
@@ -1627,6 +1637,8 @@ class Connection:
                 self._chunk_sent(obj, index, self.sent.next_pn - 1, now, is_retx)
                 self._next_send_time += len(datagram) / rate
             if not is_retx:
+                if obj.next_new < obj.chunk_count:
+                    self._send_echo(obj, now, out, rate)
                 self._pay_announce(obj, now, out, rate)
             if obj.next_new == obj.chunk_count:
                 first_batch = not is_retx and obj.repair_count == 0
@@ -1637,6 +1649,8 @@ class Connection:
                 # spec 9.4: a status request right behind the last chunk of a round
                 obj.tail_probe_pending = False
                 out.append(self._emit(self._probe(obj, now), now))
+                if not obj.repairs_pending:
+                    self._send_echo(obj, now, out, rate)
         # an empty object has no chunk to ride behind
         for obj in self.outgoing.values():
             if obj.tail_probe_pending and obj.chunk_count == 0 and obj.state is OutState.SENDING:

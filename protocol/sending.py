@@ -97,6 +97,10 @@ class OutgoingObject:
         # Further copies of the ANNOUNCE, one behind each first copy of a chunk or REPAIR until
         # none is owed: on a path losing many datagrams the echoes alone leave it at risk.
         self.announces_owed = 0
+        # An echo of R8.2-10 fell due with the chunk just picked: it goes right behind that chunk,
+        # or, behind the last one, after the tail's REPAIRs and PROBE. Queued with the control
+        # packets instead, the echoes of a first flight sent in one burst all went after it, as one.
+        self.echo_due = False
 
     @property
     def announce_echoes_left(self) -> int:
@@ -188,7 +192,7 @@ class OutgoingObject:
                 self.tail_probe_pending = True
             if self._announce_echoes and self.next_new == self._announce_echoes[0]:
                 self._announce_echoes.pop(0)
-                self.announce_pending = True
+                self.echo_due = True
             return index, False
         return None
 

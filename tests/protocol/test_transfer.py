@@ -359,6 +359,35 @@ def test_probes_keep_coming_through_an_outage_so_the_transfer_resumes_soon_after
     assert gaps and max(gaps) <= 0.2 + 1e-6
 
 
+def test_announce_echoes_ride_behind_chunks_8_and_32_and_follow_the_tail_repairs() -> None:
+    """R8.2-10 and R9.4-1: the ANNOUNCE goes again right behind the 8th and the 32nd chunk, even in a
+    first flight that leaves in one burst, and behind the last chunk only after the tail's REPAIRs
+    and the PROBE that ends them. Queued with the control packets, the echoes of a burst had all
+    gone after it as one copy."""
+    pair = Pair("rate=50mbit rtt=20ms", seed=4)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    sent = pair.record_client_packets()
+    oid = pair.send(payload(40 * 1024, 4), name="img")  # 40 chunks: echoes after 8, 32 and 40
+    pair.run_until(lambda: pair.finished([oid]), timeout=10)
+    kinds = [type(packet).__name__ for _, packet in sent if not isinstance(packet, codec.Ack)]
+    data_seen = 0
+    echoes_after: list[int] = []
+    for kind in kinds[1:]:  # the first ANNOUNCE opens the object
+        if kind == "Data":
+            data_seen += 1
+        elif kind == "Announce":
+            echoes_after.append(data_seen)
+    assert kinds[0] == "Announce"
+    assert echoes_after[:2] == [8, 32]
+    last_data = max(i for i, kind in enumerate(kinds) if kind == "Data")
+    tail = kinds[last_data + 1 :]
+    assert tail[0] == "Probe" and "Repair" in tail
+    # the third echo: behind the batch's last REPAIR and its PROBE
+    last_repair = max(i for i, kind in enumerate(tail) if kind == "Repair")
+    assert tail[last_repair + 1 : last_repair + 3] == ["Probe", "Announce"]
+    assert tail.count("Announce") == 1
+
+
 def test_an_announce_sent_again_because_the_peer_lost_it_has_a_probe_behind_it() -> None:
     """R8.2-10, 9.4: every chunk already went out while the peer did not know the object; the
     PROBE makes the peer say at once what it lacks, instead of a probe timeout later."""
@@ -865,7 +894,8 @@ def test_every_other_probe_timeout_the_probe_goes_ahead_of_the_announce_sent_aga
     let through (benchmarks.stress seed 763: 256 kbit/s, a 2-packet queue, every packet
     duplicated), and no PROBE ever reached the receiver. Every other time the PROBE now leads."""
     sent, _ = _sent_while_the_client_hears_nothing(3.0)
-    tail = max(t for t, packet in sent if isinstance(packet, codec.Data))
+    # past the object's tail: its chunks, its REPAIRs, and the PROBE and ANNOUNCE behind them
+    tail = max(t for t, packet in sent if isinstance(packet, codec.Data | codec.Repair))
     rounds = [[packet for t, packet in sent if t == instant]
               for instant in sorted({t for t, packet in sent if t > tail and isinstance(packet, codec.Probe)})]
     rounds = [kinds for kinds in rounds if any(isinstance(packet, codec.Announce) for packet in kinds)]

@@ -371,7 +371,14 @@ class SentLog:
         # was busy, must not read as a slow path. The reported delay cannot place the arrival
         # before the packet was sent, whatever the peer claims.
         arrival = now - min(max(ack_delay, 0.0), max(now - sent.time, 0.0))
+        # Datagrams sent long before the one acknowledged are reported only now because the ACKs
+        # that would have reported them were lost (an outage of the return path): when they
+        # arrived is unknown, and timed to this ACK they would read the outage as path delay. Only
+        # those sent within two of this ACK's round trips before it are timed.
+        horizon = sent.time - 2 * max(now - sent.time, reorder_window)
         first_reported = max(i + 1 - sent_delta, 0)
+        while first_reported < i and self._log[first_reported].time < horizon:
+            first_reported += 1
         reported = i + 1 - first_reported
         report_delay_sum = reported * arrival - sum(self._log[j].time for j in range(first_reported, i + 1))
         train = next((t for t in self._trains if t.first <= largest_pn <= t.last), None)

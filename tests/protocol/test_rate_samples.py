@@ -447,3 +447,17 @@ def test_an_ack_reports_how_long_each_datagram_it_newly_covers_was_in_flight() -
     held = log.on_ack(0.140, 10, 11 * PACKET, 11, rtt=None, ack_delay=0.010)
     assert held is not None and held.reported == 1
     assert held.report_delay_sum == pytest.approx(0.050)
+
+
+def test_datagrams_whose_acks_an_outage_swallowed_are_not_timed_to_the_ack_after_it() -> None:
+    # A flight of ten at 0-9 ms; every ACK of it is lost in a 1 s outage of the return path. A
+    # PROBE at 1.10 s is acknowledged at 1.16 s, and that ACK newly reports all eleven. When the ten
+    # arrived is unknown: timed to this ACK, they read the outage as 1.1 s of path delay (the path
+    # RTT, floored at 0.75 times such readings, held the next image to a window per 0.7 s).
+    log = SentLog()
+    _send_train(log, 10, 0.0, 0.001)
+    log.on_sent(1.100, PACKET)
+    late = log.on_ack(1.160, 10, 11 * PACKET, 11, rtt=0.060, ack_delay=0.0)
+    assert late is not None
+    assert late.reported == 1
+    assert late.report_delay_sum == pytest.approx(0.060)

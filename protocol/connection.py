@@ -1566,17 +1566,19 @@ class Connection:
         REPAIR, while the peer has not shown it has the ANNOUNCE."""
         if obj.announces_owed > 0 and not obj.announce_confirmed:
             obj.announces_owed -= 1
-            datagram = self._emit(obj.announce(), now)
-            out.append(datagram)
-            self._next_send_time += len(datagram) / rate
+            self._send_announce(obj, now, out, rate)
 
     def _send_echo(self, obj: OutgoingObject, now: float, out: list[bytes], rate: float) -> None:
         """The ANNOUNCE again, where R8.2-10 places it, if an echo is due."""
         if obj.echo_due:
             obj.echo_due = False
-            datagram = self._emit(obj.announce(), now)
-            out.append(datagram)
-            self._next_send_time += len(datagram) / rate
+            self._send_announce(obj, now, out, rate)
+
+    def _send_announce(self, obj: OutgoingObject, now: float, out: list[bytes], rate: float) -> None:
+        """A copy of the ANNOUNCE among the data, paced with it."""
+        datagram = self._emit(obj.announce(), now)
+        out.append(datagram)
+        self._next_send_time += len(datagram) / rate
 
     def _tail_copies(self, obj: OutgoingObject) -> int:
         """Copies of a repair to send at an object's tail, where each lost copy costs a round trip.

@@ -190,7 +190,14 @@ class SentLog:
         lagged_lost = max(min(shortfall for _, _, shortfall in self._shortfalls), 0)
         span = lagged_sent - self._lagged_sent
         if span <= 0:
-            return  # the window's oldest ACK is the same: its loss is judged when it moves on
+            # The same datagrams, and fewer of them missing: late ones the count had read as lost
+            # (after a transfer's end no newer datagram moves the window on). Take them back now,
+            # or the rate reads them as loss all through the pause.
+            if lagged_lost < self._lagged_lost:
+                self._faded_lost = max(self._faded_lost - (self._lagged_lost - lagged_lost), 0.0)
+                self.loss_rate = min(self._faded_lost / self._faded_sent, 1.0) if self._faded_sent else 0.0
+                self._lagged_lost = lagged_lost
+            return
         # The smoothed rate follows the same lagged count: datagrams lost over datagrams counted,
         # each count fading with a half-life of LOSS_HALF_LIFE datagrams. A loss counted earlier
         # that then arrived late is taken back from the same sum, so reordering cancels out (a

@@ -271,6 +271,25 @@ def test_a_train_after_a_pause_is_judged_against_the_ack_before_the_pause() -> N
     assert log.loss_rate < 0.05
 
 
+def test_stragglers_that_arrive_after_a_transfer_ends_are_taken_off_the_loss_at_once() -> None:
+    # A flight of 128 on a jittery path: the ACK that names its last datagram comes while 40 of
+    # those before it are still on their way, and reads them as lost. The flight ends; the next
+    # ACKs name nothing newer but count the 40 (spec 11.2: they add to the count). No newer
+    # datagram moves the reordering window on, yet the rate must drop now, not stay at its high
+    # through the pause and into the planning of the next object's REPAIRs.
+    log = SentLog()
+    _send_train(log, 128, 0.0, 0.0002)
+    log.on_ack(0.05, 63, 64 * PACKET, 64, rtt=None)
+    log.on_ack(0.06, 127, 88 * PACKET, 88, rtt=None)
+    read_high = log.loss_rate
+    assert read_high > 0.2  # 40 of the 64 datagrams after the first ACK, missing for now
+    log.on_ack(0.07, 127, 110 * PACKET, 110, rtt=None)
+    assert log.loss_rate < read_high
+    log.on_ack(0.08, 127, 128 * PACKET, 128, rtt=None)
+    assert log.loss_rate == 0.0
+    assert log.loss_for_planning < 0.02  # (0 + 1) / (64 + 2): the count is as of the first ACK
+
+
 def test_a_train_a_short_queue_dropped_reads_the_bottleneck_not_the_drops() -> None:
     # 96 packets leave 0.1 ms apart (10 MB/s) into a 5 MB/s bottleneck whose queue holds almost
     # nothing: every other packet is dropped, and those that get through arrive as they were sent,

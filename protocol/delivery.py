@@ -189,26 +189,24 @@ class SentLog:
         lagged_sent = self._shortfalls[0][1]
         lagged_lost = max(min(shortfall for _, _, shortfall in self._shortfalls), 0)
         span = lagged_sent - self._lagged_sent
-        if span <= 0:
-            # The same datagrams, and fewer of them missing: late ones the count had read as lost
-            # (after a transfer's end no newer datagram moves the window on). Take them back now,
-            # or the rate reads them as loss all through the pause.
-            if lagged_lost < self._lagged_lost:
-                self._faded_lost = max(self._faded_lost - (self._lagged_lost - lagged_lost), 0.0)
-                self.loss_rate = min(self._faded_lost / self._faded_sent, 1.0) if self._faded_sent else 0.0
-                self._lagged_lost = lagged_lost
-            return
         # The smoothed rate follows the same lagged count: datagrams lost over datagrams counted,
         # each count fading with a half-life of LOSS_HALF_LIFE datagrams. A loss counted earlier
         # that then arrived late is taken back from the same sum, so reordering cancels out (a
         # rate averaged sample by sample would take a large correction as a single sample of
         # -100 %, held to a weight of one interval, and keep most of the loss it had read). The
         # sum never goes below zero: a correction for a loss already faded must not hide new ones.
-        fade = 0.5 ** (span / LOSS_HALF_LIFE)
-        self._faded_sent = self._faded_sent * fade + span
-        self._faded_lost = max(self._faded_lost * fade + (lagged_lost - self._lagged_lost), 0.0)
+        if span > 0:
+            fade = 0.5 ** (span / LOSS_HALF_LIFE)
+            self._faded_sent = self._faded_sent * fade + span
+            self._faded_lost *= fade
+            self._lagged_sent = lagged_sent
+        elif lagged_lost >= self._lagged_lost:
+            return  # the window's oldest ACK is the same, and nothing of its count came late
+        # With the same oldest ACK, a smaller count means stragglers arrived (after a transfer's end
+        # no newer datagram moves the window on): taken back now, not after the pause. The faded
+        # sent sum is > 0 here: a count can only fall once it has risen, in a span.
+        self._faded_lost = max(self._faded_lost + (lagged_lost - self._lagged_lost), 0.0)
         self.loss_rate = min(self._faded_lost / self._faded_sent, 1.0)  # both sums are >= 0
-        self._lagged_sent = lagged_sent
         self._lagged_lost = lagged_lost
 
     @property

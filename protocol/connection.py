@@ -1077,7 +1077,7 @@ class Connection:
         obj.state = OutState.DELIVERED
         obj.finished_at = now
         del self.outgoing[obj.object_id]
-        self._remember_out_final(obj.object_id, ErrorCode.NO_ERROR)
+        _remember_bounded(self._out_final, obj.object_id, ErrorCode.NO_ERROR)
         self.counters["objects_delivered"] += 1
         self._events.append(ObjectDelivered(self.session_id, obj.object_id, obj.stats()))
 
@@ -1109,7 +1109,7 @@ class Connection:
         obj.state = OutState.FAILED
         obj.finished_at = now
         self.outgoing.pop(obj.object_id, None)
-        self._remember_out_final(obj.object_id, code or ErrorCode.CANCELLED)
+        _remember_bounded(self._out_final, obj.object_id, code or ErrorCode.CANCELLED)
         self.counters["objects_failed"] += 1
         # Every id must end at the receiver, or its credit window would stall: an id that was
         # never announced is closed with a CANCEL too, under the same credit rule (spec R8.2-9).
@@ -1123,9 +1123,6 @@ class Connection:
         """Send our CANCEL (Origin 1) and keep sending it until the peer shows the id finished."""
         self._control.append(cancel)
         self._cancels_unconfirmed[cancel.object_id] = (cancel, now + self._pto(), 1)
-
-    def _remember_out_final(self, oid: int, code: int) -> None:
-        _remember_bounded(self._out_final, oid, code)
 
     def _on_close(self, packet: Close, now: float) -> None:
         reason = packet.reason or ("closed by the peer" if packet.error_code == 0 else "aborted by the peer")

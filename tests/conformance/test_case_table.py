@@ -62,3 +62,12 @@ def test_the_issue_s_coverage() -> None:
     for case in ALL:
         assert case.level in ("MUST", "SHOULD")
         assert case.needs <= {"retry", "push", "big-object"}
+
+
+def test_the_readme_counts_cases_and_labels_as_they_are() -> None:
+    """The README's figures for the suite follow the table: a case or a label added updates them."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.search(r"runs (\d+) black-box cases, covering (\d+) of the (\d+) labelled", " ".join(readme.split()))
+    assert found is not None, "the README no longer states the suite's coverage"
+    covered = {c.label for c in ALL} & LABELS
+    assert tuple(int(n) for n in found.groups()) == (len(ALL), len(covered), len(LABELS))

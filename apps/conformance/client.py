@@ -275,10 +275,13 @@ class Client(Peer):
             p = d.packet
             return self.attributed(d) and (isinstance(p, Close) or getattr(p, "object_id", None) == oid)
 
-        while (remaining := deadline - self.ctx.target.clock()) > 0:
+        clock = self.ctx.target.clock
+        last_sent = clock()  # when we last sent the target something about the object
+        while (remaining := deadline - clock()) > 0:
             rx = self.maybe(lambda d: about_it(d) and not isinstance(d.packet, codec.Ack), min(window, remaining))
             if rx is None:
                 self.probe(obj)  # quiet: ask (spec 9.4)
+                last_sent = clock()
                 continue
             packet = rx.packet
             if isinstance(packet, Complete):
@@ -300,6 +303,10 @@ class Client(Peer):
                             last_pn[index] = self.data(obj, index)
                             outcome.resent += 1
                             resent = True
-                if resent:
+                if resent or clock() - last_sent >= window:
+                    # A NACK that names only chunks resent after its Largest PN says our copies
+                    # have not arrived; it must not put the PROBE off (R9.4-2), or a lost resend
+                    # and a target that keeps reporting would wait on each other until the timeout.
                     self.probe(obj)
+                    last_sent = clock()
         return outcome

@@ -11,17 +11,20 @@ import pytest
 
 from apps.cli import main
 from apps.conformance import wire
-from apps.conformance.context import Options
+from apps.conformance.client import TestObject as Sent
+from apps.conformance.context import Context, Options
 from apps.conformance.fuzz.campaign import FuzzSettings, Reproducer, replay, run_campaign
 from apps.conformance.fuzz.minimize import ddmin
 from apps.conformance.fuzz.mutate import STRATEGIES, mutate
-from apps.conformance.fuzz.rig import Anomaly, FuzzDatagram
+from apps.conformance.fuzz.rig import FUZZ_CASE, Anomaly, FuzzDatagram
 from apps.conformance.fuzz_cli import FUZZ_CONFIG
 from apps.conformance.sim_target import SimTarget
+from apps.conformance.target import Addr
 from apps.conformance.udp_target import UdpTarget
 from protocol import codec, connection
 from protocol.codec import Data
 from protocol.errors import DecodeError
+from protocol.events import ObjectReceived
 
 FAST = Options(timeout=2.0, quiet=0.05)
 SEEDS = [codec.encode(Data(3, 7, bytes(100)), 0x1122334455667788, 9), codec.encode(codec.Ping(), 0x1122334455667788, 10)]
@@ -155,3 +158,37 @@ def test_fuzz_cli_saves_the_reproducer(planted_bug: None, tmp_path: Path, capsys
     out = capsys.readouterr().out
     assert "ANOMALY crash" in out and f"snip fuzz --replay {path} --in-process" in out
     assert len(Reproducer.load(path).datagrams) == 1
+
+
+def test_the_harness_probes_when_the_targets_nacks_predate_its_lost_resend() -> None:
+    """A resend and the PROBE behind it are lost; the receiver goes on reporting the chunk with a
+    Largest PN from before them, which (R9.3-4) does not ask for another copy. The harness must
+    probe anyway (R9.4-2), or both sides wait on each other until the timeout and the fuzzer reports
+    a broken transfer that the receiver did nothing wrong in (seed 45107, 1090 objects in)."""
+    target = in_process()
+    client = Context(FUZZ_CASE, target, FAST).session()
+    obj = Sent(bytes(range(256)) * 32, object_id=0)  # 8 chunks
+    real_send_raw = client.send_raw
+    copies_of_3 = 0
+    drop_probe = False
+
+    def lossy_send_raw(data: bytes, *, pn: int = -1, to: Addr | None = None) -> None:
+        # The harness's own datagrams lost on the way: the receiver under test is the real one.
+        nonlocal copies_of_3, drop_probe
+        packet = codec.decode(data).packet
+        if isinstance(packet, Data) and packet.chunk_index == 3 and copies_of_3 < 2:
+            copies_of_3 += 1
+            drop_probe = copies_of_3 == 2
+            client.sent.append((target.clock(), pn, data))
+            return
+        if isinstance(packet, codec.Probe) and drop_probe:
+            drop_probe = False
+            client.sent.append((target.clock(), pn, data))
+            return
+        real_send_raw(data, pn=pn, to=to)
+
+    client.send_raw = lossy_send_raw  # type: ignore[method-assign]
+    outcome = client.transfer(obj)
+    assert copies_of_3 == 2 and not drop_probe, "the resend and its PROBE were both dropped"
+    assert outcome.kind == "complete", outcome
+    assert [e.data for e in target.events() if isinstance(e, ObjectReceived)] == [obj.data]

@@ -176,16 +176,16 @@ def test_the_harness_probes_when_the_targets_nacks_predate_its_lost_resend() -> 
         # The harness's own datagrams lost on the way: the receiver under test is the real one.
         nonlocal copies_of_3, drop_probe
         packet = codec.decode(data).packet
+        lost = False
         if isinstance(packet, Data) and packet.chunk_index == 3 and copies_of_3 < 2:
             copies_of_3 += 1
-            drop_probe = copies_of_3 == 2
-            client.sent.append((target.clock(), pn, data))
-            return
-        if isinstance(packet, codec.Probe) and drop_probe:
-            drop_probe = False
-            client.sent.append((target.clock(), pn, data))
-            return
-        real_send_raw(data, pn=pn, to=to)
+            lost, drop_probe = True, copies_of_3 == 2
+        elif isinstance(packet, codec.Probe) and drop_probe:
+            lost, drop_probe = True, False
+        if lost:
+            client.sent.append((target.clock(), pn, data))  # recorded as sent, as send_raw does
+        else:
+            real_send_raw(data, pn=pn, to=to)
 
     client.send_raw = lossy_send_raw  # type: ignore[method-assign]
     outcome = client.transfer(obj)

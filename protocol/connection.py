@@ -1470,6 +1470,12 @@ class Connection:
                 pick = obj.next_chunk()
                 if pick is not None:
                     return obj, pick[0], pick[1]
+                if obj.repairs_pending:
+                    # Every chunk has left once and REPAIRs are all it has to send. No PROBE goes
+                    # while they wait (R9.4-2), and other objects' retransmissions and REPAIRs go
+                    # ahead of them: on a slow path for longer than the receiver's idle timeout
+                    # (benchmarks.stress seed 51054: a reply's waited 19 s).
+                    return obj, -1, False
         # Retransmissions of any object go ahead of new data (spec 9.3).
         for obj in self.outgoing.values():
             if obj.retx and obj.state is OutState.SENDING:
@@ -1612,7 +1618,7 @@ class Connection:
             if index < 0:
                 datagram = self._emit(obj.repair_packet(self._next_repair_seed(obj)), now)
                 out.append(datagram)
-                obj.on_repair_sent(self.sent.next_pn - 1)
+                obj.on_repair_sent(self.sent.next_pn - 1, now)
                 self.counters["repairs_sent"] += 1
                 # Paced as a full chunk even when the object's chunks are short: REPAIRs protect by
                 # being spread out, and a small reply's, sent back to back, all met the same three

@@ -56,7 +56,7 @@ class OutgoingObject:
         self.state = OutState.QUEUED
         self.announce_pending = False
         self.next_new = 0  # lowest chunk index never sent
-        self.progress_sent_at = created  # when a chunk of it last left (from its ANNOUNCE on)
+        self.progress_sent_at = created  # when a chunk or REPAIR of it last left (from its ANNOUNCE on)
         self.retx: deque[int] = deque()
         self._queued = bytearray(self.chunk_count)  # 1 while the chunk waits in retx
         self.last_sent = array("d", bytes(8 * self.chunk_count))
@@ -141,7 +141,8 @@ class OutgoingObject:
         value = repair.repair_value(self.repair_first, seed, self.repair_count, self._xor_of)
         return Repair(self.object_id, self.repair_first, seed, self.repair_count, repair.encode_payload(value, self.chunk_size))
 
-    def on_repair_sent(self, pn: int) -> None:
+    def on_repair_sent(self, pn: int, now: float) -> None:
+        self.progress_sent_at = now
         self.repairs_pending -= 1
         self.repairs_sent += 1
         self.repair_pns.append(pn)

@@ -316,8 +316,8 @@ def test_a_nack_written_after_the_last_repair_arrived_is_acted_on() -> None:
     )
     obj.plan_repairs(0, 10, 2, 0.0)
     assert obj.covered_by_repairs(3, largest_pn=500, loss=0.0)  # REPAIRs still to be sent
-    obj.on_repair_sent(99)
-    obj.on_repair_sent(100)
+    obj.on_repair_sent(99, 0.0)
+    obj.on_repair_sent(100, 0.0)
     assert obj.covered_by_repairs(3, largest_pn=99, loss=0.0)
     assert not obj.covered_by_repairs(3, largest_pn=100, loss=0.0)
     assert not obj.covered_by_repairs(3, largest_pn=101, loss=0.0)
@@ -335,7 +335,7 @@ def test_premature_nacks_are_left_to_no_more_chunks_than_the_unseen_repairs_can_
     obj.next_new = obj.chunk_count
     obj.plan_repairs(10, 30, 4, 0.0)
     for pn in (200, 201, 202, 203):
-        obj.on_repair_sent(pn)
+        obj.on_repair_sent(pn, 0.0)
     # Spread over two NACKs as the reports fell due; the second repeats a chunk of the first.
     first = obj.on_nack(((12, 3),), largest_pn=150, now=1.0, wait=0.1, loss=0.25)
     second = obj.on_nack(((14, 3),), largest_pn=150, now=1.0, wait=0.1, loss=0.25)

@@ -558,8 +558,8 @@ def _timer_probe(peer: SenderPeer) -> tuple[int, list[Rx]]:
 
 @case(
     "R9.4-2",
-    "While an object is unfinished and the sender has no chunk of it to send (every chunk has been sent and none is "
-    "queued for retransmission), the sender MUST run a probe timer for it",
+    "While an object is unfinished and the sender has nothing of it to send (every chunk has been sent, none is "
+    "queued for retransmission and no REPAIR of it waits), the sender MUST run a probe timer for it",
     slug="probe-timer",
     role="sender",
 )

@@ -202,6 +202,7 @@ class Connection:
         on_closed: Callable[[Connection], None] | None = None,
         admit: Callable[[Connection, Announce], str | None] | None = None,
         on_activity: Callable[[Connection], None] | None = None,
+        first_pn: int = 0,
     ) -> None:
         self.config = config
         self.is_client = is_client
@@ -221,6 +222,7 @@ class Connection:
         self.address_validated = is_client or address_validated
         self.rtt = RttEstimator(config.initial_rtt)
         self.sent = SentLog()
+        self.sent.next_pn = first_pn  # above 0 for a server session restored after it lapsed (R7.4-6)
         self._mss = config.chunk_size + OVERHEAD + DATA_PREFIX_LEN
         self.controller = make_controller(config.rate, self._mss, config.initial_window, config.initial_rtt)
         self.controller.set_feedback_delay(self.peer_params.max_ack_delay_ms / 1000)
@@ -228,6 +230,7 @@ class Connection:
         self._next_send_time = now
         self.close_code: int | None = None
         self.close_reason = ""
+        self.closed_at: float | None = None
         self._close_deadline: float | None = None
         self._last_close_sent = -math.inf
 
@@ -1163,6 +1166,7 @@ class Connection:
         was_closing = self.state in (State.CLOSING, State.DRAINING)
         self._fail_all(code, reason, by_peer=by_peer, now=now)
         self.state = State.CLOSED
+        self.closed_at = now
         self._control.clear()
         if not was_closing:
             self.close_code = code
@@ -1185,7 +1189,7 @@ class Connection:
         if self.state is State.CLIENT_INITIAL:
             t = self._handshake_deadline
             return t if self._next_initial is None else min(t, self._next_initial)
-        candidates: list[float] = [self._last_recv + self._idle_timeout]
+        candidates: list[float] = [self._last_recv + self.idle_timeout]
         if self.awaiting_validation:
             candidates.append(self._handshake_deadline)
         if self._ack_now or self._control:
@@ -1193,7 +1197,7 @@ class Connection:
         if self._ack_deadline is not None:
             candidates.append(self._ack_deadline)
         if self.config.keepalive:
-            candidates.append(max(self._last_recv, self._last_ping) + self._idle_timeout / 3)
+            candidates.append(max(self._last_recv, self._last_ping) + self.idle_timeout / 3)
         if self._confirm_at is not None:
             candidates.append(self._confirm_at)
         candidates.extend(resend_at for _, resend_at, _ in self._cancels_unconfirmed.values())
@@ -1217,12 +1221,13 @@ class Connection:
             due = obj_in.next_due()
             if due is not None:
                 candidates.append(due)
-            candidates.append(obj_in.last_progress + self._idle_timeout)
+            candidates.append(obj_in.last_progress + self.idle_timeout)
         best: float = min(candidates)
         return best
 
     @property
-    def _idle_timeout(self) -> float:
+    def idle_timeout(self) -> float:
+        """The effective idle timeout: the lower of the two advertised (spec 6)."""
         return min(self.local_params.idle_timeout_ms, self.peer_params.idle_timeout_ms) / 1000
 
     def _pto(self) -> float:
@@ -1231,7 +1236,7 @@ class Connection:
     def _backed_off(self, pto: float, tries: int) -> float:
         """The wait before the next copy of a packet no answer confirmed yet: doubling from one PTO,
         up to the keepalive interval."""
-        return max(pto, min(pto * 2.0 ** min(tries, 16), self._idle_timeout / 3))
+        return max(pto, min(pto * 2.0 ** min(tries, 16), self.idle_timeout / 3))
 
     def _probe_backoff(self, pto: float, tries: int) -> float:
         # Doubling spares a path that is gone; but past a fifth of a second (two round trips, on a
@@ -1258,12 +1263,12 @@ class Connection:
         if self.awaiting_validation and now >= self._handshake_deadline:
             self._enter_closed(now, ErrorCode.HANDSHAKE_TIMEOUT, "client never confirmed the handshake", by_peer=False)
             return
-        if now >= self._last_recv + self._idle_timeout:
-            self._enter_closed(now, ErrorCode.IDLE_TIMEOUT, f"no packet from the peer for {self._idle_timeout:.1f} s", by_peer=False)
+        if now >= self._last_recv + self.idle_timeout:
+            self._enter_closed(now, ErrorCode.IDLE_TIMEOUT, f"no packet from the peer for {self.idle_timeout:.1f} s", by_peer=False)
             return
         if self._ack_deadline is not None and now >= self._ack_deadline:
             self._ack_now = True
-        if self.config.keepalive and now >= max(self._last_recv, self._last_ping) + self._idle_timeout / 3:
+        if self.config.keepalive and now >= max(self._last_recv, self._last_ping) + self.idle_timeout / 3:
             self._last_ping = now
             self._control.append(Ping())
         pto = self._pto()
@@ -1314,7 +1319,7 @@ class Connection:
                     self._control.append(Data(obj.object_id, index, obj.chunk(index)))
         reorder_renack = self._renack_interval
         for obj_in in list(self.incoming.values()):
-            if now >= obj_in.last_progress + self._idle_timeout:
+            if now >= obj_in.last_progress + self.idle_timeout:
                 self._fail_incoming(obj_in, ErrorCode.OBJECT_TIMEOUT, "no data for the object within the timeout",
                                     by_peer=False, tell_peer=True)
                 continue
@@ -1497,7 +1502,7 @@ class Connection:
         go ahead of it."""
         loss = min(self._loss_for_copies(), 0.9)
         tries = math.ceil(math.log(STARVED_MISS) / math.log(loss)) if loss > 0 else 1
-        return self._idle_timeout / max(STARVED_MIN_TRIES, tries)
+        return self.idle_timeout / max(STARVED_MIN_TRIES, tries)
 
     def _repair_possible(self, obj: OutgoingObject) -> bool:
         """Both ends agreed to forward repair (spec R9.6-1), and a REPAIR fits the peer's datagrams."""

@@ -15,6 +15,7 @@ import itertools
 import os
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import codec
@@ -24,7 +25,26 @@ from .connection import Addr, Connection
 from .constants import MIN_INITIAL_DATAGRAM, SUPPORTED_VERSIONS, ErrorCode, PacketType
 from .errors import DecodeError, LocalProtocolError
 from .events import Event
+from .params import SessionParams
 from .token import check_token, make_token
+
+# Server sessions discarded unvalidated whose record is kept, per allowed pending handshake: a
+# flood of spoofed INITIALs then evicts records, never grows them without limit (R7.4-6).
+LAPSED_PER_PENDING = 4
+
+
+@dataclass(frozen=True)
+class Lapsed:
+    """A server session discarded at its handshake timeout with its client's address unproven
+    (R7.4-3): what it takes to restore it if its client, which did get the ACCEPT, turns out to
+    be there after all (R7.4-6). An outage that began between the ACCEPT and the client's first
+    packets otherwise left the client talking to an unknown session id until its idle timeout."""
+
+    peer: Addr
+    initial_id: int
+    peer_params: SessionParams
+    next_pn: int
+    until: float
 
 
 class Endpoint:
@@ -65,6 +85,7 @@ class Endpoint:
         self._timer_heap: list[tuple[float, int, Connection]] = []  # entries not in _timer_at are stale
         self._timer_seq = itertools.count()
         self._unvalidated: dict[Connection, None] = {}  # server sessions awaiting address validation
+        self._lapsed: dict[int, Lapsed] = {}  # by session id, oldest first
 
     # ------------------------------------------------------------------------------------------
     # Application API
@@ -126,6 +147,8 @@ class Endpoint:
             self.drops["unexpected_handshake"] += 1  # spec 4.2 step 7: a server drops these
             return
         conn = self.sessions.get(sid)
+        if conn is None and self.server:
+            conn = self._restore_lapsed(sid, addr, now)
         if conn is None:
             pending = self._pending_clients.get(sid)
             if pending is not None and pending.peer == addr:
@@ -187,7 +210,14 @@ class Endpoint:
             self._stateless.append((codec.encode(refusal, initial_id, 0), addr))
             self.counters["busy_refusals"] += 1
             return
-        session_id = self._fresh_id(self.sessions)
+        conn = self._server_session(self._fresh_id(self.sessions), addr, initial_id, packet.params, validated, now)
+        conn.on_initial(pn, size, now)
+        self.counters["sessions_accepted"] += 1
+
+    def _server_session(
+        self, session_id: int, addr: Addr, initial_id: int, params: SessionParams, validated: bool, now: float,
+        first_pn: int = 0,
+    ) -> Connection:
         conn = Connection(
             config=self.config,
             is_client=False,
@@ -196,19 +226,44 @@ class Endpoint:
             now=now,
             events=self._events,
             session_id=session_id,
-            peer_params=packet.params,
+            peer_params=params,
             address_validated=validated,
             on_closed=self._forget,
             admit=self._admit_object,
             on_activity=self.wake,
+            first_pn=first_pn,
         )
-        conn.on_initial(pn, size, now)
         self.sessions[session_id] = conn
         self._handshakes[(addr, initial_id)] = conn
         if not validated:
             self._unvalidated[conn] = None
         self.wake(conn)
-        self.counters["sessions_accepted"] += 1
+        return conn
+
+    def _restore_lapsed(self, session_id: int, addr: Addr, now: float) -> Connection | None:
+        """The session ``session_id`` if it lapsed unvalidated and this datagram, from its client's
+        address, proves the client got the ACCEPT after all (R7.4-6); None otherwise."""
+        lapsed = self._lapsed.get(session_id)
+        if lapsed is None or lapsed.peer != addr:
+            return None
+        del self._lapsed[session_id]
+        if now >= lapsed.until or not self.accepting or len(self.sessions) >= self.config.max_sessions:
+            return None
+        # Unvalidated until the packet in hand, which validates it as any first packet does (R7.4-1);
+        # numbering goes on from the discarded session's, so the client sees no packet number twice.
+        conn = self._server_session(session_id, addr, lapsed.initial_id, lapsed.peer_params, False, now, lapsed.next_pn)
+        self.counters["sessions_restored"] += 1
+        return conn
+
+    def _remember_lapsed(self, conn: Connection) -> None:
+        limit = LAPSED_PER_PENDING * self.config.max_pending_handshakes
+        while len(self._lapsed) >= limit or (
+            self._lapsed and next(iter(self._lapsed.values())).until <= (conn.closed_at or 0.0)
+        ):
+            del self._lapsed[next(iter(self._lapsed))]
+        self._lapsed[conn.session_id] = Lapsed(
+            conn.peer, conn.initial_id, conn.peer_params, conn.sent.next_pn, (conn.closed_at or 0.0) + conn.idle_timeout,
+        )
 
     def _maybe_negotiate_version(self, data: bytes, addr: Addr) -> None:
         """spec 3: an INITIAL in an unknown version gets the list of versions we speak."""
@@ -315,9 +370,13 @@ class Endpoint:
     def _forget(self, conn: Connection) -> None:
         if self.sessions.get(conn.session_id) is conn:
             del self.sessions[conn.session_id]
+            if not conn.is_client and conn.close_code == ErrorCode.HANDSHAKE_TIMEOUT and not conn.address_validated:
+                self._remember_lapsed(conn)
         if self._pending_clients.get(conn.initial_id) is conn:
             del self._pending_clients[conn.initial_id]
-        self._handshakes.pop((conn.peer, conn.initial_id), None)
+        if self._handshakes.get((conn.peer, conn.initial_id)) is conn:
+            # A stray copy of the INITIAL may have opened a session beside one since restored.
+            del self._handshakes[(conn.peer, conn.initial_id)]
         self._unvalidated.pop(conn, None)
         self._to_poll.pop(conn, None)
         self._to_retime.pop(conn, None)

@@ -160,6 +160,53 @@ def test_a_datagram_for_one_session_leaves_the_others_untouched(monkeypatch: pyt
     assert kept.is_open
 
 
+def _lapse(ep: Endpoint, clients: list[tuple[str, int]], now: float) -> list[tuple[int, int]]:
+    """Open an unvalidated session from each client and let them all pass the handshake timeout;
+    their session ids, from the ACCEPTs, with the highest packet number of those."""
+    rng = random.Random(7)
+    for addr in clients:
+        ep.receive_datagram(codec.encode(codec.Initial(), rng.getrandbits(63) | 1, 0), addr, now)
+    accepts: dict[tuple[str, int], tuple[int, int]] = {}
+    for data, addr in ep.datagrams_to_send(now):
+        decoded = codec.decode(data)
+        assert isinstance(decoded.packet, codec.Accept)
+        accepts[addr] = (decoded.packet.session_id, max(decoded.packet_number, accepts.get(addr, (0, 0))[1]))
+    ep.handle_timer(now + ep.config.handshake_timeout + 0.001)
+    assert not ep.sessions
+    return [accepts[addr] for addr in clients]
+
+
+def test_a_lapsed_session_is_restored_only_for_its_own_address_and_within_the_idle_timeout() -> None:
+    """R7.4-6: the record of a session discarded unvalidated speaks only for the address its ACCEPT
+    went to; from anywhere else the session id is unknown, as it is once an idle timeout passed."""
+    ep = Endpoint(SessionConfig(retry="never"), server=True)
+    a, b = ("10.0.0.1", 1000), ("10.0.0.2", 1000)
+    (sid_a, last_pn), (sid_b, _) = _lapse(ep, [a, b], 0.0)
+    ep.receive_datagram(codec.encode(codec.Ping(), sid_a, 3), b, 11.0)
+    assert ep.drops["unknown_session"] == 1 and not ep.sessions
+    ep.receive_datagram(codec.encode(codec.Ping(), sid_a, 3), a, 11.0)
+    assert list(ep.sessions) == [sid_a] and ep.sessions[sid_a].state.value == "established"
+    # The PING's ACK, numbered on from the ACCEPT: the client sees no packet number twice.
+    answer = [codec.decode(data) for data, addr in ep.datagrams_to_send(11.0) if addr == a]
+    assert [(d.session_id, type(d.packet)) for d in answer] == [(sid_a, codec.Ack)]
+    assert answer[0].packet_number == last_pn + 1
+    ep.receive_datagram(codec.encode(codec.Ping(), sid_b, 3), b, 10.0 + 30.0 + 0.01)
+    assert sid_b not in ep.sessions and ep.drops["unknown_session"] == 2
+
+
+def test_a_flood_of_lapsed_handshakes_keeps_a_bounded_number_of_records() -> None:
+    """R7.4-6: spoofed INITIALs lapse like real ones, and each leaves a record; the records are
+    bounded (4 per allowed pending handshake), the oldest going first."""
+    ep = Endpoint(SessionConfig(retry="never", max_pending_handshakes=4), server=True)
+    clients = [(f"10.0.1.{i}", 2000) for i in range(40)]
+    ids = [sid for sid, _ in _lapse(ep, clients, 0.0)]
+    for addr, sid in zip(clients, ids, strict=True):
+        ep.receive_datagram(codec.encode(codec.Ping(), sid, 3), addr, 11.0)
+    restored = [sid for sid in ids if sid in ep.sessions]
+    assert restored == ids[-16:]
+    assert ep.drops["unknown_session"] == 24
+
+
 def test_server_never_sends_more_than_three_times_what_an_unvalidated_client_sent() -> None:
     ep = Endpoint(SessionConfig(), server=True)
     initial = codec.encode(codec.Initial(), 77, 0)

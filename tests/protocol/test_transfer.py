@@ -888,6 +888,28 @@ def test_a_repeated_initial_gives_the_server_time_for_the_answer_to_its_accept()
     assert pair.server_log.received()[-1].data == data
 
 
+def test_a_session_whose_first_packets_an_outage_took_is_restored_when_they_get_through() -> None:
+    """R7.4-6: the outage begins just after the ACCEPT reaches the client, so the server hears
+    nothing in the session and discards it at its 10 s handshake timeout (R7.4-3). The outage ends
+    at 12 s, well within the idle timeout the client's session lives by: its next packet carries
+    the session id from its address, which proves it got the ACCEPT, and the server restores the
+    session. Before, that packet met an unknown session id and the client waited out its 30 s idle
+    timeout."""
+    pair = Pair("rtt=100ms blackout=0.09s-12s", seed=1)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    data = payload(50_000, 1)
+    oid = pair.send(data)
+    pair.run_until(lambda: pair.finished([oid]) or pair.closed(), timeout=60)
+    assert not pair.closed() and not pair.client_log.of(ObjectFailed)
+    assert pair.server_log.received()[-1].data == data
+    assert 12.0 < pair.sim.now < 14.0
+    # The server did discard the session in the outage, and counted the restore.
+    closed = pair.server_log.of(ConnectionClosed)
+    assert [event.error_code for event in closed] == [ErrorCode.HANDSHAKE_TIMEOUT]
+    assert closed[0].session_id == pair.conn.session_id
+    assert pair.server.counters["sessions_restored"] == 1
+
+
 def test_every_other_probe_timeout_the_probe_goes_ahead_of_the_announce_sent_again() -> None:
     """R9.4-2: while no NACK has shown the peer has the ANNOUNCE, each probe timeout sends it
     again with the PROBE. Always first, it was all a queue that passes only the head of each burst

@@ -8,6 +8,7 @@ from itertools import pairwise
 from protocol import codec
 from protocol.codec import (
     Accept,
+    Ack,
     Announce,
     Cancel,
     Close,
@@ -429,19 +430,52 @@ def anti_amplification(ctx: Context) -> None:
     slow=True,
 )
 def unvalidated_discarded(ctx: Context) -> None:
-    """ACCEPT never confirmed for 12 s: no CLOSE comes, and then the session id is unknown (assumes the 10 s timeout)."""
+    """ACCEPT never confirmed for 12 s: no CLOSE comes, then or for a packet of the session (assumes the 10 s
+    timeout). The session id is then unknown, or the session comes back restored (R7.4-6): from the wire the two
+    look alike, so this case cannot tell a discarded session from one kept."""
+    c, _ = _lapsed_session(ctx)
+    c.ping()
+    closes = [rx for rx in c.collect(c.quiet) if isinstance(rx.packet, Close)]
+    if closes:
+        raise CaseFailed("no CLOSE for a session discarded unvalidated", str(closes[0]))
+
+
+def _lapsed_session(ctx: Context) -> tuple[Client, int]:
+    """A session whose ACCEPT went unconfirmed for 12 s, with no CLOSE meanwhile; and the highest packet
+    number the target sent in it."""
     c = ctx.client()
     c.send_initial()
     answer = c.handshake_reply()
     if not isinstance(answer.packet, Accept):
         ctx.unsupported(f"the target answered {answer}: no unvalidated session to wait for")
     c.session_id = answer.packet.session_id
-    closes = [rx for rx in c.collect(12.0) if isinstance(rx.packet, Close)]
+    got = [answer, *c.collect(12.0)]
+    closes = [rx for rx in got if isinstance(rx.packet, Close)]
     if closes:
         raise CaseFailed("no CLOSE for a discarded unvalidated session", str(closes[0]))
+    return c, max(rx.decoded.packet_number for rx in got if rx.decoded is not None)
+
+
+@case(
+    "R7.4-6",
+    "Such a datagram proves that the client got the ACCEPT (R7.4-1): the restored session takes it as its first "
+    "packet, which validates the address, and numbers its own packets on from the discarded session's, so that the "
+    "client sees no packet number twice.",
+    slug="lapsed-session-restored",
+    slow=True,
+)
+def lapsed_session_restored(ctx: Context) -> None:
+    """ACCEPT unconfirmed for 12 s (past the RECOMMENDED 10 s handshake timeout), then the client's first packet of
+    the session: it is answered, and the session works, its packet numbers going on from the ACCEPT's."""
+    c, last_pn = _lapsed_session(ctx)
+    first = c.next_pn
     c.ping()
-    c.closed = True
-    c.silent("12 s after ACCEPT the unvalidated session is gone (with the RECOMMENDED 10 s handshake timeout)", ignore=())
+    ack = c.maybe(lambda d: isinstance(d.packet, Ack) and d.packet.largest_pn >= first and c.attributed(d))
+    if ack is None or ack.decoded is None:
+        ctx.unsupported("no answer 12 s after ACCEPT: the target keeps no record of lapsed sessions (a MAY)")
+    if ack.decoded.packet_number <= last_pn:
+        raise CaseFailed(f"packet numbers going on past those sent before ({last_pn})", str(ack))
+    c.alive("a restored session works")
 
 
 @case(

@@ -131,7 +131,7 @@ class IncomingObject:
         """The XOR of the held chunks ``mask`` names (chunks not yet held read as zeros)."""
         return xor_chunks(self.buffer, self.chunk_size, mask)
 
-    def add_repair(self, first: int, seed: int, count: int, payload: bytes) -> dict[int, bytes] | None:
+    def add_repair(self, first: int, seed: int, count: int, payload: bytes, now: float) -> dict[int, bytes] | None:
         """Take a REPAIR over chunks [first, first + count); chunks it lets us rebuild, if any."""
         self.repairs_received += 1
         if self.repair_disabled or not (self.missing_mask >> first) & ((1 << count) - 1):
@@ -142,6 +142,9 @@ class IncomingObject:
             return None  # more equations than unknowns already: this one cannot help
         if not self.decoder.add(first, seed, count, payload, self.missing_mask):
             return None
+        # A new equation is progress as much as a chunk is (R12.3-1): at heavy loss an object's
+        # REPAIRs can arrive for longer than the idle timeout before they are enough to solve.
+        self.last_progress = now
         return self.try_decode()
 
     def try_decode(self) -> dict[int, bytes] | None:

@@ -112,7 +112,7 @@ def test_incoming_object_keeps_no_more_repairs_than_it_can_use() -> None:
     obj, _ = _incoming(64 * 20)
     obj.add_chunk(0, bytes(64), 1, 0.0, 0.0)  # 19 missing
     for seed in range(1, 200):
-        obj.add_repair(0, seed, 20, bytes(64))
+        obj.add_repair(0, seed, 20, bytes(64), 0.0)
     assert obj.decoder is not None
     assert len(obj.decoder.rows) <= 19 + 9
     assert obj.repairs_received == 199
@@ -152,12 +152,38 @@ def test_repairs_that_cannot_reach_full_rank_never_gather_the_held_chunks() -> N
     assert solved == {i: data[i * 64 : (i + 1) * 64] for i in missing}
 
 
+def test_a_repair_that_adds_an_equation_is_progress_for_the_idle_timeout() -> None:
+    """R12.3-1: at 65 % loss with every packet doubled (benchmarks.stress seed 60884), an object's
+    REPAIRs kept arriving for 30 s, too few to rebuild any chunk, and its receiver, counting only
+    chunks as progress, cancelled it. A REPAIR that adds an equation over the missing chunks now
+    counts; a copy of an equation already held, which a hostile peer could repeat, does not."""
+    obj, data = _incoming(64 * 40)
+    for index in range(30):
+        obj.add_chunk(index, data[index * 64 : (index + 1) * 64], 1, 0.0, 0.0)
+    assert obj.last_progress == 0.0
+
+    def repair_at(seed: int, now: float) -> dict[int, bytes] | None:
+        value = repair_value(30, seed, 10, lambda mask: xor_chunks(data, 64, mask))
+        return obj.add_repair(30, seed, 10, encode_payload(value, 64), now)
+
+    assert repair_at(1, 20.0) is None  # one equation, ten unknowns
+    assert obj.last_progress == 20.0
+    assert repair_at(1, 40.0) is None  # the same equation again
+    assert obj.last_progress == 20.0
+    solved = None
+    for step, seed in enumerate(range(2, 40)):
+        solved = repair_at(seed, 40.0 + step)
+        if solved:
+            break
+    assert solved == {i: data[i * 64 : (i + 1) * 64] for i in range(30, 40)}
+
+
 def test_rebuilt_chunk_with_nonzero_padding_is_refused_and_repair_stops() -> None:
     obj, _ = _incoming(64 * 2 + 10)  # last chunk: 10 bytes, 54 bytes of padding in a REPAIR
     assert not obj.store_recovered(2, bytes(10) + b"\x01" + bytes(53), 0.0)
     assert obj.repair_disabled and obj.decoder is None
     assert not obj.received[2]
-    assert obj.add_repair(0, 1, 3, bytes(64)) is None  # ignored from now on
+    assert obj.add_repair(0, 1, 3, bytes(64), 0.0) is None  # ignored from now on
 
 
 def _rebuild_on_arrival(obj: IncomingObject, index: int, data: bytes) -> dict[int, bytes] | None:
@@ -168,7 +194,7 @@ def _rebuild_on_arrival(obj: IncomingObject, index: int, data: bytes) -> dict[in
 
 def _repair(obj: IncomingObject, data: bytes, first: int, seed: int, count: int) -> dict[int, bytes] | None:
     value = repair_value(first, seed, count, lambda mask: xor_chunks(data, 64, mask))
-    return obj.add_repair(first, seed, count, encode_payload(value, 64))
+    return obj.add_repair(first, seed, count, encode_payload(value, 64), 0.0)
 
 
 def test_rows_that_turned_dependent_do_not_hide_a_solution_later() -> None:

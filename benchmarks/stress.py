@@ -12,10 +12,12 @@ blackout outlasts the handshake timeout is counted apart. The protocol core runs
 virtual time, so 300 links take a few minutes of wall time.
 
 It prints each run that did not pass, with its seed and link (``--show-all``: every run), and a
-summary; it exits 1 if any run failed. This is how three faults were found that no fixed link
-showed: copies of an ANNOUNCE queued ahead of every PROBE copy, a probe timeout's control packets
-sent as one unpaced burst into a queue two packets deep, and an object starved behind others on a
-slow path until its receiver cancelled it.
+summary; it exits 1 if any run failed. This is how faults were found that no fixed link showed:
+copies of an ANNOUNCE queued ahead of every PROBE copy, a probe timeout's control packets sent as
+one unpaced burst into a queue two packets deep, an object starved behind others on a slow path
+until its receiver cancelled it (and, later, one whose REPAIRs were all it had left), a session
+whose first packets an outage took given up by its server for good, and REPAIRs that kept
+arriving not counted as progress. Sweeps of thousands of seeds take a few minutes each.
 """
 
 from __future__ import annotations

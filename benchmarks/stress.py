@@ -1,12 +1,12 @@
 """Random harsh links in the simulator: does every object get through?
 
-    python -m benchmarks.stress [--links 300] [--seed 0] [--show-all] [--json FILE]
+    python -m benchmarks.stress [--links 300] [--seed 0] [--sizes LIST] [--show-all] [--json FILE]
 
 Each run draws a link at random from its seed: a rate of 0.256-200 Mbit/s, an RTT of 5-1500 ms, a
 queue from 2 packets to four bandwidth-delay products, and loss (random, Gilbert-Elliott bursts,
 or different each way up to 80 %), with some jitter (normal or Pareto), reordering, duplication,
-corruption and a blackout mixed in. Over it the client sends 1-20 objects of 1 B to 200 KB, all at
-once or one after another, and the server answers each with a reply. A run passes when every object
+corruption and a blackout mixed in. Over it the client sends 1-20 objects of 1 B to 200 KB (or of
+the ``--sizes`` given), all at once or one after another, and the server answers each with a reply. A run passes when every object
 and every reply arrives bit-exact and nothing fails; a run that cannot open its session because a
 blackout outlasts the handshake timeout is counted apart. The protocol core runs in netsim's
 virtual time, so 300 links take a few minutes of wall time.
@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from benchmarks.workloads import parse_sizes
 from netsim.simulator import Observed, SimulationTimeout, Simulator
 from protocol.connection import Connection
 from protocol.endpoint import Endpoint
@@ -122,11 +123,11 @@ class Outcome:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def run_one(seed: int) -> Outcome:
-    """One random link and workload, in virtual time."""
+def run_one(seed: int, object_sizes: Sequence[int] = SIZES) -> Outcome:
+    """One random link and workload, in virtual time; each object's size drawn from ``object_sizes``."""
     rng = random.Random(seed)
     link = random_link(rng)
-    sizes = [rng.choice(SIZES) for _ in range(rng.choice([1, 2, 5, 10, 20]))]
+    sizes = [rng.choice(object_sizes) for _ in range(rng.choice([1, 2, 5, 10, 20]))]
     together = rng.random() < 0.5
     data = [rng.randbytes(size) for size in sizes]
     sim = Simulator(seed=seed)
@@ -191,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stress", description=__doc__.split("\n\n")[0])
     parser.add_argument("--links", type=int, default=300, metavar="N", help="random links to run (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first link (default 0)")
+    parser.add_argument("--sizes", metavar="LIST", help="object sizes to draw from, e.g. 1mib,300k,64kib "
+                        "(default: 1 B to 200 kB); large ones make long transfers of many objects")
     parser.add_argument("--show-all", action="store_true", help="print every run, not only those that did not pass")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every run's outcome to FILE")
     args = parser.parse_args(argv)
@@ -198,9 +201,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--links must be at least 1")
     if args.json is not None and not args.json.parent.is_dir():
         parser.error(f"--json: no folder {args.json.parent} to write {args.json.name} in")
+    object_sizes: Sequence[int] = SIZES
+    if args.sizes is not None:
+        try:
+            object_sizes = parse_sizes(args.sizes)
+        except ValueError as exc:
+            parser.error(f"--sizes: {exc}")
     outcomes = []
     for seed in range(args.seed, args.seed + args.links):
-        outcome = run_one(seed)
+        outcome = run_one(seed, object_sizes)
         outcomes.append(outcome)
         if args.show_all or outcome.status != "ok":
             print(_line(outcome), flush=True)

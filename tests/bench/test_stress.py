@@ -58,6 +58,20 @@ def test_the_command_reports_every_run_and_exits_zero_when_all_pass(tmp_path: Pa
     assert [run["seed"] for run in json.loads(out.read_text())] == [5, 6, 7]
 
 
+def test_objects_are_drawn_from_the_sizes_given(tmp_path: Path) -> None:
+    out = tmp_path / "stress.json"
+    assert stress.main(["--links", "4", "--seed", "20", "--sizes", "3kib,5000", "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())
+    drawn = {size for run in runs for size in run["sizes"]}
+    assert drawn <= {3072, 5000} and len(drawn) == 2
+
+
+def test_the_command_refuses_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        stress.main(["--links", "1", "--sizes", "1mib,lots"])
+    assert stop.value.code == 2 and "--sizes: bad size 'lots'" in capsys.readouterr().err
+
+
 def test_the_command_refuses_no_links(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         stress.main(["--links", "0"])

@@ -200,11 +200,7 @@ class Endpoint:
             self._stateless.append((codec.encode(Retry(token), initial_id, 0), addr))
             self.counters["retries_sent"] += 1
             return
-        busy = None
-        if not self.accepting:
-            busy = "server shutting down"
-        elif len(self.sessions) >= self.config.max_sessions:
-            busy = "too many sessions"
+        busy = self._busy()
         if busy is not None:
             refusal = Close(ErrorCode.SERVER_BUSY, busy)
             self._stateless.append((codec.encode(refusal, initial_id, 0), addr))
@@ -213,6 +209,14 @@ class Endpoint:
         conn = self._server_session(self._fresh_id(self.sessions), addr, initial_id, packet.params, validated, now)
         conn.on_initial(pn, size, now)
         self.counters["sessions_accepted"] += 1
+
+    def _busy(self) -> str | None:
+        """Why no session can be opened now (SERVER_BUSY), or None."""
+        if not self.accepting:
+            return "server shutting down"
+        if len(self.sessions) >= self.config.max_sessions:
+            return "too many sessions"
+        return None
 
     def _server_session(
         self, session_id: int, addr: Addr, initial_id: int, params: SessionParams, validated: bool, now: float,
@@ -247,7 +251,7 @@ class Endpoint:
         if lapsed is None or lapsed.peer != addr:
             return None
         del self._lapsed[session_id]
-        if now >= lapsed.until or not self.accepting or len(self.sessions) >= self.config.max_sessions:
+        if now >= lapsed.until or self._busy() is not None:
             return None
         # Unvalidated until the packet in hand, which validates it as any first packet does (R7.4-1);
         # numbering goes on from the discarded session's, so the client sees no packet number twice.
@@ -255,14 +259,13 @@ class Endpoint:
         self.counters["sessions_restored"] += 1
         return conn
 
-    def _remember_lapsed(self, conn: Connection) -> None:
+    def _remember_lapsed(self, conn: Connection, now: float) -> None:
         limit = LAPSED_PER_PENDING * self.config.max_pending_handshakes
-        while len(self._lapsed) >= limit or (
-            self._lapsed and next(iter(self._lapsed.values())).until <= (conn.closed_at or 0.0)
-        ):
+        # Oldest first, and all kept for the same idle timeout: expired records are at the front.
+        while self._lapsed and (len(self._lapsed) >= limit or next(iter(self._lapsed.values())).until <= now):
             del self._lapsed[next(iter(self._lapsed))]
         self._lapsed[conn.session_id] = Lapsed(
-            conn.peer, conn.initial_id, conn.peer_params, conn.sent.next_pn, (conn.closed_at or 0.0) + conn.idle_timeout,
+            conn.peer, conn.initial_id, conn.peer_params, conn.sent.next_pn, now + conn.idle_timeout,
         )
 
     def _maybe_negotiate_version(self, data: bytes, addr: Addr) -> None:
@@ -370,8 +373,9 @@ class Endpoint:
     def _forget(self, conn: Connection) -> None:
         if self.sessions.get(conn.session_id) is conn:
             del self.sessions[conn.session_id]
-            if not conn.is_client and conn.close_code == ErrorCode.HANDSHAKE_TIMEOUT and not conn.address_validated:
-                self._remember_lapsed(conn)
+            lapsed = not conn.is_client and conn.close_code == ErrorCode.HANDSHAKE_TIMEOUT and not conn.address_validated
+            if lapsed and conn.closed_at is not None:
+                self._remember_lapsed(conn, conn.closed_at)
         if self._pending_clients.get(conn.initial_id) is conn:
             del self._pending_clients[conn.initial_id]
         if self._handshakes.get((conn.peer, conn.initial_id)) is conn:

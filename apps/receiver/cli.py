@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify-image", action="store_true",
                         help="decode every image and refuse those that do not decode")
     parser.add_argument("--classify", metavar="NAME[,NAME]",
-                        help="classify each image with these classifiers and reply with the answers")
+                        help="classify each image with these classifiers and reply with the answers "
+                        "(default, or \"none\": store and acknowledge only)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per image and a final totals object on stdout")
     parser.add_argument("--quiet", action="store_true", help="no per-image lines")
@@ -147,8 +148,10 @@ async def receive_command(args: argparse.Namespace, *, stop: asyncio.Event | Non
             print(json.dumps(entry, default=str), file=stdout, flush=True)
 
     classify = None
-    if args.classify:
-        names = [name.strip() for name in args.classify.split(",") if name.strip()]
+    names = [name.strip() for name in (args.classify or "").split(",") if name.strip()]
+    if "none" in names and len(names) > 1:
+        raise CommandError(f"--classify none cannot be combined with other classifiers (got {args.classify!r})")
+    if names and names != ["none"]:
         try:
             classify = load_classifier(names)
         except ClassifierUnavailable as exc:

@@ -287,6 +287,24 @@ def test_classify_without_the_registry_is_a_clear_error(tmp_path: Path, fake_sni
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+def test_classify_none_stores_without_classifying(tmp_path: Path, fake_snip: ModuleType,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The registry is made unimportable: "none" must not need it (as with `snip bench --classify none`).
+    monkeypatch.setitem(sys.modules, "apps.classifier.registry", None)
+    (tmp_path / "a.jpg").write_bytes(image_bytes(9))
+
+    async def scenario() -> int:
+        receiver = await start_receiver(tmp_path / "out", "--classify", "none")
+        code, _, _ = await run_send(receiver.address, str(tmp_path / "a.jpg"))
+        await receiver.finish()
+        return code
+
+    assert asyncio.run(scenario()) == 0
+    assert (tmp_path / "out" / "a.jpg").read_bytes() == image_bytes(9)
+    with pytest.raises(CommandError, match="--classify none cannot be combined"):
+        asyncio.run(start_receiver(tmp_path / "out2", "--classify", "none,animal"))
+
+
 def test_receiver_json_lines(tmp_path: Path, fake_snip: ModuleType) -> None:
     (tmp_path / "a.jpg").write_bytes(image_bytes(8))
 

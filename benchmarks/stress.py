@@ -1,11 +1,14 @@
 """Random harsh links in the simulator: does every object get through?
 
-    python -m benchmarks.stress [--links 300] [--seed 0] [--sizes LIST] [--show-all] [--json FILE]
+    python -m benchmarks.stress [--links 300] [--seed 0] [--sizes LIST] [--varying] [--show-all] [--json FILE]
 
 Each run draws a link at random from its seed: a rate of 0.256-200 Mbit/s, an RTT of 5-1500 ms, a
 queue from 2 packets to four bandwidth-delay products, and loss (random, Gilbert-Elliott bursts,
 or different each way up to 80 %), with some jitter (normal or Pareto), reordering, duplication,
-corruption and a blackout mixed in. Over it the client sends 1-20 objects of 1 B to 200 KB (or of
+corruption and a blackout mixed in. With ``--varying`` the rate is not fixed but a mahimahi delivery
+trace drawn around it: steps every 0.1-2 s between a thirtieth and three times the drawn rate, and
+now and then a second or two with no capacity at all (packets wait in the queue, as on a cellular
+link during a handover, where a blackout drops them). Over it the client sends 1-20 objects of 1 B to 200 KB (or of
 the ``--sizes`` given), all at once or one after another, and the server answers each with a reply. A run passes when every object
 and every reply arrives bit-exact and nothing fails; a run that cannot open its session because a
 blackout outlasts the handshake timeout is counted apart. The protocol core runs in netsim's
@@ -16,16 +19,20 @@ summary; it exits 1 if any run failed. This is how faults were found that no fix
 copies of an ANNOUNCE queued ahead of every PROBE copy, a probe timeout's control packets sent as
 one unpaced burst into a queue two packets deep, an object starved behind others on a slow path
 until its receiver cancelled it (and, later, one whose REPAIRs were all it had left), a session
-whose first packets an outage took given up by its server for good, and REPAIRs that kept
-arriving not counted as progress. Sweeps of thousands of seeds take a few minutes each.
+whose first packets an outage took given up by its server for good, REPAIRs that kept
+arriving not counted as progress, and a small reply's copy budget spent in its first round.
+Sweeps of thousands of seeds take a few minutes each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
+import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,6 +87,33 @@ def random_link(rng: random.Random) -> str:
     return " ".join(parts)
 
 
+TRACE_PERIOD_MS = 20_000
+TRACE_OPPORTUNITY_BITS = 1500 * 8  # a mahimahi delivery opportunity
+
+
+def random_rate_trace(rng: random.Random, mean_mbit: float) -> list[int]:
+    """Delivery times in ms (mahimahi's format) of a rate that wanders around ``mean_mbit``."""
+    times: list[int] = []
+    t = 0.0
+    while t < TRACE_PERIOD_MS:
+        length = rng.uniform(100, 2000)
+        if rng.random() < 0.08:
+            t += length  # no capacity at all for a while: what is sent waits in the queue
+            continue
+        mbit = min(100.0, mean_mbit * 10 ** rng.uniform(-1.5, 0.5))
+        gap = TRACE_OPPORTUNITY_BITS / (mbit * 1000.0)  # ms between opportunities
+        end = min(t + length, TRACE_PERIOD_MS)
+        # A random phase, so that slow steps do not all start with an opportunity.
+        at = t + rng.uniform(0, gap)
+        while at < end:
+            times.append(math.floor(at))
+            at += gap
+        t = end
+    if not times or times[-1] < TRACE_PERIOD_MS:
+        times.append(TRACE_PERIOD_MS)  # the last time is the period
+    return times
+
+
 class _Side:
     """What happened to one endpoint; the server answers each object it receives with a reply."""
 
@@ -123,10 +157,20 @@ class Outcome:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def run_one(seed: int, object_sizes: Sequence[int] = SIZES) -> Outcome:
-    """One random link and workload, in virtual time; each object's size drawn from ``object_sizes``."""
+def run_one(seed: int, object_sizes: Sequence[int] = SIZES, trace_dir: Path | None = None) -> Outcome:
+    """One random link and workload, in virtual time; each object's size drawn from ``object_sizes``.
+
+    With ``trace_dir`` the link's fixed rate is replaced by a varying one (a trace file written there).
+    """
     rng = random.Random(seed)
-    link = random_link(rng)
+    link = shown = random_link(rng)
+    if trace_dir is not None:
+        rate = re.search(r"rate=([0-9.]+)mbit", link)
+        assert rate is not None  # random_link always draws a rate
+        path = trace_dir / f"{seed}.trace"
+        path.write_text("\n".join(map(str, random_rate_trace(random.Random(seed + 400), float(rate[1])))) + "\n")
+        shown = link.replace(rate[0], f"ratetrace=(varying around {rate[1]}mbit)", 1)
+        link = link.replace(rate[0], f"ratetrace={path}", 1)
     sizes = [rng.choice(object_sizes) for _ in range(rng.choice([1, 2, 5, 10, 20]))]
     together = rng.random() < 0.5
     data = [rng.randbytes(size) for size in sizes]
@@ -137,7 +181,7 @@ def run_one(seed: int, object_sizes: Sequence[int] = SIZES) -> Outcome:
     sim.add_endpoint(Observed(server.endpoint, server.drain), SERVER)
     sim.connect(CLIENT[0], SERVER[0], link)
     conn: Connection = client.endpoint.connect(SERVER, sim.now)
-    outcome = Outcome(seed, link, sizes, together, "ok")
+    outcome = Outcome(seed, shown, sizes, together, "ok")
     try:
         sim.run_until(lambda: conn.state is not State.CLIENT_INITIAL, timeout=HANDSHAKE_LIMIT)
     except SimulationTimeout:
@@ -194,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first link (default 0)")
     parser.add_argument("--sizes", metavar="LIST", help="object sizes to draw from, e.g. 1mib,300k,64kib "
                         "(default: 1 B to 200 kB); large ones make long transfers of many objects")
+    parser.add_argument("--varying", action="store_true", help="a rate that wanders and stalls (a mahimahi "
+                        "trace drawn around the link's rate) instead of a fixed one")
     parser.add_argument("--show-all", action="store_true", help="print every run, not only those that did not pass")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every run's outcome to FILE")
     args = parser.parse_args(argv)
@@ -208,11 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(f"--sizes: {exc}")
     outcomes = []
-    for seed in range(args.seed, args.seed + args.links):
-        outcome = run_one(seed, object_sizes)
-        outcomes.append(outcome)
-        if args.show_all or outcome.status != "ok":
-            print(_line(outcome), flush=True)
+    with tempfile.TemporaryDirectory(prefix="snip-stress-") as traces:
+        for seed in range(args.seed, args.seed + args.links):
+            outcome = run_one(seed, object_sizes, Path(traces) if args.varying else None)
+            outcomes.append(outcome)
+            if args.show_all or outcome.status != "ok":
+                print(_line(outcome), flush=True)
     counts = {status: sum(o.status == status for o in outcomes) for status in ("ok", "handshake timeout", "failed")}
     print(f"{len(outcomes)} links (seeds {args.seed}-{args.seed + args.links - 1}): "
           + ", ".join(f"{n} {status}" for status, n in counts.items()))

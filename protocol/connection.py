@@ -110,7 +110,7 @@ MAX_INITIAL_COPIES = 6
 # The chunks are the object's own, so more tries cost nothing but the order objects finish in.
 STARVED_MISS = 1e-6
 STARVED_MIN_TRIES = 4
-MAX_TAIL_COPIES = 3  # finished object ids whose final word we still repeat
+MAX_TAIL_COPIES = 3  # copies of one retransmitted chunk at an object's tail, at most
 # Packet numbers this far below the largest received are remembered, so that a duplicated datagram
 # is not counted twice in received_packets (spec R9.2-4): duplication must not hide loss.
 PN_MEMORY = 4096
@@ -1591,21 +1591,29 @@ class Connection:
         out.append(datagram)
         self._next_send_time += len(datagram) / rate
 
-    def _tail_copies(self, obj: OutgoingObject) -> int:
+    def _tail_copies(self, obj: OutgoingObject, index: int) -> int:
         """Copies of a repair to send at an object's tail, where each lost copy costs a round trip.
 
         Once every chunk has gone out and only a few repairs remain, sending a repair k times,
-        within a budget of 2% of the object's chunks,
         with k the smallest count whose joint loss is under 10% at the measured loss rate, trades
-        a few datagrams for whole round trips of waiting.
+        a few datagrams for whole round trips of waiting. The budget is 2% of the object's chunks
+        (at least 4), but a chunk whose copies were all lost goes in copies again: on a path that
+        loses that much, single tries a round trip apart are what lets the object time out.
         """
-        if obj.next_new < obj.chunk_count or len(obj.retx) > TAIL_REPAIRS or obj.extra_copies_left <= 0:
+        again = index in obj.copied
+        if obj.next_new < obj.chunk_count or len(obj.retx) > TAIL_REPAIRS or (obj.extra_copies_left <= 0 and not again):
+            obj.copied.discard(index)
             return 1
         loss = self.sent.loss_rate
         if loss <= 0.1:
+            obj.copied.discard(index)
             return 1
-        copies = min(MAX_TAIL_COPIES, math.ceil(math.log(0.1) / math.log(min(loss, 0.9))), 1 + obj.extra_copies_left)
-        obj.extra_copies_left -= copies - 1
+        copies = math.ceil(math.log(0.1) / math.log(min(loss, 0.9)))
+        copies = min(MAX_TAIL_COPIES, copies if again else min(copies, 1 + obj.extra_copies_left))
+        if not again:
+            obj.extra_copies_left -= copies - 1
+        if copies > 1:
+            obj.copied.add(index)
         return copies
 
     def _send_data(self, now: float, out: list[bytes]) -> None:
@@ -1641,7 +1649,7 @@ class Connection:
                 if not obj.repairs_pending:
                     self._send_echo(obj, now, out, rate)
                 continue
-            copies = self._tail_copies(obj) if is_retx else 1
+            copies = self._tail_copies(obj, index) if is_retx else 1
             chunk = obj.chunk(index)
             for _ in range(copies):
                 datagram = codec.encode_data(session_id, self.sent.next_pn, obj.object_id, index, chunk)

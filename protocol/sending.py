@@ -79,6 +79,9 @@ class OutgoingObject:
         self.retransmitted = 0
         self.nacked = 0
         self.extra_copies_left = max(4, self.chunk_count // 50)  # tail redundancy budget (2%)
+        # Chunks whose last retransmission went as several copies: asked for again, they all were
+        # lost, and they go in copies again whatever is left of the budget (R9.3-6).
+        self.copied: set[int] = set()
         # Forward repair (spec 9.6): the window the tail's REPAIRs cover, how many are still to go,
         # and the packet numbers of those sent (a NACK written before they arrived is premature).
         self.repair_first = 0

@@ -3,6 +3,7 @@ run a few of its links and check what it reports)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -21,7 +22,7 @@ def test_random_links_are_valid_and_vary_with_the_seed() -> None:
     assert any("queue=2p" in link for link in links) and any("blackout=" in link for link in links)
 
 
-@pytest.mark.parametrize("seed", [0, 2, 3, 86, 93, 188, 252, 620, 701, 763, 2594, 51054, 52230, 57189, 60884])
+@pytest.mark.parametrize("seed", [0, 2, 3, 86, 93, 188, 252, 620, 701, 763, 2594, 51054, 52230, 57054, 57189, 60884])
 def test_every_object_and_reply_gets_through_on_a_random_harsh_link(seed: int) -> None:
     # Seeds 86, 93 and 188 draw queues of 2-5 packets; at 4172563, before control packets took
     # turns and were paced, 86 (a reply) and 93 (20 objects at once) failed. 252: 20 objects at
@@ -44,9 +45,31 @@ def test_every_object_and_reply_gets_through_on_a_random_harsh_link(seed: int) -
     # packet doubled): each idle timeout's tries of a starved object were sized for one miss in
     # 10^4, and a long transfer spans many timeouts; in 60884 the receiver also counted the
     # REPAIRs that kept arriving as no progress, as long as they were too few to rebuild a chunk.
+    # 57054: a 2-chunk reply over 80 % loss at 1.5 s RTT spent its whole copy budget (4) in its
+    # first round of retransmissions; single copies a round trip apart then all went for 30 s.
     outcome = stress.run_one(seed)
     assert outcome.status == "ok", (outcome.detail, outcome.link)
     assert outcome.seconds > 0 and outcome.wire >= 1.0
+
+
+def test_a_varying_rate_wanders_around_the_links_rate_and_stalls_at_times() -> None:
+    times = stress.random_rate_trace(random.Random(7), 10.0)
+    assert times == sorted(times) and times[-1] == stress.TRACE_PERIOD_MS
+    period_s = stress.TRACE_PERIOD_MS / 1000
+    # 1500-byte opportunities per second, second by second, against the 10 Mbit/s drawn.
+    per_second = [sum(1 for t in times if i * 1000 <= t < (i + 1) * 1000) * 1500 * 8 / 1e6 for i in range(int(period_s))]
+    assert 2 < sum(per_second) / period_s < 10  # a thirtieth to three times the rate: about 0.7 of it on average
+    assert max(per_second) > 12 and min(per_second) < 3
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) >= 100  # a stretch with no capacity at all
+
+
+def test_a_varying_link_is_a_trace_the_simulator_takes(tmp_path: Path) -> None:
+    outcome = stress.run_one(3, stress.SIZES, tmp_path)
+    assert "ratetrace=(varying around" in outcome.link and "rate=" not in outcome.link.replace("ratetrace", "")
+    assert outcome.status == "ok", outcome.detail
+    fixed = stress.run_one(3)
+    assert fixed.sizes == outcome.sizes and fixed.seconds != outcome.seconds  # the same workload, another link
 
 
 def test_the_command_reports_every_run_and_exits_zero_when_all_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1601,19 +1601,17 @@ class Connection:
         loses that much, single tries a round trip apart are what lets the object time out.
         """
         again = index in obj.copied
-        if obj.next_new < obj.chunk_count or len(obj.retx) > TAIL_REPAIRS or (obj.extra_copies_left <= 0 and not again):
-            obj.copied.discard(index)
-            return 1
+        obj.copied.discard(index)
+        in_tail = obj.next_new == obj.chunk_count and len(obj.retx) <= TAIL_REPAIRS
         loss = self.sent.loss_rate
-        if loss <= 0.1:
-            obj.copied.discard(index)
+        if not in_tail or loss <= 0.1 or (obj.extra_copies_left <= 0 and not again):
             return 1
-        copies = math.ceil(math.log(0.1) / math.log(min(loss, 0.9)))
-        copies = min(MAX_TAIL_COPIES, copies if again else min(copies, 1 + obj.extra_copies_left))
+        # Over 10 % loss this is at least 2, and the budget, when it applies, is not spent.
+        copies = min(MAX_TAIL_COPIES, math.ceil(math.log(0.1) / math.log(min(loss, 0.9))))
         if not again:
+            copies = min(copies, 1 + obj.extra_copies_left)
             obj.extra_copies_left -= copies - 1
-        if copies > 1:
-            obj.copied.add(index)
+        obj.copied.add(index)
         return copies
 
     def _send_data(self, now: float, out: list[bytes]) -> None:

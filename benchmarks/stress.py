@@ -11,7 +11,7 @@ now and then a second or two with no capacity at all (packets wait in the queue,
 link during a handover, where a blackout drops them). Over it the client sends 1-20 objects of 1 B to 200 KB (or of
 the ``--sizes`` given), all at once or one after another, and the server answers each with a reply. A run passes when every object
 and every reply arrives bit-exact and nothing fails; a run that cannot open its session because a
-blackout outlasts the handshake timeout is counted apart. The protocol core runs in netsim's
+blackout outlasts the handshake timeout (30 s, as `snip send` waits) is counted apart. The protocol core runs in netsim's
 virtual time, so 300 links take a few minutes of wall time.
 
 It prints each run that did not pass, with its seed and link (``--show-all``: every run), and a
@@ -37,8 +37,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from apps.transports.snip import DEFAULT_CONNECT_TIMEOUT_S
 from benchmarks.workloads import parse_sizes
 from netsim.simulator import Observed, SimulationTimeout, Simulator
+from protocol.config import SessionConfig
 from protocol.connection import Connection
 from protocol.endpoint import Endpoint
 from protocol.events import ConnectionClosed, ObjectDelivered, ObjectFailed, ObjectReceived
@@ -175,7 +177,9 @@ def run_one(seed: int, object_sizes: Sequence[int] = SIZES, trace_dir: Path | No
     together = rng.random() < 0.5
     data = [rng.randbytes(size) for size in sizes]
     sim = Simulator(seed=seed)
-    client = _Side(Endpoint(random_bytes=random.Random(seed + 100).randbytes), None)
+    # The client waits for its handshake as long as `snip send` does by default.
+    client_config = SessionConfig(handshake_timeout=DEFAULT_CONNECT_TIMEOUT_S)
+    client = _Side(Endpoint(client_config, random_bytes=random.Random(seed + 100).randbytes), None)
     server = _Side(Endpoint(server=True, random_bytes=random.Random(seed + 200).randbytes), random.Random(seed + 300))
     sim.add_endpoint(Observed(client.endpoint, client.drain), CLIENT)
     sim.add_endpoint(Observed(server.endpoint, server.drain), SERVER)
@@ -216,10 +220,12 @@ def run_one(seed: int, object_sizes: Sequence[int] = SIZES, trace_dir: Path | No
                 for side, failed in (("client", client.failed), ("server", server.failed)) for f in failed]
     if client.closed is not None:
         problems.append(f"session closed: {client.closed.reason}")
-    problems += [f"object {i} arrived wrong" for i, item in zip(ids, data, strict=False) if server.received.get(i) != item]
+    problems += [f"object {i} {'never arrived' if i not in server.received else 'arrived wrong'}"
+                 for i, item in zip(ids, data, strict=False) if server.received.get(i) != item]
     if len(ids) < len(data):
         problems.append(f"{len(data) - len(ids)} objects never sent: the session ended first")
-    problems += [f"reply to {i} arrived wrong" for i in ids if client.received.get(i) != server.answered_with.get(i)]
+    problems += [f"reply to {i} {'never arrived' if i not in client.received else 'arrived wrong'}"
+                 for i in ids if client.received.get(i) != server.answered_with.get(i)]
     if problems:
         outcome.status, outcome.detail = "failed", "; ".join(problems[:3])
     return outcome

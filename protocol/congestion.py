@@ -25,7 +25,21 @@ PROBE_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 # the queue is acknowledged, a few ms, and ten such rounds are too short to ride out a dip.
 BW_WINDOW_ROUNDS = 10
 BW_WINDOW_MIN_S = 0.5
+# min_rtt, the typical RTT and the report delay are each the least value seen since it was last
+# renewed. Once one has not been met for MIN_RTT_WINDOW it is renewed: by an RTT probe where a queue
+# of ours stands, else by taking its next value (spec 11.4, "RTT probe").
 MIN_RTT_WINDOW = 10.0  # seconds
+# The RTT probe: the window drops to this share of the BDP (BBRv2's 0.5, where BBRv1 went down to
+# 4 datagrams) until in-flight bytes are down to it, and stays there PROBE_RTT_HOLD and a round more.
+# Taking whatever RTT came after the window ran out instead let a queue we built set the path RTT:
+# on a link that slowed to a datagram per 1.4 s, min_rtt went from 0.98 s to 9.9 s, the window grew
+# with it, and the queue reached 18 s.
+PROBE_RTT_CWND_GAIN = 0.5
+PROBE_RTT_HOLD = 0.2  # seconds
+# A probe gives up (the stale values then take their next ones) after the hold and this many times
+# the smoothed RTT, or the path RTT if larger, at its start.
+PROBE_RTT_PATIENCE = 2.0
+PROBE_RTT_MIN_SAMPLES = 8  # RTT samples of the hold that its mean must cover to set the typical RTT
 MAX_COMPENSATED_LOSS = 0.5
 # Up to this loss, samples are still compensated once rounds paced at no more than the estimate
 # (drain, and the probe cycle's phases of gain 1 or less) have lost as much: a queue we overran
@@ -146,8 +160,9 @@ class FixedRate:
         return {"controller": self.name, "pacing_rate_bps": self._rate * 8}
 
 
-class _WindowedMin:
-    """The least value seen, kept until it is MIN_RTT_WINDOW old; then the next value replaces it."""
+class _RunningMin:
+    """The least value offered since it was last reset; until a value is offered after a reset, the
+    one held stands and the next replaces it, higher or not."""
 
     __slots__ = ("_stamp", "_taken", "value")
 
@@ -157,16 +172,25 @@ class _WindowedMin:
         self._taken = False  # no value offered yet: the first one replaces the initial value
 
     def update(self, now: float, value: float) -> None:
-        if not self._taken or value <= self.value or now - self._stamp > MIN_RTT_WINDOW:
+        if not self._taken or value <= self.value:
             self.value = value
             self._stamp = now
             self._taken = True
+
+    def renew(self) -> None:
+        """Let the next value replace the one held."""
+        self._taken = False
+
+    def stale(self, now: float) -> bool:
+        """Not met or lowered for MIN_RTT_WINDOW."""
+        return self._taken and now - self._stamp > MIN_RTT_WINDOW
 
 
 class Phase(Enum):
     STARTUP = "startup"
     DRAIN = "drain"
     PROBE_BW = "probe_bw"
+    PROBE_RTT = "probe_rtt"
 
 
 class SnipBbr:
@@ -187,7 +211,7 @@ class SnipBbr:
         self._train_id = -1
         self._train_round = 0
         self.bw = 0.0
-        self._min_rtt = _WindowedMin(initial_rtt)
+        self._min_rtt = _RunningMin(initial_rtt)
         self._round = 0
         self._next_round_delivered = 0
         self._round_min_rtt = float("inf")
@@ -195,12 +219,13 @@ class SnipBbr:
         # must cover. On a jittery or reordering path the smallest sample is an outlier, far below
         # what most packets take; a window sized by it starves the flow, and its rate samples with it.
         self._smoothed_rtt = 0.0
-        self._typical_rtt = _WindowedMin(0.0)
+        self._latest_rtt = 0.0
+        self._typical_rtt = _RunningMin(0.0)
         # How long datagrams stay in flight until reported: the sum and count since the last
-        # average, and the least average of the last MIN_RTT_WINDOW (0 before the first).
+        # average, and the least average since it was renewed (0 before the first).
         self._report_delay_sum = 0.0
         self._reported = 0
-        self._report_delay = _WindowedMin(0.0)
+        self._report_delay = _RunningMin(0.0)
         self._queueing = False
         self._round_min_rtts: deque[float] = deque(maxlen=QUEUE_ROUNDS)
         self._full_bw = 0.0
@@ -222,11 +247,22 @@ class SnipBbr:
         self._round_calm = False  # the current round's
         self._round_count = (0, 0)
         self._overrun_rounds = 0  # startup rounds in a row that overran it
+        self._last_round_rate = 0.0  # the best delivery-rate sample of the last round (0: none)
+        # When an RTT probe began: the least RTT of the last two rounds, and the last round's rate.
+        self._before_probe = (0.0, 0.0)
+        # The RTT probe under way: the phase to go back to; once in-flight bytes are down to its
+        # window, when that was and the peer's received_bytes then, and the RTT samples of the
+        # datagrams sent since: the least, their sum and their count.
+        self._phase_after_probe = Phase.PROBE_BW
+        self._probe_held_from: tuple[float, int] | None = None
+        self._probe_rtts = (float("inf"), 0.0, 0)
+        self._probe_deadline = 0.0
+        self._probe_entered = 0.0
 
     # -- estimates ------------------------------------------------------------------------
     @property
     def min_rtt(self) -> float:
-        """The smallest RTT sample of the last MIN_RTT_WINDOW."""
+        """The smallest RTT sample since the last RTT probe."""
         return self._min_rtt.value
 
     @property
@@ -268,15 +304,37 @@ class SnipBbr:
         return max(rate, initial) if self.phase is Phase.STARTUP and not self._restarted else rate
 
     @property
-    def cwnd(self) -> int:
-        if self.bw <= 0:
-            return self._initial_cwnd
+    def _probe_rtt_cwnd(self) -> int:
+        # At the last round's delivery rate when that is lower: after the link slowed, bw holds
+        # the old rate for ten rounds, and the queue it built makes each round seconds long.
+        rate = min(self.bw, self._last_round_rate or self.bw)
+        return max(int(PROBE_RTT_CWND_GAIN * rate * self._path_rtt), self._probe_rtt_floor)
+
+    @property
+    def _probe_rtt_floor(self) -> int:
+        """Enough datagrams that one is likely to be acknowledged each round trip through the
+        path's loss, taken to be the same on the way back: 4 at no loss, 25 at 60 %. With 4 in
+        flight at 60 % loss one way and 80 % the other, no ACK came for 4 s, and there was no
+        room to send anything that would draw one."""
+        loss = min(self._least_round_loss or 0.0, MAX_RANDOM_LOSS)
+        return int(4 * self._mss / (1 - loss) ** 2)
+
+    @property
+    def _window(self) -> int:
+        """The congestion window outside an RTT probe."""
         # ACKs may be held back by the peer's ack delay: data sent in that time is in flight too.
         window = max(int(self._cwnd_gain * self.bw * (self._path_rtt + self._feedback_delay)) + 3 * self._mss, 4 * self._mss)
         return max(window, self._initial_cwnd) if self.phase is Phase.STARTUP and not self._restarted else window
 
+    @property
+    def cwnd(self) -> int:
+        if self.bw <= 0:
+            return self._initial_cwnd
+        return self._probe_rtt_cwnd if self.phase is Phase.PROBE_RTT else self._window
+
     def on_rtt_sample(self, now: float, rtt: float) -> None:
         self._min_rtt.update(now, rtt)
+        self._latest_rtt = rtt  # the sample the same ACK's rate sample comes with, if it has one
         self._round_min_rtt = min(self._round_min_rtt, rtt)
         self._smoothed_rtt = rtt if not self._smoothed_rtt else self._smoothed_rtt + (rtt - self._smoothed_rtt) / 8
 
@@ -286,10 +344,13 @@ class SnipBbr:
         if sample.jitter != float("inf"):
             self._jitter = sample.jitter
         round_start = sample.prior_delivered >= self._next_round_delivered
-        self._report_delay_sum += sample.report_delay_sum
-        self._reported += sample.reported
+        if self._shows_path(sample):
+            self._report_delay_sum += sample.report_delay_sum
+            self._reported += sample.reported
         if round_start:
             self._next_round_delivered = sample.delivered
+            if self._bw_samples and self._bw_samples[-1][0] == self._round:
+                self._last_round_rate = self._bw_samples[-1][1]
             self._round += 1
             if self._smoothed_rtt:
                 self._typical_rtt.update(now, self._smoothed_rtt)
@@ -324,6 +385,7 @@ class SnipBbr:
         if round_start:
             self._check_full_pipe(sample.app_limited)
         self._advance_phase(now)
+        self._probe_rtt(now, sample)
 
     def _compensated(self, rate: float, loss: float) -> float:
         """Random loss: what left us at ``rate`` would have arrived but for the loss."""
@@ -340,7 +402,7 @@ class SnipBbr:
     @property
     def _calm(self) -> bool:
         """Pacing at no more than the estimate."""
-        return self.phase is Phase.DRAIN or (self.phase is Phase.PROBE_BW and self._pacing_gain <= 1.0)
+        return self.phase in (Phase.DRAIN, Phase.PROBE_RTT) or (self.phase is Phase.PROBE_BW and self._pacing_gain <= 1.0)
 
     def _on_round_loss(self, round_loss: _RoundLoss) -> None:
         taken_raw = self._least_round_loss is not None and self._least_round_loss > self._loss_bound
@@ -408,7 +470,10 @@ class SnipBbr:
         return overran
 
     def _start_search_again(self) -> None:
-        self.phase = Phase.STARTUP
+        if self.phase is Phase.PROBE_RTT:
+            self._phase_after_probe = Phase.STARTUP
+        else:
+            self.phase = Phase.STARTUP
         self._restarted = True
         # Only a probe cycle started after this search may start another: the stale figure would
         # read the search's own finding as growth and restart at once, for ever.
@@ -418,6 +483,137 @@ class SnipBbr:
         self._overrun_rounds = 0
         self._pacing_gain = STARTUP_GAIN
         self._cwnd_gain = STARTUP_GAIN
+
+    def _shows_path(self, sample: RateSample) -> bool:
+        """Outside an RTT probe every sample counts towards the path RTT; in one, only those of
+        datagrams sent once in-flight bytes were down to its window: the rest waited in the queue."""
+        if self.phase is not Phase.PROBE_RTT:
+            return True
+        return self._probe_held_from is not None and sample.prior_delivered >= self._probe_held_from[1]
+
+    def _probe_rtt(self, now: float, sample: RateSample) -> None:
+        """Renew a stale part of the path RTT, or enter, hold or leave the RTT probe that does
+        (spec 11.4): the path RTT can only fall between renewals, and a queue of ours that stood
+        through the last MIN_RTT_WINDOW hid the path's RTT all that time; only draining it shows
+        that again."""
+        if self.phase is not Phase.PROBE_RTT:
+            if not any(m.stale(now) for m in self._path_rtt_parts) or self.bw <= 0:
+                return
+            if sample.app_limited and sample.inflight <= self._probe_rtt_cwnd and sample.rtt is not None:
+                # Sending resumed after a pause, or little waits to go: no queue of ours stands, and
+                # this sample shows the path as a probe's would, without the probe's cost.
+                self._renew_path_rtt(now, self._latest_rtt, self._smoothed_rtt)
+                return
+            if not self._queue_stands or self._probe_rtt_floor >= self._window:
+                # Nothing to drain: the next values replace the stale ones, whatever they are. A
+                # probe's few datagrams in flight draw few ACKs, and where loss takes those too
+                # (bursts of ten at 1.5 s RTT) it waited 8 s for one, sending nothing. Nor is a
+                # probe worth that where the window could not shrink anyway (the floor).
+                self._renew_stale_parts(now)
+                return
+            self._enter_probe_rtt(now)
+        if self._probe_held_from is None:
+            if sample.inflight <= self._probe_rtt_cwnd:
+                self._probe_held_from = (now, sample.delivered)
+                self._probe_rtts = (float("inf"), 0.0, 0)
+                # The report delay's next value is to be read from the hold's datagrams alone.
+                self._report_delay_sum = 0.0
+                self._reported = 0
+            elif now >= self._probe_deadline:
+                self._leave_probe_rtt(now, measured=False)
+            return
+        least, total, count = self._probe_rtts
+        if sample.rtt is not None and self._shows_path(sample):
+            rtt = self._latest_rtt
+            least, total, count = self._probe_rtts = (min(least, rtt), total + rtt, count + 1)
+        # The hold lasts PROBE_RTT_HOLD, and until a datagram it sent is acknowledged.
+        if now - self._probe_held_from[0] >= PROBE_RTT_HOLD and count:
+            self._renew_path_rtt(now, least, total / count, enough=count >= PROBE_RTT_MIN_SAMPLES)
+            self._leave_probe_rtt(now, measured=True)
+        elif now >= self._probe_deadline:
+            self._leave_probe_rtt(now, measured=False)
+
+    @property
+    def _queue_stands(self) -> bool:
+        """Even the quickest datagrams of the last two rounds took markedly longer than the path
+        RTT: a queue delays them all, and it delivers while it drains, so the probe's ACKs come."""
+        recent = list(self._round_min_rtts)[-2:]
+        path = self._path_rtt
+        return bool(recent) and min(recent) - path > max(path / 4, 0.005)
+
+    @property
+    def _path_rtt_parts(self) -> tuple[_RunningMin, _RunningMin, _RunningMin]:
+        return (self._min_rtt, self._typical_rtt, self._report_delay)
+
+    def _enter_probe_rtt(self, now: float) -> None:
+        self._phase_after_probe = Phase.STARTUP if self.phase is Phase.STARTUP else Phase.PROBE_BW
+        recent = list(self._round_min_rtts)[-2:]
+        self._before_probe = (min(recent, default=0.0), self._last_round_rate)
+        # Draining takes about the RTT the queue gives now, and the hold a round more; where loss
+        # keeps the few datagrams in flight from being acknowledged (80 % of ACKs lost, say), a
+        # probe that waited for them starved the flow for seconds at a time.
+        self._probe_entered = now
+        self._probe_deadline = now + PROBE_RTT_HOLD + PROBE_RTT_PATIENCE * max(self._smoothed_rtt, self._path_rtt)
+        self.phase = Phase.PROBE_RTT
+        self._pacing_gain = 1.0
+        self._probe_held_from = None
+
+    def _renew_stale_parts(self, now: float) -> None:
+        """Where no probe can read the path: each part of the path RTT that went stale is replaced
+        by its next value, higher or not. Held instead, a value read low once (the first smoothed
+        RTT on a path with 80 ms of jitter: 31 ms of 200) stood for good."""
+        for part in self._path_rtt_parts:
+            if part.stale(now):
+                part.renew()
+
+    def _leave_probe_rtt(self, now: float, *, measured: bool) -> None:
+        """Back to startup or probe; unless ``measured``, the stale parts of the path RTT are
+        replaced by their next values."""
+        if not measured:
+            self._renew_stale_parts(now)
+        queued_rtt, queued_rate = self._before_probe
+        path = self._path_rtt
+        margin = max(path / 4, 0.005)
+        drained_for = self._probe_held_from[0] - self._probe_entered if self._probe_held_from else 0.0
+        if measured and queued_rtt - path > margin and drained_for - path > margin and queued_rate > 0:
+            # Even the quickest datagrams of the rounds before took markedly longer than the path
+            # does now, and what was in flight took longer than the path's RTT to arrive: a queue
+            # of ours stood (on a reordering path whose path RTT reads short, the first alone
+            # holds). So we sent faster than the path carried, and what it delivered behind that
+            # queue was its rate then. The older samples are from before it slowed; and since it
+            # may have changed again since (the probe can wait out a pause), search from there as
+            # startup does.
+            self._bw_samples.clear()
+            self._bw_samples.append((self._round, queued_rate, now))
+            self._train_round = self._round - BW_WINDOW_ROUNDS
+            self._update_bw()
+            self.phase = Phase.PROBE_BW
+            self._start_search_again()
+        elif self._phase_after_probe is Phase.STARTUP:
+            self.phase = Phase.STARTUP
+            self._pacing_gain = STARTUP_GAIN
+            self._cwnd_gain = STARTUP_GAIN
+        else:
+            self._enter_probe_bw(now)
+
+    def _renew_path_rtt(self, now: float, least: float, typical: float, *, enough: bool = True) -> None:
+        """The path RTT from a time without a queue of ours: min_rtt the least RTT then, the typical
+        RTT ``typical`` (the smoothing starts again from it), the report delay the mean over the
+        datagrams reported since, if there are a few. Where these are too few to speak for the path
+        (not ``enough``: on a reordering path two samples may both have skipped the delay), the value
+        held stands until the next one replaces it, higher or not, and the smoothing starts again
+        from the larger of the two."""
+        self._min_rtt.renew()
+        self._min_rtt.update(now, least)
+        self._typical_rtt.renew()
+        if enough:
+            self._smoothed_rtt = typical
+            self._typical_rtt.update(now, typical)
+        else:
+            self._smoothed_rtt = max(typical, self._typical_rtt.value)
+        if self._reported >= REPORT_DELAY_DATAGRAMS // 8:
+            self._report_delay.value = self._report_delay_sum / self._reported
+        self._report_delay.renew()
 
     def _enter_drain(self) -> None:
         self._full_bw = self.bw
@@ -438,11 +634,7 @@ class SnipBbr:
 
     def _advance_phase(self, now: float) -> None:
         if self.phase is Phase.DRAIN and self._inflight <= self._bdp:
-            self.phase = Phase.PROBE_BW
-            self._cwnd_gain = 2.0
-            self._cycle_index = 2
-            self._cycle_stamp = now
-            self._pacing_gain = PROBE_GAINS[self._cycle_index]
+            self._enter_probe_bw(now)
         elif self.phase is Phase.PROBE_BW and now - self._cycle_stamp >= self._path_rtt:
             self._cycle_index = (self._cycle_index + 1) % len(PROBE_GAINS)
             self._cycle_stamp = now
@@ -455,6 +647,13 @@ class SnipBbr:
             # short by jitter, an outage's aftermath). Growing 25% per cycle would take many
             # cycles; search as startup does.
             self._start_search_again()
+
+    def _enter_probe_bw(self, now: float) -> None:
+        self.phase = Phase.PROBE_BW
+        self._cwnd_gain = 2.0
+        self._cycle_index = 2
+        self._cycle_stamp = now
+        self._pacing_gain = PROBE_GAINS[self._cycle_index]
 
     def stats(self) -> dict[str, float | str]:
         return {

@@ -34,6 +34,9 @@ PROGRESS_INTERVAL_S = 0.1
 # After a session falls silent: how long the sender keeps trying to open a new one, and the pause
 # between attempts the receiver refused at once.
 DEFAULT_RECONNECT_FOR_S = 300.0
+# The sender waits longer for its first handshake than the protocol's 10 s: an outage of 8 s at the
+# start of a path with a 1.5 s RTT leaves no INITIAL time to be answered within 10 s.
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
 RECONNECT_PAUSE_S = 1.0
 # Accepted for --rate besides the protocol's own names.
 RATE_ALIASES = {"bbr": "snipbbr"}
@@ -171,7 +174,8 @@ def add_arguments(parser: argparse.ArgumentParser, role: Role) -> None:
                            "machine's memory, at least --max-size)")
     if role == "sender":
         group.add_argument("--connect-timeout", type=float, metavar="SECONDS",
-                           help="how long to wait for the receiver's handshake (default 10)")
+                           help="how long to keep trying to open the session before giving up "
+                           f"(default {DEFAULT_CONNECT_TIMEOUT_S:g})")
         group.add_argument("--max-in-flight", type=int, default=64, metavar="N",
                            help="images in flight at once on the session (default 64)")
         group.add_argument("--reply-timeout", type=float, default=120.0, metavar="SECONDS",
@@ -201,7 +205,7 @@ def sender_from_args(args: argparse.Namespace, target: str) -> SnipSender:
         raise TransportError(f"bad target: {exc}") from None
     config = session_config(
         chunk_size=args.chunk_size, rate=args.rate, idle_timeout=_positive(args.idle_timeout, "--idle-timeout"),
-        handshake_timeout=_positive(args.connect_timeout, "--connect-timeout"),
+        handshake_timeout=_positive(args.connect_timeout, "--connect-timeout") or DEFAULT_CONNECT_TIMEOUT_S,
         max_datagram_size=max(1472, args.chunk_size + 30) if args.chunk_size else None,
     )
     return SnipSender(host, port, config=config, max_in_flight=max(1, args.max_in_flight),

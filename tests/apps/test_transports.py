@@ -72,6 +72,17 @@ def test_every_present_transport_adds_its_options_without_clashing(role: str) ->
     assert args.chunk_size is None and args.rate is None  # snip leaves its defaults to the protocol
 
 
+def test_the_sender_keeps_trying_to_open_the_session_for_30_seconds_unless_told() -> None:
+    # protocol/spec.md R7.2-3 recommends 10 s; an outage at the start of a slow path needs longer
+    # (tests/protocol/test_transfer.py shows one that 10 s cannot survive).
+    from apps.transports import snip
+
+    for argv, expected in (([], snip.DEFAULT_CONNECT_TIMEOUT_S), (["--connect-timeout", "4"], 4.0)):
+        args = parse("send", "h:1", "a.jpg", *argv)
+        assert snip.sender_from_args(args, "h:1")._config.handshake_timeout == expected
+    assert snip.DEFAULT_CONNECT_TIMEOUT_S == 30.0
+
+
 def test_send_and_receive_parse() -> None:
     args = parse("send", "h:1", "a.jpg", "dir", "--include", "*.jpg", "--include", "*.png", "--format", "webp",
                  "--quality", "70", "--max-dim", "640", "--deadline", "0.5", "--no-reply", "--via", "snip")

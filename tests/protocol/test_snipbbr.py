@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+from pathlib import Path
 
 import pytest
 
@@ -623,3 +624,145 @@ def test_a_megabyte_at_85_percent_loss_each_way_is_not_starved_by_its_own_estima
     start = pair.sim.now
     pair.run_until(lambda: pair.finished([oid]), timeout=200)
     assert pair.sim.now - start < 15.0
+
+
+# --- the RTT probe (spec 11.4) -----------------------------------------------------------------
+
+
+def _queued_rounds(bbr: SnipBbr, start: float, end: float, rtt: float, rate: float, first: int) -> int:
+    """Rounds from ``start`` to ``end``, each as long as ``rtt``, with RTT samples of ``rtt``, a
+    delivery rate of ``rate`` and 500 kB in flight. Returns the next round's number."""
+    k = first
+    now = start
+    while now < end:
+        bbr.on_rtt_sample(now, rtt)
+        bbr.on_rate_sample(now, dataclasses.replace(_sample(k, rate=rate), rtt=rtt, inflight=500_000))
+        k += 1
+        now += rtt
+    return k
+
+
+def test_a_queue_that_stood_for_ten_seconds_is_drained_and_the_path_read_again() -> None:
+    # A link that slowed from 2.5 to 0.25 MB/s behind a deep buffer: the estimate still held the
+    # old rate, and the queue it built delayed every packet by 2 s. Once min_rtt had not been met
+    # for 10 s, the window fell to half of what the last round delivered per path RTT, until the
+    # queue was gone; what came back then set min_rtt, and what the queue delivered set bw, from
+    # which startup searches again.
+    bbr = _controller()
+    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=2.5e6, app_limited=True))
+    k = _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=2.5e6, first=2)
+    assert bbr.phase is Phase.PROBE_BW
+    k = _queued_rounds(bbr, 2.0, 11.9, rtt=2.0, rate=2.5e5, first=k)
+    assert bbr.phase is Phase.PROBE_BW and bbr.bw == pytest.approx(2.5e6, rel=0.05)  # rounds of a queue
+    k = _queued_rounds(bbr, 12.0, 12.1, rtt=2.0, rate=2.5e5, first=k)
+    assert bbr.phase is Phase.PROBE_RTT
+    assert bbr.cwnd == max(4 * MSS, int(0.5 * 2.5e5 * 0.05))
+    # Still draining: the samples of datagrams that waited in the queue are not the path's.
+    k = _queued_rounds(bbr, 12.1, 13.0, rtt=0.3, rate=2.5e5, first=k)
+    assert bbr.phase is Phase.PROBE_RTT and bbr.min_rtt == pytest.approx(0.05)
+    # Drained: 0.2 s at the probe's window, and a datagram sent then acknowledged.
+    now = 13.0
+    for j in range(4):
+        sample = dataclasses.replace(_sample(k + j, rate=1e5), rtt=0.06, inflight=5000)
+        bbr.on_rtt_sample(now + 0.1 * j, 0.06)
+        bbr.on_rate_sample(now + 0.1 * j, sample)
+    assert bbr.min_rtt == pytest.approx(0.06)
+    assert bbr.bw == pytest.approx(2.5e5)
+    # The path's rate may have changed again while the queue drained: searched for from there.
+    assert bbr.phase is Phase.STARTUP and bbr.pacing_rate == pytest.approx(2.885 * 2.5e5, rel=0.01)
+
+
+def test_a_probe_through_no_queue_leaves_the_estimate() -> None:
+    # A path whose RTT rose for good (a new route) with no queue of ours: the probe reads the new
+    # RTT, and keeps the rate the path still carries.
+    bbr = _controller()
+    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
+    k = _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=1e6, first=2)
+    k = _queued_rounds(bbr, 2.0, 12.1, rtt=0.08, rate=1e6, first=k)
+    assert bbr.phase is Phase.PROBE_RTT
+    for j in range(4):
+        sample = dataclasses.replace(_sample(k + j, rate=5e5), rtt=0.08, inflight=5000)
+        bbr.on_rtt_sample(12.1 + 0.1 * j, 0.08)
+        bbr.on_rate_sample(12.1 + 0.1 * j, sample)
+    assert bbr.phase is Phase.PROBE_BW
+    assert bbr.min_rtt == pytest.approx(0.08)
+    assert bbr.bw == pytest.approx(1e6)
+
+
+def test_sending_again_after_a_pause_needs_no_probe() -> None:
+    # Nothing to send for 20 s: the first sample after the pause, app-limited with little in
+    # flight, shows the path without a queue of ours, and the window stays open.
+    bbr = _controller()
+    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
+    k = _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=1e6, first=2)
+    bbr.on_rtt_sample(22.0, 0.07)
+    bbr.on_rate_sample(22.0, dataclasses.replace(_sample(k, rate=1e5, app_limited=True), rtt=0.07, inflight=3000))
+    assert bbr.phase is Phase.PROBE_BW
+    assert bbr.min_rtt == pytest.approx(0.07)
+
+
+def test_a_link_that_slows_behind_a_deep_buffer_does_not_keep_its_queue(tmp_path: Path) -> None:
+    # 8 Mbit/s for 3 s, then 1 Mbit/s, behind a 1 MB buffer (8 s at the slower rate), 100 ms.
+    # The estimate held 8 Mbit/s for ten rounds, seconds each behind the queue it built; when
+    # min_rtt then ran out, the next sample (1.9 s) became the path RTT, the window grew with it,
+    # and RTTs reached 8 s while the queue overflowed (1.26 bytes on the wire per image byte).
+    trace = tmp_path / "slows.trace"
+    times, t = [], 0.0
+    while t < 60_000:
+        t += 12.0 / (8 if t < 3000 else 1)  # ms between 1500-byte opportunities
+        times.append(int(t))
+    trace.write_text("\n".join(map(str, times)) + "\n")
+    pair = Pair(f"ratetrace={trace} rtt=100ms queue=1000kb", seed=1)
+    pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED", timeout=10)
+    data = random.Random(1).randbytes(5 << 20)
+    oid = pair.send(data)
+    start = pair.sim.now
+    late_rtts: list[float] = []
+
+    def done() -> bool:
+        if pair.sim.now - start > 15:
+            late_rtts.append(pair.conn.rtt.latest)
+        return pair.finished([oid])
+
+    pair.run_until(done, timeout=60)
+    assert pair.server_log.received()[0].data == data
+    assert late_rtts and max(late_rtts) < 1.0
+    assert pair.conn.counters["bytes_sent"] < 1.1 * len(data)
+
+
+def test_no_probe_where_loss_would_starve_its_few_datagrams_of_acks() -> None:
+    # 70 % loss: a probe's window must hold 4 / 0.3^2 = 44 datagrams for one ACK a round trip to be
+    # likely, more than the window of a 0.8 Mbit/s, 50 ms path. With 4 in flight, no ACK came for
+    # seconds, nor was there room to send anything that would draw one.
+    bbr = _controller()
+    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e5, app_limited=True))
+    now, k = 0.02, 2
+    while now < 25.0:
+        rtt = 0.05 if now < 2.0 else 0.08  # a queue of 30 ms from 2 s on
+        bbr.on_rtt_sample(now, rtt)
+        bbr.on_rate_sample(now, dataclasses.replace(_sample(k, rate=1e5), rtt=rtt, inflight=8000,
+                                                    counted=100 * k, lost=70 * k))
+        assert bbr.phase is not Phase.PROBE_RTT
+        now += 0.06
+        k += 1
+    # No probe could read the path better: the next sample replaced the stale one, as it would
+    # without probes (held instead, a value read low once stood for good).
+    assert bbr.min_rtt == pytest.approx(0.08)
+
+
+def test_no_probe_without_a_standing_queue() -> None:
+    # RTTs a little above the first one, as jitter gives: no queue to drain. A probe would only
+    # shrink the window, and its few datagrams' ACKs can all be lost (bursts of ten at 1.5 s RTT:
+    # 8 s without one, sending nothing). The stale min_rtt gives way to the next sample.
+    bbr = _controller()
+    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
+    rng = random.Random(3)
+    now, k = 0.02, 2
+    while now < 25.0:
+        rtt = 0.05 if now < 2.0 else 0.051 + 0.004 * rng.random()
+        bbr.on_rtt_sample(now, rtt)
+        bbr.on_rate_sample(now, dataclasses.replace(_sample(k, rate=1e6), rtt=rtt, inflight=50_000))
+        assert bbr.phase is not Phase.PROBE_RTT
+        now += 0.05
+        k += 1
+    assert 0.051 <= bbr.min_rtt < 0.055

@@ -153,6 +153,23 @@ def test_unreachable_server_ends_with_handshake_timeout() -> None:
     assert event.error_code == ErrorCode.HANDSHAKE_TIMEOUT
 
 
+def test_a_handshake_outlasts_an_outage_that_leaves_no_time_within_ten_seconds() -> None:
+    """An 8.5 s outage from 0.3 s on a path of 1.5 s RTT: the first INITIAL after it leaves at 9.3 s
+    and its ACCEPT comes back at 10.8 s, past the protocol's 10 s. `snip send` waits 30 s by
+    default (apps.transports.snip.DEFAULT_CONNECT_TIMEOUT_S) and opens the session."""
+    link = "rate=10mbit rtt=1500ms blackout=0.3s-8.8s"
+
+    def opened(timeout: float) -> bool:
+        config = SessionConfig(handshake_timeout=timeout)
+        pair = Pair(link, seed=1, client_config=config)
+        oid = pair.send(b"x" * 5000, name="x")
+        pair.run_until(lambda: pair.finished([oid]), timeout=60)
+        return bool(pair.client_log.of(ObjectDelivered))
+
+    assert not opened(10.0)
+    assert opened(30.0)
+
+
 def test_initial_retransmissions_double_up_to_a_second() -> None:
     """R7.2-2: 0.3 s after the first try, then doubling, but never more than 1 s apart, so that the
     10 s handshake timeout holds twelve tries; two copies a try, and one more for each unanswered try

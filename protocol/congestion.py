@@ -75,6 +75,12 @@ QUEUE_ROUNDS = 4
 INITIAL_TRAIN_SPREAD = 0.010
 
 
+def _markedly_above(rtt: float, base: float) -> bool:
+    """``rtt`` exceeds the path RTT ``base`` by more than a queue's worth of noise: a quarter of it,
+    and at least 5 ms."""
+    return rtt - base > max(base / 4, 0.005)
+
+
 class _RoundLoss(NamedTuple):
     """What one round lost of what it counted, whether startup overran the queue in it, and whether
     it was paced at no more than the estimate from its start to its end (calm)."""
@@ -366,7 +372,7 @@ class SnipBbr:
                 # which jitter makes an outlier).
                 base = self._path_rtt
                 self._round_min_rtts.append(self._round_min_rtt)
-                self._queueing = min(self._round_min_rtts) - base > max(base / 4, 0.005)
+                self._queueing = _markedly_above(min(self._round_min_rtts), base)
             self._round_min_rtt = float("inf")
             counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
             if counted > 0:
@@ -537,9 +543,12 @@ class SnipBbr:
     def _queue_stands(self) -> bool:
         """Even the quickest datagrams of the last two rounds took markedly longer than the path
         RTT: a queue delays them all, and it delivers while it drains, so the probe's ACKs come."""
-        recent = list(self._round_min_rtts)[-2:]
-        path = self._path_rtt
-        return bool(recent) and min(recent) - path > max(path / 4, 0.005)
+        return _markedly_above(self._recent_min_rtt, self._path_rtt)
+
+    @property
+    def _recent_min_rtt(self) -> float:
+        """The least RTT of the last two rounds (0 before a round has ended)."""
+        return min(list(self._round_min_rtts)[-2:], default=0.0)
 
     @property
     def _path_rtt_parts(self) -> tuple[_RunningMin, _RunningMin, _RunningMin]:
@@ -547,8 +556,7 @@ class SnipBbr:
 
     def _enter_probe_rtt(self, now: float) -> None:
         self._phase_after_probe = Phase.STARTUP if self.phase is Phase.STARTUP else Phase.PROBE_BW
-        recent = list(self._round_min_rtts)[-2:]
-        self._before_probe = (min(recent, default=0.0), self._last_round_rate)
+        self._before_probe = (self._recent_min_rtt, self._last_round_rate)
         # Draining takes about the RTT the queue gives now, and the hold a round more; where loss
         # keeps the few datagrams in flight from being acknowledged (80 % of ACKs lost, say), a
         # probe that waited for them starved the flow for seconds at a time.
@@ -573,9 +581,8 @@ class SnipBbr:
             self._renew_stale_parts(now)
         queued_rtt, queued_rate = self._before_probe
         path = self._path_rtt
-        margin = max(path / 4, 0.005)
         drained_for = self._probe_held_from[0] - self._probe_entered if self._probe_held_from else 0.0
-        if measured and queued_rtt - path > margin and drained_for - path > margin and queued_rate > 0:
+        if measured and _markedly_above(queued_rtt, path) and _markedly_above(drained_for, path) and queued_rate > 0:
             # Even the quickest datagrams of the rounds before took markedly longer than the path
             # does now, and what was in flight took longer than the path's RTT to arrive: a queue
             # of ours stood (on a reordering path whose path RTT reads short, the first alone
@@ -587,7 +594,7 @@ class SnipBbr:
             self._bw_samples.append((self._round, queued_rate, now))
             self._train_round = self._round - BW_WINDOW_ROUNDS
             self._update_bw()
-            self.phase = Phase.PROBE_BW
+            self.phase = self._phase_after_probe  # out of the probe first, or the search waits for its end
             self._start_search_again()
         elif self._phase_after_probe is Phase.STARTUP:
             self.phase = Phase.STARTUP

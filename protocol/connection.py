@@ -258,6 +258,9 @@ class Connection:
         self._ack_deadline: float | None = None
         self._ack_now = False
         self._last_recv = now
+        # The last DATA, REPAIR or PROBE of any object from the peer: a sender silent for a PTO
+        # while we hold an ANNOUNCE lost what it sent, or is waiting to hear of it (R9.1-12).
+        self._last_object_traffic = -math.inf
         self._last_ping = -math.inf
         self._last_ack_time = now
         self._window_probes = 0
@@ -292,7 +295,7 @@ class Connection:
         self._in_id_limit = self.local_params.max_concurrent_objects
         self._in_announce_limit = self.local_params.max_buffered_bytes
         self._unannounced: dict[int, list[tuple[int, bytes, int]]] = {}
-        self._unannounced_repairs: dict[int, list[Repair]] = {}  # within the same byte bound
+        self._unannounced_repairs: dict[int, list[tuple[Repair, int]]] = {}  # with their pns, same bound
         self._unannounced_bytes = 0
         # The largest sent_through of PROBEs for objects not yet announced (bounded like the ids):
         # when the ANNOUNCE comes, the chunks below it are known sent, and lacking them is a gap.
@@ -527,6 +530,8 @@ class Connection:
             self._start_closing(now, violation.code, violation.reason, violation=True)
 
     def _dispatch(self, packet: Packet, pn: int, now: float) -> None:
+        if isinstance(packet, Data | Repair | Probe):
+            self._last_object_traffic = now
         if isinstance(packet, Data):
             self._on_data(packet, pn, now)
         elif isinstance(packet, Repair):
@@ -665,10 +670,10 @@ class Connection:
                 self._store_chunk(obj, index, chunk, pn, now)
                 if oid not in self.incoming:
                     return
-        for repair in self._unannounced_repairs.pop(oid, []):
+        for repair, repair_pn in self._unannounced_repairs.pop(oid, []):
             self._unannounced_bytes -= _held_cost(repair.payload)
             if oid in self.incoming and not obj.complete:
-                self._take_repair(obj, repair, now)
+                self._take_repair(obj, repair, repair_pn, now)
         if obj.complete and oid in self.incoming:
             self._complete_incoming(obj, now)
         sent_through = self._probed_unannounced.pop(oid, 0)
@@ -713,11 +718,11 @@ class Connection:
                 # ANNOUNCE and chunk often spares REPAIRs sent right behind them (R9.6-3).
                 self._hold_unannounced(packet, pn, now)
             return
-        self._take_repair(obj, packet, now)
+        self._take_repair(obj, packet, pn, now)
         if obj.complete and oid in self.incoming:
             self._complete_incoming(obj, now)
 
-    def _take_repair(self, obj: IncomingObject, packet: Repair, now: float) -> None:
+    def _take_repair(self, obj: IncomingObject, packet: Repair, pn: int, now: float) -> None:
         if packet.first_index + packet.count > obj.chunk_count:
             raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"REPAIR window runs past chunk {obj.chunk_count - 1}")
         if len(packet.payload) != obj.chunk_size:
@@ -725,6 +730,9 @@ class Connection:
         if not self.config.repair:
             self.counters["ignored_packets"] += 1  # we did not offer to decode (spec R9.6-1)
             return
+        # Its window was sent in full (R5.14-4): when the object's last chunks are lost and its
+        # REPAIRs fall short, this is the first sign of them short of a PROBE (R9.1-11).
+        obj.on_repair_window(packet.first_index + packet.count, pn, now, self._reorder_allowance)
         self._apply_repaired(obj, obj.add_repair(packet.first_index, packet.seed, packet.count, packet.payload, now), now)
 
     def _apply_repaired(self, obj: IncomingObject, chunks: dict[int, bytes] | None, now: float) -> None:
@@ -763,14 +771,14 @@ class Connection:
             if isinstance(packet, Data):
                 self._unannounced.setdefault(packet.object_id, []).append((packet.chunk_index, packet.chunk, pn))
             else:
-                self._unannounced_repairs.setdefault(packet.object_id, []).append(packet)
+                self._unannounced_repairs.setdefault(packet.object_id, []).append((packet, pn))
             self._unannounced_bytes += size
         self._ask_for_announce(packet.object_id, now)
 
     def _drop_unannounced(self, oid: int) -> None:
         for _, chunk, _ in self._unannounced.pop(oid, []):
             self._unannounced_bytes -= _held_cost(chunk)
-        for repair in self._unannounced_repairs.pop(oid, []):
+        for repair, _ in self._unannounced_repairs.pop(oid, []):
             self._unannounced_bytes -= _held_cost(repair.payload)
 
     def _ask_for_announce(self, oid: int, now: float) -> None:
@@ -1225,6 +1233,8 @@ class Connection:
             if due is not None:
                 candidates.append(due)
             candidates.append(obj_in.last_progress + self.idle_timeout)
+            if obj_in.high < obj_in.chunk_count:
+                candidates.append(self._silence_deadline(obj_in, pto))
         best: float = min(candidates)
         return best
 
@@ -1235,6 +1245,14 @@ class Connection:
 
     def _pto(self) -> float:
         return self.rtt.pto(self.peer_params.max_ack_delay_ms / 1000)
+
+    def _silence_deadline(self, obj_in: IncomingObject, pto: float) -> float:
+        """When to ask for the rest of ``obj_in`` from a sender silent since its ANNOUNCE: after a
+        PTO of silence, then as often as the sender would probe, while it lasts (R9.1-12)."""
+        since = max(obj_in.started, self._last_object_traffic)
+        if obj_in.silence_since != since or not obj_in.silence_reports:
+            return since + pto
+        return obj_in.silence_last + self._probe_backoff(pto, obj_in.silence_reports)
 
     def _backed_off(self, pto: float, tries: int) -> float:
         """The wait before the next copy of a packet no answer confirmed yet: doubling from one PTO,
@@ -1326,6 +1344,14 @@ class Connection:
                 self._fail_incoming(obj_in, ErrorCode.OBJECT_TIMEOUT, "no data for the object within the timeout",
                                     by_peer=False, tell_peer=True)
                 continue
+            if obj_in.high < obj_in.chunk_count and now >= self._silence_deadline(obj_in, pto):
+                # Nothing of any object for a PTO since its ANNOUNCE: ask for the rest. What the
+                # sender has not sent yet, it ignores (R9.3-8).
+                since = max(obj_in.started, self._last_object_traffic)
+                obj_in.silence_reports = obj_in.silence_reports + 1 if obj_in.silence_since == since else 1
+                obj_in.silence_since = since
+                obj_in.silence_last = now
+                self._queue_nacks(obj_in.object_id, obj_in.unseen_tail())
             due = obj_in.next_due()
             if due is not None and now >= due:
                 allowance = self._reorder_allowance

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,6 +43,20 @@ class NackOnce(receiving.IncomingObject):
                 self.nacked_at_pn[index] = largest_pn
                 self.gap_seen[index] = gap_time
             self.last_nacked[index] = now
+
+
+class BlindToRepairWindows(receiving.IncomingObject):
+    """(g) takes a REPAIR's window for nothing about what was sent: only a PROBE shows a lost tail."""
+
+    def on_repair_window(self, end: int, pn: int, now: float, reorder: float) -> None:
+        pass
+
+
+class DeafToSilence(connection.Connection):
+    """(h) holds an ANNOUNCE and waits, however long its sender stays silent, for a PROBE."""
+
+    def _silence_deadline(self, obj_in: receiving.IncomingObject, pto: float) -> float:
+        return math.inf
 
 
 class TrustsItsAnnounce(sending.OutgoingObject):
@@ -112,6 +127,18 @@ def test_never_re_nacking_is_caught(patched: pytest.MonkeyPatch) -> None:
     failed = _failures()
     assert set(failed) - set(KNOWN_BUGS) == {"9.1/R9.1-4/re-nack"}
     assert "1 NACK(s) naming it" in failed["9.1/R9.1-4/re-nack"]
+
+
+def test_ignoring_what_a_repair_shows_was_sent_is_caught(patched: pytest.MonkeyPatch) -> None:
+    patched.setattr(connection, "IncomingObject", BlindToRepairWindows)
+    failed = _failures()
+    assert set(failed) - set(KNOWN_BUGS) == {"9.1/R9.1-11/repair-shows-tail-sent"}
+
+
+def test_waiting_for_a_probe_from_a_silent_sender_is_caught(patched: pytest.MonkeyPatch) -> None:
+    patched.setattr(endpoint, "Connection", DeafToSilence)
+    failed = _failures()
+    assert set(failed) - set(KNOWN_BUGS) == {"9.1/R9.1-12/silent-sender-asked"}
 
 
 def test_ignoring_the_amplification_limit_is_caught(patched: pytest.MonkeyPatch) -> None:

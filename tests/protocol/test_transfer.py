@@ -1000,3 +1000,37 @@ def test_a_few_packet_numbers_mostly_missing_are_read_as_loss_for_copies() -> No
     span, missing = pair.server.session(pair.conn.session_id)._peer_packets_missing()
     assert span < 32 and missing >= 6
     assert sum(t == completes[0] for t in completes) >= 2
+
+
+def test_a_receiver_asks_a_silent_sender_for_the_rest_less_often_as_the_silence_lasts() -> None:
+    """R9.1-12: the receiver holds an object's ANNOUNCE, and nothing of the object (DATA, REPAIR,
+    PROBE) gets through. It asks for the whole object after a probe timeout, then as often as the
+    sender's probe timer runs, never at the re-NACK interval; once the path passes data again, the
+    object completes."""
+    pair = Pair("rtt=100ms", seed=3)
+    pair.run_until(lambda: pair.conn.is_open, timeout=5.0)
+    silenced = [True]
+    asked: list[tuple[float, codec.Nack]] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+        packet = codec.decode(datagram).packet
+        if src == CLIENT and silenced[0] and isinstance(packet, codec.Data | codec.Repair | codec.Probe):
+            return None
+        if src != CLIENT and isinstance(packet, codec.Nack) and packet.object_id == 0 and packet.missing:
+            asked.append((now, packet))
+        return datagram
+
+    pair.sim.add_tap(tap)
+    start = pair.sim.now
+    oid = pair.send(random.Random(5).randbytes(5 * 1024))
+    pair.sim.run_for(8.0)
+    assert asked, "no NACK for an object whose sender went silent after its ANNOUNCE"
+    assert all(nack.missing == ((0, 5),) for _, nack in asked)
+    assert asked[0][0] - start < 1.0  # a probe timeout, at 100 ms RTT
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(asked)]
+    # As often as the sender's probe timer at most: never within a PTO (above the 100 ms RTT), where
+    # reports on the re-NACK schedule went out every 40 ms (203 NACKs in these 8 s).
+    assert min(gaps) >= 0.1 and len(asked) <= 8 / 0.1
+    silenced[0] = False
+    pair.run_until(lambda: pair.finished([oid]), timeout=30.0)
+    assert oid in {e.object_id for e in pair.client_log.of(ObjectDelivered)}

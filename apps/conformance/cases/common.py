@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from protocol.codec import Announce, Data, Decoded, Initial, Nack, Repair
+from protocol.codec import Announce, Data, Decoded, Initial, Nack, Ping, Repair
 from protocol.params import SessionParams
 
 from ..client import Client, Outcome, TestObject
@@ -15,10 +15,11 @@ from ..receiving_model import listed
 from ..server import SenderPeer
 
 
-def dropped(s: Client, datagram: bytes, why: str) -> None:
-    """Send a datagram the target must drop: it draws nothing and the session still works."""
+def dropped(s: Client, datagram: bytes, why: str, *, ignore: tuple[type, ...] = (Ping,)) -> None:
+    """Send a datagram the target must drop: it draws nothing (but ``ignore``d packets) and the
+    session still works."""
     s.send_raw(datagram)
-    s.silent(f"{why}: it must be dropped without an answer")
+    s.silent(f"{why}: it must be dropped without an answer", ignore=ignore)
     s.alive("a dropped datagram must leave the session as it was")
 
 

@@ -1006,6 +1006,70 @@ def repair_deficit_nacked(ctx: Context) -> None:
 
 
 @case(
+    "R9.1-11",
+    "A receiver that decodes REPAIRs SHOULD take a REPAIR for an object it is receiving as it takes a chunk with "
+    "index First Index + Count - 1 that it already holds",
+    slug="repair-shows-tail-sent",
+    level="SHOULD",
+)
+def repair_shows_tail_sent(ctx: Context) -> None:
+    """Chunks 0-3 of 6, then one REPAIR over chunks 4 and 5 and no PROBE: the REPAIR shows both were sent, so a
+    NACK asks for one of them (the REPAIR gives the other), and that one completes the object. Meanwhile copies of
+    chunk 0 keep coming, so that the sender is never silent (R9.1-12 would ask for the chunks too)."""
+    s = ctx.session()
+    _decoder(s)
+    obj = small_object(ctx, 6)
+    s.send_object(obj, order=[0, 1, 2, 3], probe=False)
+    size = len(obj.chunk(4))
+    both = bytes(a ^ b for a, b in zip(obj.chunk(4), obj.chunk(5).ljust(size, b"\0"), strict=True))  # the last, padded
+    s.send(Repair(obj.object_id, 4, _seed_choosing_all(2), 2, both))
+    what = "a NACK for chunk 4 or 5, which only the REPAIR shows were sent"
+    deadline = ctx.target.clock() + ctx.timeout
+    rx = None
+    while rx is None and ctx.target.clock() < deadline:
+        s.data(obj, 0)
+        rx = s.maybe(
+            lambda d: isinstance(d.packet, Nack) and d.packet.object_id == 0 and bool(listed(d.packet.missing) & {4, 5}),
+            0.002,
+        )
+    if rx is None:
+        raise CaseFailed(what, f"none within {ctx.timeout:.3g} s", absent=True)
+    assert isinstance(rx.packet, Nack)
+    asked = listed(rx.packet.missing) & {4, 5}
+    if len(asked) != 1:
+        raise CaseFailed("a NACK naming one of chunks 4 and 5 (the REPAIR gives the other)", str(rx))
+    s.data(obj, asked.pop())
+    s.expect(
+        lambda d: isinstance(d.packet, Complete) and d.packet.object_id == 0,
+        "COMPLETE: the chunk asked for and the REPAIR determine the other",
+    )
+
+
+@case(
+    "R9.1-12",
+    "When no DATA, REPAIR or PROBE of any object has arrived from the peer for one probe timeout",
+    slug="silent-sender-asked",
+    level="SHOULD",
+)
+def silent_sender_asked(ctx: Context) -> None:
+    """The ANNOUNCE of a 3-chunk object, and nothing after it, not even a PROBE: a NACK asks for chunks 0-2, and the
+    chunks it asks for complete the object."""
+    s = ctx.session()
+    obj = small_object(ctx, 3)
+    s.announce(obj)
+    rx = s.expect(
+        lambda d: isinstance(d.packet, Nack) and d.packet.object_id == 0 and bool(d.packet.missing),
+        "a NACK for the chunks of an object whose sender went silent after its ANNOUNCE",
+    )
+    assert isinstance(rx.packet, Nack)
+    if listed(rx.packet.missing) != {0, 1, 2}:
+        raise CaseFailed("a NACK listing chunks 0-2, all the object has", str(rx))
+    for index in range(3):
+        s.data(obj, index)
+    s.expect(lambda d: isinstance(d.packet, Complete) and d.packet.object_id == 0, "COMPLETE once the chunks came")
+
+
+@case(
     "R9.6-1",
     "An endpoint MUST NOT send REPAIR to a peer whose repair_decoder is 0.",
     slug="no-repair-without-decoder",

@@ -922,6 +922,19 @@ def _decoder(s: Client) -> None:
         raise Unsupported("the target advertises repair_decoder = 0")
 
 
+def _one_asked_completes(s: Client, obj: TestObject, rx: Rx, pair: tuple[int, int]) -> None:
+    """The NACK ``rx`` names one chunk of ``pair``, which one REPAIR covers: sent, it completes the object."""
+    assert isinstance(rx.packet, Nack)
+    asked = listed(rx.packet.missing) & set(pair)
+    if len(asked) != 1:
+        raise CaseFailed(f"a NACK naming one of chunks {pair[0]} and {pair[1]} (the REPAIR gives the other)", str(rx))
+    s.data(obj, asked.pop())
+    s.expect(
+        lambda d: isinstance(d.packet, Complete) and d.packet.object_id == obj.object_id,
+        "COMPLETE: the chunk asked for and the REPAIR determine the other",
+    )
+
+
 def _seed_choosing_all(count: int) -> int:
     """A Seed whose REPAIR over a window of ``count`` chunks combines every one of them (spec 5.14)."""
     return next(seed for seed in range(1, 1 << 16) if repair.coefficients(seed, count) == (1 << count) - 1)
@@ -994,15 +1007,7 @@ def repair_deficit_nacked(ctx: Context) -> None:
         lambda d: isinstance(d.packet, Nack) and d.packet.object_id == 0 and bool(listed(d.packet.missing) & {2, 3}),
         "a NACK for chunk 2 or 3",
     )
-    assert isinstance(rx.packet, Nack)
-    asked = listed(rx.packet.missing) & {2, 3}
-    if len(asked) != 1:
-        raise CaseFailed("a NACK naming one of chunks 2 and 3 (the REPAIR gives the other)", str(rx))
-    s.data(obj, asked.pop())
-    s.expect(
-        lambda d: isinstance(d.packet, Complete) and d.packet.object_id == 0,
-        "COMPLETE: the chunk asked for and the REPAIR determine the other",
-    )
+    _one_asked_completes(s, obj, rx, (2, 3))
 
 
 @case(
@@ -1034,15 +1039,7 @@ def repair_shows_tail_sent(ctx: Context) -> None:
         )
     if rx is None:
         raise CaseFailed(what, f"none within {ctx.timeout:.3g} s", absent=True)
-    assert isinstance(rx.packet, Nack)
-    asked = listed(rx.packet.missing) & {4, 5}
-    if len(asked) != 1:
-        raise CaseFailed("a NACK naming one of chunks 4 and 5 (the REPAIR gives the other)", str(rx))
-    s.data(obj, asked.pop())
-    s.expect(
-        lambda d: isinstance(d.packet, Complete) and d.packet.object_id == 0,
-        "COMPLETE: the chunk asked for and the REPAIR determine the other",
-    )
+    _one_asked_completes(s, obj, rx, (4, 5))
 
 
 @case(

@@ -259,7 +259,7 @@ class Connection:
         self._ack_now = False
         self._last_recv = now
         # The last DATA, REPAIR or PROBE of any object from the peer: a sender silent for a PTO
-        # while we hold an ANNOUNCE lost what it sent, or is waiting to hear of it (R9.1-12).
+        # while we hold an ANNOUNCE lost what it sent, or is waiting to hear of it (R9.1-11).
         self._last_object_traffic = -math.inf
         self._last_ping = -math.inf
         self._last_ack_time = now
@@ -295,7 +295,7 @@ class Connection:
         self._in_id_limit = self.local_params.max_concurrent_objects
         self._in_announce_limit = self.local_params.max_buffered_bytes
         self._unannounced: dict[int, list[tuple[int, bytes, int]]] = {}
-        self._unannounced_repairs: dict[int, list[tuple[Repair, int]]] = {}  # with their pns, same bound
+        self._unannounced_repairs: dict[int, list[Repair]] = {}  # within the same byte bound
         self._unannounced_bytes = 0
         # The largest sent_through of PROBEs for objects not yet announced (bounded like the ids):
         # when the ANNOUNCE comes, the chunks below it are known sent, and lacking them is a gap.
@@ -670,10 +670,10 @@ class Connection:
                 self._store_chunk(obj, index, chunk, pn, now)
                 if oid not in self.incoming:
                     return
-        for repair, repair_pn in self._unannounced_repairs.pop(oid, []):
+        for repair in self._unannounced_repairs.pop(oid, []):
             self._unannounced_bytes -= _held_cost(repair.payload)
             if oid in self.incoming and not obj.complete:
-                self._take_repair(obj, repair, repair_pn, now)
+                self._take_repair(obj, repair, now)
         if obj.complete and oid in self.incoming:
             self._complete_incoming(obj, now)
         sent_through = self._probed_unannounced.pop(oid, 0)
@@ -718,11 +718,11 @@ class Connection:
                 # ANNOUNCE and chunk often spares REPAIRs sent right behind them (R9.6-3).
                 self._hold_unannounced(packet, pn, now)
             return
-        self._take_repair(obj, packet, pn, now)
+        self._take_repair(obj, packet, now)
         if obj.complete and oid in self.incoming:
             self._complete_incoming(obj, now)
 
-    def _take_repair(self, obj: IncomingObject, packet: Repair, pn: int, now: float) -> None:
+    def _take_repair(self, obj: IncomingObject, packet: Repair, now: float) -> None:
         if packet.first_index + packet.count > obj.chunk_count:
             raise _Violation(ErrorCode.PROTOCOL_VIOLATION, f"REPAIR window runs past chunk {obj.chunk_count - 1}")
         if len(packet.payload) != obj.chunk_size:
@@ -730,9 +730,6 @@ class Connection:
         if not self.config.repair:
             self.counters["ignored_packets"] += 1  # we did not offer to decode (spec R9.6-1)
             return
-        # Its window was sent in full (R5.14-4): when the object's last chunks are lost and its
-        # REPAIRs fall short, this is the first sign of them short of a PROBE (R9.1-11).
-        obj.on_repair_window(packet.first_index + packet.count, pn, now, self._reorder_allowance)
         self._apply_repaired(obj, obj.add_repair(packet.first_index, packet.seed, packet.count, packet.payload, now), now)
 
     def _apply_repaired(self, obj: IncomingObject, chunks: dict[int, bytes] | None, now: float) -> None:
@@ -771,14 +768,14 @@ class Connection:
             if isinstance(packet, Data):
                 self._unannounced.setdefault(packet.object_id, []).append((packet.chunk_index, packet.chunk, pn))
             else:
-                self._unannounced_repairs.setdefault(packet.object_id, []).append((packet, pn))
+                self._unannounced_repairs.setdefault(packet.object_id, []).append(packet)
             self._unannounced_bytes += size
         self._ask_for_announce(packet.object_id, now)
 
     def _drop_unannounced(self, oid: int) -> None:
         for _, chunk, _ in self._unannounced.pop(oid, []):
             self._unannounced_bytes -= _held_cost(chunk)
-        for repair, _ in self._unannounced_repairs.pop(oid, []):
+        for repair in self._unannounced_repairs.pop(oid, []):
             self._unannounced_bytes -= _held_cost(repair.payload)
 
     def _ask_for_announce(self, oid: int, now: float) -> None:
@@ -1248,7 +1245,7 @@ class Connection:
 
     def _silence_deadline(self, obj_in: IncomingObject, pto: float) -> float:
         """When to ask for the rest of ``obj_in`` from a sender silent since its ANNOUNCE: after a
-        PTO of silence, then as often as the sender would probe, while it lasts (R9.1-12)."""
+        PTO of silence, then as often as the sender would probe, while it lasts (R9.1-11)."""
         since = max(obj_in.started, self._last_object_traffic)
         if obj_in.silence_since != since or not obj_in.silence_reports:
             return since + pto

@@ -47,7 +47,7 @@ class IncomingObject:
         self._gap_pns = array("q")
         self.started = now
         self.last_progress = now
-        # Reports of the unseen tail to a silent sender (R9.1-12): how many since it was last heard
+        # Reports of the unseen tail to a silent sender (R9.1-11): how many since it was last heard
         # from, when that was, and when the last went.
         self.silence_reports = 0
         self.silence_since = now
@@ -96,19 +96,15 @@ class IncomingObject:
                 self.recovered += 1
         elif index < self.high:
             overtaken = self._overtaken_for(index, pn, now)
-        self._open_gap(index, pn, now, reorder)
+        if index > self.high:
+            heapq.heappush(self.nack_queue, (now + reorder, self.high, index - 1))
+            self._gap_starts.append(self.high)
+            self._gap_ends.append(index)
+            self._gap_times.append(now)
+            self._gap_pns.append(pn)
         if index >= self.high:
             self.high = index + 1
         return late, overtaken
-
-    def _open_gap(self, end: int, pn: int, now: float, reorder: float) -> None:
-        """Chunks [high, end) not seen yet, when what arrived in datagram ``pn`` was sent after them."""
-        if end > self.high:
-            heapq.heappush(self.nack_queue, (now + reorder, self.high, end - 1))
-            self._gap_starts.append(self.high)
-            self._gap_ends.append(end)
-            self._gap_times.append(now)
-            self._gap_pns.append(pn)
 
     def _gap_of(self, index: int) -> tuple[int, float, int] | None:
         """The gap a chunk opened that ``index`` lies in: (end, when opened, opener's pn)."""
@@ -263,16 +259,10 @@ class IncomingObject:
 
     def unseen_tail(self) -> list[int]:
         """The chunks from high to the end, less those the REPAIRs held determine (R9.6-5): what to
-        ask a sender that went silent for (R9.1-12). They are not reported at the re-NACK interval,
+        ask a sender that went silent for (R9.1-11). They are not reported at the re-NACK interval,
         as chunks it may not have sent yet."""
         tail = list(range(self.high, self.chunk_count))
         return self._hold_for_repair(tail)[0]
-
-    def on_repair_window(self, end: int, pn: int, now: float, reorder: float) -> None:
-        """A REPAIR's window ends at ``end``: its sender has sent every chunk below (R5.14-4), before
-        datagram ``pn``. It opens a gap as a chunk sent after them would, reordering counted alike."""
-        self._open_gap(min(end, self.chunk_count), pn, now, reorder)
-        self.high = max(self.high, min(end, self.chunk_count))
 
     def on_probe(self, sent_through: int, now: float, renack: float, largest_pn: int, reorder: float) -> list[int]:
         """A PROBE says every chunk below ``sent_through`` was sent. Chunks beyond what we have seen

@@ -618,19 +618,3 @@ def test_a_repair_that_comes_before_its_announce_is_kept_for_it() -> None:
     server = next(iter(pair.server.sessions.values()))
     assert server.counters["chunks_repaired"] == 1
     assert pair.conn.counters["chunks_retransmitted"] == 0
-
-
-def test_a_repair_opens_a_gap_to_its_windows_end_like_a_chunk_sent_after_them() -> None:
-    """R9.1-11: a REPAIR's window was sent in full (R5.14-4). Chunks 4 and 5 of 6 not seen, a REPAIR
-    over them in datagram 10: they are a gap, due when the reordering allowance ends; and chunk 4
-    turning up from an older datagram (pn 5) before it was reported is reordering, as it would be
-    behind a later chunk."""
-    obj, data = _incoming(64 * 6)
-    for index in range(4):
-        obj.add_chunk(index, data[index * 64 : (index + 1) * 64], index + 1, 0.5, 0.01)
-    assert obj.next_due() is None
-    obj.on_repair_window(6, 10, 1.0, 0.01)
-    assert obj.high == 6 and obj.next_due() == pytest.approx(1.01)
-    result = obj.add_chunk(4, data[256:320], 5, 1.004, 0.01)
-    assert result is not None and result[1] == pytest.approx(0.004)
-    assert obj.due_missing(1.01, 0.05, 10) == [5]

@@ -1003,7 +1003,7 @@ def test_a_few_packet_numbers_mostly_missing_are_read_as_loss_for_copies() -> No
 
 
 def test_a_receiver_asks_a_silent_sender_for_the_rest_less_often_as_the_silence_lasts() -> None:
-    """R9.1-12: the receiver holds an object's ANNOUNCE, and nothing of the object (DATA, REPAIR,
+    """R9.1-11: the receiver holds an object's ANNOUNCE, and nothing of the object (DATA, REPAIR,
     PROBE) gets through. It asks for the whole object after a probe timeout, then as often as the
     sender's probe timer runs, never at the re-NACK interval; once the path passes data again, the
     object completes."""

@@ -149,7 +149,7 @@ def truncated_chunk(ctx: Context) -> None:
     s.announce(obj)
     s.settle()
     short = codec.encode(Data(0, 1, obj.chunk(1)), s.session_id, s.take_pn())
-    # NACKs for the object may come: its sender fell silent after the ANNOUNCE (R9.1-12). The object
+    # NACKs for the object may come: its sender fell silent after the ANNOUNCE (R9.1-11). The object
     # completing with the right digest shows the truncated chunk was not kept.
     dropped(s, wire.fix_crc(short[:-5] + short[-4:]), "a truncated DATA datagram", ignore=(Ping, Nack))
     must_complete(s.transfer(obj), "the object still completes with the right chunk")

@@ -826,7 +826,7 @@ def malformed_repairs(ctx: Context) -> None:
         # seed 1 chooses the window's first chunk (and more): read anyhow, each breaks R5.14-2 and would abort
         return wire.raw(PacketType.REPAIR, s.session_id, s.take_pn(), struct.pack(">IIIH", 0, first, 1, count) + body)
 
-    # NACKs for the object may come: its sender fell silent after the ANNOUNCE (R9.1-12).
+    # NACKs for the object may come: its sender fell silent after the ANNOUNCE (R9.1-11).
     quiet_ok = (Ping, Nack)
     dropped(s, repair(0, 1, b""), "a 14-byte REPAIR (no Repair Data)", ignore=quiet_ok)
     dropped(s, repair(0, 0, data), "a REPAIR with Count 0", ignore=quiet_ok)

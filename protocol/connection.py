@@ -1230,8 +1230,7 @@ class Connection:
             if due is not None:
                 candidates.append(due)
             candidates.append(obj_in.last_progress + self.idle_timeout)
-            if obj_in.high < obj_in.chunk_count:
-                candidates.append(self._silence_deadline(obj_in, pto))
+            candidates.append(self._silence_deadline(obj_in, pto))
         best: float = min(candidates)
         return best
 
@@ -1245,11 +1244,17 @@ class Connection:
 
     def _silence_deadline(self, obj_in: IncomingObject, pto: float) -> float:
         """When to ask for the rest of ``obj_in`` from a sender silent since its ANNOUNCE: after a
-        PTO of silence, then as often as the sender would probe, while it lasts (R9.1-11)."""
-        since = max(obj_in.started, self._last_object_traffic)
-        if obj_in.silence_since != since or not obj_in.silence_reports:
-            return since + pto
-        return obj_in.silence_last + self._probe_backoff(pto, obj_in.silence_reports)
+        PTO of silence, then as often as the sender would probe, while it lasts (R9.1-11). Never
+        once every chunk has been seen."""
+        if obj_in.high >= obj_in.chunk_count:
+            return math.inf
+        if self._silence_goes_on(obj_in):
+            return obj_in.silence_last + self._probe_backoff(pto, obj_in.silence_reports)
+        return max(obj_in.started, self._last_object_traffic) + pto
+
+    def _silence_goes_on(self, obj_in: IncomingObject) -> bool:
+        """Nothing of any object has come since ``obj_in``'s last report to a silent sender."""
+        return obj_in.silence_reports > 0 and obj_in.silence_last > self._last_object_traffic
 
     def _backed_off(self, pto: float, tries: int) -> float:
         """The wait before the next copy of a packet no answer confirmed yet: doubling from one PTO,
@@ -1341,12 +1346,10 @@ class Connection:
                 self._fail_incoming(obj_in, ErrorCode.OBJECT_TIMEOUT, "no data for the object within the timeout",
                                     by_peer=False, tell_peer=True)
                 continue
-            if obj_in.high < obj_in.chunk_count and now >= self._silence_deadline(obj_in, pto):
+            if now >= self._silence_deadline(obj_in, pto):
                 # Nothing of any object for a PTO since its ANNOUNCE: ask for the rest. What the
                 # sender has not sent yet, it ignores (R9.3-8).
-                since = max(obj_in.started, self._last_object_traffic)
-                obj_in.silence_reports = obj_in.silence_reports + 1 if obj_in.silence_since == since else 1
-                obj_in.silence_since = since
+                obj_in.silence_reports = obj_in.silence_reports + 1 if self._silence_goes_on(obj_in) else 1
                 obj_in.silence_last = now
                 self._queue_nacks(obj_in.object_id, obj_in.unseen_tail())
             due = obj_in.next_due()

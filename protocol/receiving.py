@@ -47,10 +47,9 @@ class IncomingObject:
         self._gap_pns = array("q")
         self.started = now
         self.last_progress = now
-        # Reports of the unseen tail to a silent sender (R9.1-11): how many since it was last heard
-        # from, when that was, and when the last went.
+        # Reports of the unseen tail to a silent sender (R9.1-11): how many in a row with nothing
+        # heard from it between them, and when the last went.
         self.silence_reports = 0
-        self.silence_since = now
         self.silence_last = now
         self.digest_failures = 0
         self.chunks_received = 0

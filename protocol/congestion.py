@@ -491,8 +491,13 @@ class SnipBbr:
         self._cwnd_gain = STARTUP_GAIN
 
     def _shows_path(self, sample: RateSample) -> bool:
-        """Outside an RTT probe every sample counts towards the path RTT; in one, only those of
-        datagrams sent once in-flight bytes were down to its window: the rest waited in the queue."""
+        """Outside an RTT probe and the first startup every sample counts towards the report
+        delay; in a probe, only those of datagrams sent once in-flight bytes were down to its
+        window: the rest waited in the queue."""
+        if self.phase is Phase.STARTUP and not self._restarted:
+            # The initial window leaves within INITIAL_TRAIN_SPREAD: on a reordering path one ACK
+            # can report most of it a few ms after it left, a delay no paced datagram sees.
+            return False
         if self.phase is not Phase.PROBE_RTT:
             return True
         return self._probe_held_from is not None and sample.prior_delivered >= self._probe_held_from[1]

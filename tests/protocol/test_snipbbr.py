@@ -468,6 +468,17 @@ def _reordering_rounds(bbr: SnipBbr, sample_rtt: float, report_delay: float, rou
         bbr.on_rate_sample(now, sample)
 
 
+def _past_startup(sample_rtt: float, report_delay: float = 0.0) -> tuple[SnipBbr, int]:
+    """A controller whose first startup, rounds at a steady 10 MB/s as in _reordering_rounds, has
+    ended, and the round to go on from."""
+    bbr = SnipBbr(MSS, 128, 0.1)
+    k = 1
+    while bbr.phase is Phase.STARTUP:
+        _reordering_rounds(bbr, sample_rtt, report_delay, rounds=1, first=k)
+        k += 1
+    return bbr, k
+
+
 def test_the_window_covers_how_long_datagrams_stay_in_flight_when_rtt_samples_read_short() -> None:
     # netem-style reordering (a quarter of the datagrams skip the 60 ms delay) with heavy loss:
     # every RTT sample is one that skipped it, 3 ms, while the ACKs report most datagrams 50 ms
@@ -491,11 +502,26 @@ def test_report_delays_at_the_rtt_leave_the_window_to_the_rtt() -> None:
 def test_a_few_datagrams_reported_at_once_do_not_set_the_window() -> None:
     # A round of datagrams that skipped the delay, reported within a few ms, is not an average of
     # many datagrams: the report delay counts once 128 datagrams are in it (two rounds of 64).
-    bbr = SnipBbr(MSS, 128, 0.1)
-    _reordering_rounds(bbr, sample_rtt=0.003, report_delay=0.050, rounds=1)
+    bbr, k = _past_startup(sample_rtt=0.003)
+    _reordering_rounds(bbr, sample_rtt=0.003, report_delay=0.050, rounds=1, first=k)
     assert bbr.cwnd < 2 * bbr.bw * 0.75 * 0.050
-    _reordering_rounds(bbr, sample_rtt=0.003, report_delay=0.050, rounds=1, first=2)
+    _reordering_rounds(bbr, sample_rtt=0.003, report_delay=0.050, rounds=1, first=k + 1)
     assert bbr.cwnd >= 2 * bbr.bw * 0.75 * 0.050
+
+
+def test_the_initial_windows_reports_do_not_set_the_window() -> None:
+    # 20 Mbit/s, 400 ms, a tenth of the datagrams reordered each way: the initial window leaves
+    # within 10 ms, and one ACK that skipped the delay reports most of it a few ms after it left.
+    # That reading (32 ms) held for 10 s as the least report delay while the window sized from it
+    # starved the paced flow, whose datagrams an ACK reported 0.2-0.4 s after they left: the
+    # estimate fell from 5 to 0.4 Mbit/s and 1 MiB took 12 s. Only the first startup's readings
+    # are left out: later, the datagrams are paced.
+    bbr, k = _past_startup(sample_rtt=0.003, report_delay=0.003)
+    _reordering_rounds(bbr, sample_rtt=0.003, report_delay=0.050, rounds=2, first=k)
+    assert bbr.cwnd >= 2 * bbr.bw * 0.75 * 0.050
+    # Once paced, a short reading is the least, as before.
+    _reordering_rounds(bbr, sample_rtt=0.003, report_delay=0.010, rounds=2, first=k + 2)
+    assert bbr.cwnd < 2 * bbr.bw * 0.75 * 0.050
 
 
 @pytest.mark.parametrize("seed", [4, 10])

@@ -50,6 +50,7 @@ def test_every_object_and_reply_gets_through_on_a_random_harsh_link(seed: int) -
     outcome = stress.run_one(seed)
     assert outcome.status == "ok", (outcome.detail, outcome.link)
     assert outcome.seconds > 0 and outcome.wire >= 1.0
+    assert outcome.wire_back > 0  # the server's ACKs and replies
 
 
 def test_a_varying_rate_wanders_around_the_links_rate_and_stalls_at_times() -> None:
@@ -77,8 +78,16 @@ def test_the_command_reports_every_run_and_exits_zero_when_all_pass(tmp_path: Pa
     assert stress.main(["--links", "3", "--seed", "5", "--show-all", "--json", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in printed[:3]] == ["seed 5", "seed 6", "seed 7"]
-    assert printed[-1].startswith("3 links (seeds 5-7): 3 ok")
-    assert [run["seed"] for run in json.loads(out.read_text())] == [5, 6, 7]
+    assert printed[-2].startswith("3 links (seeds 5-7): 3 ok")
+    runs = json.loads(out.read_text())
+    assert [run["seed"] for run in runs] == [5, 6, 7]
+    # The bytes line: every byte sent over every object's byte, the server's (ACKs, NACKs,
+    # replies) apart.
+    total = sum(sum(run["sizes"]) for run in runs)
+    client = sum(run["wire"] * sum(run["sizes"]) for run in runs) / total
+    server = sum(run["wire_back"] * sum(run["sizes"]) for run in runs) / total
+    assert f"passed: {client:.3f} from the client + {server:.3f} from the server" in printed[-1]
+    assert all(run["wire_back"] > 0 for run in runs)
 
 
 def test_objects_are_drawn_from_the_sizes_given(tmp_path: Path) -> None:

@@ -460,7 +460,9 @@ class SnipBbr:
 
     def _on_startup_round_loss(self, round_loss: float) -> bool:
         """Whether this startup round overran the queue; two in a row end this startup."""
-        calm = [r.rate for r in self._round_losses if not r.overran]
+        # A round of a few datagrams reads its loss too roughly to speak for the path: one that
+        # lost 2 of 4 read 0.5, and no later round could lose more than 0.5 + 0.5.
+        calm = [r.rate for r in self._round_losses if not r.overran and r.counted >= LEAST_LOSS_MIN_COUNTED]
         limit = min(calm) + max(STARTUP_EXCESS_LOSS, min(calm)) if calm else STARTUP_COLD_LOSS
         overran = round_loss > limit
         # Two rounds in a row: reordering beyond the loss count's window reads as loss for a while.

@@ -341,6 +341,25 @@ def test_an_overrun_first_startup_searches_again_paced_by_its_estimate() -> None
     assert bbr.pacing_rate < floor / 10
 
 
+def test_a_round_of_a_few_datagrams_does_not_set_how_much_an_overrun_loses() -> None:
+    # 2 Mbit/s behind a 2-datagram queue, 20 % loss (stress seed 56500), a 30 kB image. After the
+    # first burst a round of 4 datagrams lost 2, and its (2 + 1) / (4 + 2) = 0.5 made an overrun a
+    # round losing more than 0.5 + 0.5: the floors then lost 90 % of each round for a second, 16.7
+    # times the image's bytes on the wire. Too few datagrams to read the path by, it is left out.
+    bbr = SnipBbr(MSS, 128, 0.05)
+    bbr.on_rtt_sample(0.0, 0.05)
+    floor = bbr.pacing_rate
+    _feed_rounds(bbr, [(4, 2, 2e5, 0.5), (111, 104, 2e5, 0.9), (75, 68, 2e5, 0.9)])
+    assert bbr.phase is Phase.STARTUP
+    assert bbr.pacing_rate < floor / 10
+    # A round of 8 datagrams or more still speaks for the path: one losing half of 20 leaves 0.9
+    # and 0.91 below what an overrun must lose.
+    calm = SnipBbr(MSS, 128, 0.05)
+    calm.on_rtt_sample(0.0, 0.05)
+    _feed_rounds(calm, [(20, 10, 2e5, 0.5), (111, 100, 2e5, 0.9), (75, 68, 2e5, 0.9)])
+    assert calm.pacing_rate > floor / 2  # still the floors
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_cold_transfer_stops_overrunning_a_five_datagram_queue(seed: int) -> None:
     # 10 Mbit/s behind a 5-datagram queue, 5% random loss, in virtual time. Startup's first

@@ -281,11 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if passed:
         # Pooled (every byte sent over every object's byte) and the median run: a mean of the runs'
         # ratios would be the 1-byte objects', whose packets' headers alone are a hundred times them.
-        total = sum(sum(o.sizes) for o in passed)
-        pooled = [sum(getattr(o, side) * sum(o.sizes) for o in passed) / max(1, total) for side in ("wire", "wire_back")]
-        median = [statistics.median(getattr(o, side) for o in passed) for side in ("wire", "wire_back")]
-        print(f"bytes on the wire over the objects' bytes, runs that passed: {pooled[0]:.3f} from the client + "
-              f"{pooled[1]:.3f} from the server (median run {median[0]:.3f} + {median[1]:.3f})")
+        total = max(1, sum(sum(o.sizes) for o in passed))
+        client = sum(o.wire * sum(o.sizes) for o in passed) / total
+        server = sum(o.wire_back * sum(o.sizes) for o in passed) / total
+        median_client = statistics.median(o.wire for o in passed)
+        median_server = statistics.median(o.wire_back for o in passed)
+        print(f"bytes on the wire over the objects' bytes, runs that passed: {client:.3f} from the client + "
+              f"{server:.3f} from the server (median run {median_client:.3f} + {median_server:.3f})")
     if args.json:
         args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
     return 1 if counts["failed"] else 0

@@ -48,7 +48,7 @@ MAX_COMPENSATED_LOSS = 0.5
 # 60-70 % loss the estimate fell round after round (1 MiB in 4 s at 60 %, never at 70 %). With
 # the cap at 0.8, a link losing 85 % each way fell the same way (1 MiB in 10-130 s, 5 s now).
 MAX_RANDOM_LOSS = 0.9
-LEAST_LOSS_MIN_COUNTED = 8  # datagrams a round's count must cover to be read alone (least_loss)
+LEAST_LOSS_MIN_COUNTED = 8  # datagrams a round's count must cover to be read alone (_RoundLoss.readable)
 RESTART_GROWTH = 1.15  # a probe that raised bw this much starts the search for the bottleneck again
 # Startup overran a queue in a round that lost at least STARTUP_MIN_LOST datagrams and this much
 # more than the least loss of the recent rounds that did not (STARTUP_COLD_LOSS while there are
@@ -94,6 +94,11 @@ class _RoundLoss(NamedTuple):
     def rate(self) -> float:
         return (self.lost + 1) / (self.counted + 2)
 
+    @property
+    def readable(self) -> bool:
+        """Counted enough datagrams for its rate to speak for the path on its own."""
+        return self.counted >= LEAST_LOSS_MIN_COUNTED
+
 
 def least_loss(rounds: Sequence[_RoundLoss]) -> float:
     """The loss rate the rounds share (spec 11.4). Random loss shows in every round, drops from a
@@ -106,7 +111,7 @@ def least_loss(rounds: Sequence[_RoundLoss]) -> float:
     there: 1 lost of 5 reads 0.46, under the compensation bound, beside startup rounds losing 95 %."""
     calm = [r for r in rounds if r.calm] or rounds
     pooled = (sum(r.lost for r in calm) + 1) / (sum(r.counted for r in calm) + 2)
-    read = [r for r in rounds if r.counted >= LEAST_LOSS_MIN_COUNTED] or rounds
+    read = [r for r in rounds if r.readable] or rounds
     highs = (r.rate + math.sqrt(r.rate * (1 - r.rate) / (r.counted + 2)) for r in read)
     return min(pooled, min(highs))
 
@@ -462,7 +467,7 @@ class SnipBbr:
         """Whether this startup round overran the queue; two in a row end this startup."""
         # A round of a few datagrams reads its loss too roughly to speak for the path: one that
         # lost 2 of 4 read 0.5, and no later round could lose more than 0.5 + 0.5.
-        calm = [r.rate for r in self._round_losses if not r.overran and r.counted >= LEAST_LOSS_MIN_COUNTED]
+        calm = [r.rate for r in self._round_losses if not r.overran and r.readable]
         limit = min(calm) + max(STARTUP_EXCESS_LOSS, min(calm)) if calm else STARTUP_COLD_LOSS
         overran = round_loss > limit
         # Two rounds in a row: reordering beyond the loss count's window reads as loss for a while.

@@ -73,6 +73,14 @@ QUEUE_ROUNDS = 4
 # The initial window leaves within this time at most, so that the path, not our pacing, spaces
 # its arrivals and the ACKs of that first train tell the bottleneck's rate (spec 11.3).
 INITIAL_TRAIN_SPREAD = 0.010
+# ACK aggregation, as Linux's BBR measures it: ACKs that come in bursts (a path that reorders, a
+# jittery hop, a receiver that acknowledges in stretches) report more at once than bw x the time
+# since the burst's epoch began, and in between report nothing. The window keeps room for the
+# most such excess of the last AGGREGATION_ROUNDS rounds, at most AGGREGATION_MAX_S of bw, or the
+# sender idles until the next burst and its rate samples, and the estimate, fall.
+AGGREGATION_ROUNDS = 10
+AGGREGATION_MAX_S = 0.1
+AGGREGATION_EPOCH_RESET = 1 << 20  # bytes: an epoch this long no longer tells about bursts
 
 
 def _markedly_above(rtt: float, base: float) -> bool:
@@ -269,6 +277,12 @@ class SnipBbr:
         self._probe_rtts = (float("inf"), 0.0, 0)
         self._probe_deadline = 0.0
         self._probe_entered = 0.0
+        # ACK aggregation: the current epoch's start and the bytes delivered since, the peer's
+        # received_bytes at the last sample, and the largest excess of each recent round.
+        self._epoch_start = 0.0
+        self._epoch_delivered = 0
+        self._last_delivered: int | None = None
+        self._extra_delivered: deque[tuple[int, int]] = deque()  # (round, its largest excess)
 
     # -- estimates ------------------------------------------------------------------------
     @property
@@ -335,6 +349,8 @@ class SnipBbr:
         """The congestion window outside an RTT probe."""
         # ACKs may be held back by the peer's ack delay: data sent in that time is in flight too.
         window = max(int(self._cwnd_gain * self.bw * (self._path_rtt + self._feedback_delay)) + 3 * self._mss, 4 * self._mss)
+        if self.phase is not Phase.STARTUP:
+            window += self._aggregation
         return max(window, self._initial_cwnd) if self.phase is Phase.STARTUP and not self._restarted else window
 
     @property
@@ -388,6 +404,7 @@ class SnipBbr:
                 self._on_round_loss(_RoundLoss(lost, counted, overran, calm))
                 self._round_count = (sample.counted, sample.lost)
             self._round_calm = self._calm
+        self._on_delivered(now, sample.delivered)
         rate = self._compensated(sample.delivery_rate, sample.loss_rate)
         if rate > 0 and (not sample.app_limited or rate > self.bw):
             self._add_bw_sample(rate)
@@ -397,6 +414,33 @@ class SnipBbr:
             self._check_full_pipe(sample.app_limited)
         self._advance_phase(now)
         self._probe_rtt(now, sample)
+
+    def _on_delivered(self, now: float, delivered: int) -> None:
+        """ACK aggregation: how far what the ACKs report runs ahead of bw since the epoch began."""
+        newly = delivered - self._last_delivered if self._last_delivered is not None else 0
+        self._last_delivered = delivered
+        if self.bw <= 0 or newly <= 0:
+            return
+        expected = self.bw * (now - self._epoch_start)
+        if self._epoch_delivered <= expected or self._epoch_delivered + newly >= AGGREGATION_EPOCH_RESET:
+            # Caught up with bw (or too long ago to tell): a new epoch starts at this ACK.
+            self._epoch_start, self._epoch_delivered, expected = now, 0, 0.0
+        self._epoch_delivered += newly
+        extra = int(min(self._epoch_delivered - expected, self._window))
+        samples = self._extra_delivered
+        if samples and samples[-1][0] == self._round:
+            if extra > samples[-1][1]:
+                samples[-1] = (self._round, extra)
+        else:
+            samples.append((self._round, extra))
+        while samples[0][0] <= self._round - AGGREGATION_ROUNDS:
+            samples.popleft()
+
+    @property
+    def _aggregation(self) -> int:
+        """Room in the window for bursts of ACKs (AGGREGATION_ROUNDS)."""
+        extra = max((value for _, value in self._extra_delivered), default=0)
+        return min(extra, int(AGGREGATION_MAX_S * self.bw))
 
     def _compensated(self, rate: float, loss: float) -> float:
         """Random loss: what left us at ``rate`` would have arrived but for the loss."""

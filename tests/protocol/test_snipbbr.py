@@ -543,6 +543,34 @@ def test_the_initial_windows_reports_do_not_set_the_window() -> None:
     assert bbr.cwnd < 2 * bbr.bw * 0.75 * 0.050
 
 
+def _acks(bbr: SnipBbr, now: float, delivered: int, period: float, count: int, rate: float = 1e7) -> tuple[float, int]:
+    """``count`` ACKs ``period`` apart, each reporting what ``rate`` delivers in that time; the time
+    and the peer's received_bytes after them."""
+    for _ in range(count):
+        now += period
+        delivered += int(rate * period)
+        bbr.on_rate_sample(now, dataclasses.replace(_sample(delivered, rate=rate), rtt=None))
+    return now, delivered
+
+
+def test_the_window_keeps_room_for_acks_that_come_in_bursts() -> None:
+    # A path that reorders (an ACK that skipped the delay reports at once what the others report
+    # later) or a jittery hop: the same rate, reported in bursts 40 ms apart instead of every ms.
+    # Without room for a burst's worth the sender waits for the next one with its window full.
+    bbr, _ = _past_startup(sample_rtt=0.05)
+    now, delivered = _acks(bbr, 10.0, 10**7, 0.001, 3 * BW_WINDOW_ROUNDS)
+    assert bbr.bw == pytest.approx(1e7)
+    smooth = bbr.cwnd
+    now, delivered = _acks(bbr, now, delivered, 0.040, 3)
+    assert bbr.cwnd - smooth == pytest.approx(1e7 * (0.040 - 0.001), rel=0.05)
+    # At most 0.1 s at bw, however far apart the bursts.
+    now, delivered = _acks(bbr, now, delivered, 0.300, 3)
+    assert bbr.cwnd - smooth == pytest.approx(1e7 * (0.100 - 0.001), rel=0.05)
+    # A burst is remembered for ten rounds, then smooth ACKs give the room back.
+    _acks(bbr, now, delivered, 0.001, BW_WINDOW_ROUNDS + 1)
+    assert bbr.cwnd == smooth
+
+
 @pytest.mark.parametrize("seed", [4, 10])
 def test_a_reordering_lossy_path_keeps_its_estimate(seed: int) -> None:
     # The same path end to end, in the simulator: 50 Mbit/s, 60 ms, a quarter of the datagrams

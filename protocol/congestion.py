@@ -281,7 +281,7 @@ class SnipBbr:
         # received_bytes at the last sample, and the largest excess of each recent round.
         self._epoch_start = 0.0
         self._epoch_delivered = 0
-        self._last_delivered: int | None = None
+        self._last_delivered = 0
         self._extra_delivered: deque[tuple[int, int]] = deque()  # (round, its largest excess)
 
     # -- estimates ------------------------------------------------------------------------
@@ -417,8 +417,8 @@ class SnipBbr:
 
     def _on_delivered(self, now: float, delivered: int) -> None:
         """ACK aggregation: how far what the ACKs report runs ahead of bw since the epoch began."""
-        newly = delivered - self._last_delivered if self._last_delivered is not None else 0
-        self._last_delivered = delivered
+        # bw is 0 until the first sample is taken in, after this: that sample measures nothing here.
+        newly, self._last_delivered = delivered - self._last_delivered, delivered
         if self.bw <= 0 or newly <= 0:
             return
         expected = self.bw * (now - self._epoch_start)

@@ -88,6 +88,18 @@ class NeverPingsAFullWindow(connection.Connection):
         super().handle_timer(now)
 
 
+class NeverLearnsReordering(connection.Connection):
+    """(g) keeps its reordering allowance at its base: chunks that came late teach it nothing."""
+
+    @property  # type: ignore[override]
+    def _reorder_observed(self) -> float:
+        return 0.0
+
+    @_reorder_observed.setter
+    def _reorder_observed(self, value: float) -> None:
+        pass
+
+
 def _failures(factory: EndpointFactory = default_endpoint, role: str = "receiver") -> dict[str, str]:
     summary = run(select(ALL, role=role), sim_factory(role, seed=1, endpoint_factory=factory), IN_PROCESS)
     assert summary.count(Verdict.PASSED) > (130 if role == "receiver" else 25)
@@ -126,6 +138,13 @@ def test_waiting_for_a_probe_from_a_silent_sender_is_caught(patched: pytest.Monk
     patched.setattr(endpoint, "Connection", DeafToSilence)
     failed = _failures()
     assert set(failed) - set(KNOWN_BUGS) == {"9.1/R9.1-11/silent-sender-asked"}
+
+
+def test_an_allowance_that_never_grows_is_caught(patched: pytest.MonkeyPatch) -> None:
+    patched.setattr(endpoint, "Connection", NeverLearnsReordering)
+    failed = _failures()
+    assert set(failed) - set(KNOWN_BUGS) == {"9.1/R9.1-2/allowance-grows"}
+    assert "after chunk 3 came 100 ms late" in failed["9.1/R9.1-2/allowance-grows"]
 
 
 def test_ignoring_the_amplification_limit_is_caught(patched: pytest.MonkeyPatch) -> None:

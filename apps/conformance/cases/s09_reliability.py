@@ -70,6 +70,78 @@ def reordering_not_nacked(ctx: Context) -> None:
         raise CaseFailed("no NACK for a chunk that was only overtaken", f"{early[0]} before {done}")
 
 
+#: How long the tester holds back its ACK of the ACCEPT in ``allowance_grows``: the target's first RTT
+#: sample, so that an allowance "of the order of the round-trip time" has room to grow (on loopback it
+#: would be capped at a millisecond or so). Well under any initial PTO: the ACCEPT is not sent again.
+SLOW_HANDSHAKE = 0.15
+#: How long after its gap opened the held-back chunk arrives: the reordering observation.
+LATE_BY = 0.1
+
+
+def _first_report_wait(s: Client, obj: TestObject, late_by: float | None) -> float:
+    """``obj`` with chunk 3 held back: how long after chunk 4 opened the gap the first NACK naming chunk 3
+    came. With ``late_by``, chunk 3 then arrives that long after the gap opened, in the datagram number it
+    would have had in order (a reordering observation, R9.1-2); otherwise it is simply sent again. The
+    object completes either way."""
+    clock = s.ctx.target.clock
+    s.announce(obj)
+    for index in (0, 1, 2):
+        s.data(obj, index)
+    held_pn = s.take_pn()
+    opened = clock()
+    for index in range(4, obj.count):
+        s.data(obj, index)
+    while True:
+        rx = s.expect(
+            lambda d: isinstance(d.packet, Nack)
+            and d.packet.object_id == obj.object_id
+            and (d.packet.announce_missing or 3 in listed(d.packet.missing)),
+            "a NACK naming the chunk held back",
+        )
+        assert isinstance(rx.packet, Nack)
+        if not rx.packet.announce_missing:
+            break
+        # The ANNOUNCE was lost on the way: the gap is only known once it arrives.
+        s.announce(obj)
+        opened = clock()
+    wait = rx.at - opened
+    chunk = Data(obj.object_id, 3, obj.chunk(3))
+    if late_by is None:
+        s.send(chunk)
+    else:
+        if (remaining := opened + late_by - clock()) > 0:
+            s.collect(remaining)  # re-reports of chunk 3 and ACKs: nothing the case needs
+        s.send(chunk, pn=held_pn)
+    must_complete(s.transfer(obj, send=False), "once the chunk held back arrived")
+    return wait
+
+
+@case(
+    "R9.1-2",
+    "The reordering allowance SHOULD start small and SHOULD grow with each reordering observation, within a bound "
+    "of the order of the round-trip time.",
+    slug="allowance-grows",
+    level="SHOULD",
+)
+def allowance_grows(ctx: Context) -> None:
+    """The ACK of the ACCEPT held back SLOW_HANDSHAKE (the target's RTT); chunk 3 of a 16-chunk object held back
+    and sent LATE_BY after chunk 4 opened its gap, in its own lower-numbered datagram: the same gap in the next
+    object waits markedly longer for its first NACK than the first did."""
+    s = ctx.client()
+    s.handshake()
+    s.collect(SLOW_HANDSHAKE)
+    s.validate()
+    s.settle()
+    before = _first_report_wait(s, small_object(ctx, 16, object_id=0), LATE_BY)
+    after = _first_report_wait(s, small_object(ctx, 16, object_id=1), None)
+    if after < before + LATE_BY / 2:
+        raise CaseFailed(
+            f"the second gap reported at least {LATE_BY / 2 * 1000:.0f} ms later than the first "
+            f"({before * 1000:.1f} ms), after chunk 3 came {LATE_BY * 1000:.0f} ms late",
+            f"the second after {after * 1000:.1f} ms",
+        )
+
+
 @case(
     "R9.1-3",
     "A NACK SHOULD list only chunks whose report is due",

@@ -100,6 +100,16 @@ class NeverLearnsReordering(connection.Connection):
         pass
 
 
+class AcksWaitForTheWindow(connection.Connection):
+    """(i) counts its ACKs against the congestion window: none goes out while the window is full."""
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        out = super().datagrams_to_send(now)
+        if self.is_open and self.sent.inflight >= self.controller.cwnd:
+            out = [d for d in out if not isinstance(codec.decode(d).packet, codec.Ack)]
+        return out
+
+
 def _failures(factory: EndpointFactory = default_endpoint, role: str = "receiver") -> dict[str, str]:
     summary = run(select(ALL, role=role), sim_factory(role, seed=1, endpoint_factory=factory), IN_PROCESS)
     assert summary.count(Verdict.PASSED) > (130 if role == "receiver" else 25)
@@ -206,6 +216,13 @@ def test_a_sender_without_a_congestion_window_is_caught(patched: pytest.MonkeyPa
     failed = _failures(role="sender")
     assert set(failed) - set(KNOWN_BUGS) == {"11.1/R11.1-2/window-bounds-data", "11.1/R11.1-4/initial-window"}
     assert "got 1024 DATA/REPAIR datagrams of the 1025-chunk object" in failed["11.1/R11.1-2/window-bounds-data"]
+
+
+def test_a_sender_that_holds_acks_behind_its_window_is_caught(patched: pytest.MonkeyPatch) -> None:
+    patched.setattr(endpoint, "Connection", AcksWaitForTheWindow)
+    failed = _failures(role="sender")
+    assert set(failed) - set(KNOWN_BUGS) == {"11.1/R11.1-3/ack-with-window-full"}
+    assert "an ACK for the tester's PING while the window is full" in failed["11.1/R11.1-3/ack-with-window-full"]
 
 
 def test_a_sender_with_an_oversized_first_flight_is_caught(patched: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocol.codec import Ack, Announce, Cancel, Data, Probe
+from protocol.codec import Ack, Announce, Cancel, Data, Ping, Probe
 from protocol.constants import ErrorCode
 from protocol.params import SessionParams
 
@@ -195,6 +195,35 @@ def window_bounds_data(ctx: Context) -> None:
             f"{len(sent)} DATA/REPAIR datagrams of the {announce.chunk_count}-chunk object, none acknowledged",
         )
     ctx.note(f"DATA stopped after {len(sent)} datagrams ({sum(len(rx.data) for rx in sent)} bytes), none acknowledged")
+
+
+@case(
+    "R11.1-3",
+    "Packets other than DATA and REPAIR (ANNOUNCE, NACK, ACK, COMPLETE, CANCEL, PROBE, PING, CLOSE) are small and "
+    "are not held back by the congestion window",
+    slug="ack-with-window-full",
+    role="sender",
+    needs=("big-object",),
+)
+def ack_with_window_full(ctx: Context) -> None:
+    """The tester acknowledges nothing until the sender's window is full, then sends a PING: the ACK it draws
+    (R9.2-2) comes at once, though nothing has left the window."""
+    peer = ctx.sender()
+    silent_receiver(peer)
+    peer.accept()
+    big_announce(peer)
+    sent = until_window_full(peer)
+    if len(sent) >= WINDOW_LIMIT:
+        ctx.unsupported(f"the sender sent {len(sent)} DATA datagrams without an ACK: its window never filled (R11.1-2)")
+    pn = peer.send(Ping())
+    pinged = ctx.target.clock()
+    rx = peer.expect_session(
+        "an ACK for the tester's PING while the window is full",
+        lambda p: isinstance(p, Ack) and p.largest_pn >= pn,
+        timeout=peer.quiet,
+    )
+    if (late := rx.at - pinged) > ctx.target.slack + 0.002:
+        raise CaseFailed("the ACK at once, whatever the window", f"after {late * 1000:.1f} ms: {rx}")
 
 
 # The recommended ceiling of R11.1-4, in datagrams of the largest size the sender uses.

@@ -177,3 +177,13 @@ def until_window_full(peer: SenderPeer) -> list[Rx]:
     if not sent:
         raise CaseFailed("the object's first chunks", f"no DATA within {peer.quiet:.3g} s of the ANNOUNCE", absent=True)
     return sent
+
+
+def window_filled(peer: SenderPeer) -> list[Rx]:
+    """Its ANNOUNCE, then every DATA until the sender's congestion window is full (the tester acknowledges
+    nothing); the case cannot judge a sender whose window never fills."""
+    big_announce(peer)
+    sent = until_window_full(peer)
+    if len(sent) >= WINDOW_LIMIT:
+        peer.ctx.unsupported(f"the sender sent {len(sent)} DATA datagrams without an ACK: its window never filled (R11.1-2)")
+    return sent

@@ -17,15 +17,13 @@ from ..receiving_model import listed
 from ..registry import case
 from ..server import Incoming, SenderPeer
 from .common import (
-    WINDOW_LIMIT,
-    big_announce,
     expect_nack_naming,
     many_gaps,
     must_complete,
     nacks_listing,
     silent_receiver,
     small_object,
-    until_window_full,
+    window_filled,
 )
 
 
@@ -714,16 +712,6 @@ def nack_retransmitted(ctx: Context) -> None:
         ctx.unsupported("the sender's object has a single chunk")
 
 
-def _window_filled(peer: SenderPeer) -> list[Rx]:
-    """Its ANNOUNCE, then every DATA until the sender's congestion window is full (the tester acknowledges
-    nothing); the case cannot judge a sender whose window never fills."""
-    big_announce(peer)
-    sent = until_window_full(peer)
-    if len(sent) >= WINDOW_LIMIT:
-        peer.ctx.unsupported(f"the sender sent {len(sent)} DATA datagrams without an ACK: its window never filled (R11.1-2)")
-    return sent
-
-
 @case(
     "R9.3-5",
     "A sender SHOULD send queued retransmissions before any chunk not yet sent",
@@ -739,7 +727,7 @@ def retransmission_first(ctx: Context) -> None:
     silent_receiver(peer)
     peer.policy.drop = lambda packet, copy: packet.chunk_index == 2 and copy == 1
     peer.accept()
-    _window_filled(peer)
+    window_filled(peer)
     incoming = peer.obj(0)
     if not incoming.dropped[2]:
         raise CaseFailed("chunk 2 among the first chunks", f"chunks {sorted(incoming.chunks)[:8]}...", absent=True)
@@ -770,7 +758,7 @@ def window_full_ping(ctx: Context) -> None:
     peer.accept()
     # A packet of the session but no ACK: the sender's handshake PINGs (R7.2-10) end, its window stays full.
     peer.send(Ping())
-    sent = _window_filled(peer)
+    sent = window_filled(peer)
     full = sent[-1].at
     if not any(isinstance(rx.packet, Ping) and rx.at >= full for rx in peer.session_packets()):
         peer.expect_session(

@@ -1,6 +1,7 @@
 """Random harsh links in the simulator: does every object get through?
 
-    python -m benchmarks.stress [--links 300] [--seed 0] [--sizes LIST] [--varying] [--show-all] [--json FILE]
+    python -m benchmarks.stress [--links 300] [--seed 0] [--sizes LIST] [--varying] [--thin-return]
+                                [--show-all] [--json FILE]
 
 Each run draws a link at random from its seed: a rate of 0.256-200 Mbit/s, an RTT of 5-1500 ms, a
 queue from 2 packets to four bandwidth-delay products, and loss (random, Gilbert-Elliott bursts,
@@ -8,7 +9,9 @@ or different each way up to 80 %), with some jitter (normal or Pareto), reorderi
 corruption and a blackout mixed in. With ``--varying`` the rate is not fixed but a mahimahi delivery
 trace drawn around it: steps every 0.1-2 s between a thirtieth and three times the drawn rate, and
 now and then a second or two with no capacity at all (packets wait in the queue, as on a cellular
-link during a handover, where a blackout drops them). Over it the client sends 1-20 objects of 1 B to 200 KB (or of
+link during a handover, where a blackout drops them). With ``--thin-return`` the return direction
+(the receiver's ACKs, NACKs and replies) gets a rate of its own, a third to a three-hundredth of the
+forward one, as on ADSL, cable, satellite and cellular uplinks. Over it the client sends 1-20 objects of 1 B to 200 KB (or of
 the ``--sizes`` given), all at once or one after another, and the server answers each with a reply. A run passes when every object
 and every reply arrives bit-exact and nothing fails; a run that cannot open its session because a
 blackout outlasts the handshake timeout (30 s, as `snip send` waits) is counted apart. The protocol core runs in netsim's
@@ -91,6 +94,21 @@ def random_link(rng: random.Random) -> str:
     return " ".join(parts)
 
 
+# Forward rate over return rate with --thin-return. ACKs cost about 1 % of the forward bytes
+# (82 bytes per 8 datagrams), so the larger ratios saturate the return path with them.
+THIN_RETURN_RATIOS = (3, 10, 30, 100, 300)
+THIN_RETURN_FLOOR_MBIT = 0.032  # the slowest return path drawn: 32 kbit/s
+
+
+def thin_return(link: str, rng: random.Random) -> str:
+    """``link`` with its return direction slowed to a fraction of the forward rate, drawn from ``rng``."""
+    rate = re.search(r"(?<![.\w])rate=([0-9.]+)mbit", link)
+    if rate is None:
+        raise ValueError(f"no forward rate in {link!r}")
+    back = max(float(rate[1]) / rng.choice(THIN_RETURN_RATIOS), THIN_RETURN_FLOOR_MBIT)
+    return f"{link} rev.rate={back:.4g}mbit"
+
+
 TRACE_PERIOD_MS = 20_000
 TRACE_OPPORTUNITY_BITS = 1500 * 8  # a mahimahi delivery opportunity
 
@@ -164,15 +182,22 @@ class Outcome:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def run_one(seed: int, object_sizes: Sequence[int] = SIZES, trace_dir: Path | None = None) -> Outcome:
+def run_one(
+    seed: int, object_sizes: Sequence[int] = SIZES, trace_dir: Path | None = None, thin: bool = False
+) -> Outcome:
     """One random link and workload, in virtual time; each object's size drawn from ``object_sizes``.
 
     With ``trace_dir`` the link's fixed rate is replaced by a varying one (a trace file written there).
+    With ``thin`` the return direction is slowed (``thin_return``); its own random stream leaves the
+    rest of the link and the workload as they are without it, so the two runs can be compared.
     """
     rng = random.Random(seed)
-    link = shown = random_link(rng)
+    link = random_link(rng)
+    if thin:
+        link = thin_return(link, random.Random(seed + 500))
+    shown = link
     if trace_dir is not None:
-        rate = re.search(r"rate=([0-9.]+)mbit", link)
+        rate = re.search(r"(?<![.\w])rate=([0-9.]+)mbit", link)
         assert rate is not None  # random_link always draws a rate
         path = trace_dir / f"{seed}.trace"
         path.write_text("\n".join(map(str, random_rate_trace(random.Random(seed + 400), float(rate[1])))) + "\n")
@@ -254,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: 1 B to 200 kB); large ones make long transfers of many objects")
     parser.add_argument("--varying", action="store_true", help="a rate that wanders and stalls (a mahimahi "
                         "trace drawn around the link's rate) instead of a fixed one")
+    parser.add_argument("--thin-return", action="store_true", help="a return path a third to a "
+                        "three-hundredth as fast as the forward one (ACKs and replies go over it)")
     parser.add_argument("--show-all", action="store_true", help="print every run, not only those that did not pass")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every run's outcome to FILE")
     args = parser.parse_args(argv)
@@ -270,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="snip-stress-") as traces:
         for seed in range(args.seed, args.seed + args.links):
-            outcome = run_one(seed, object_sizes, Path(traces) if args.varying else None)
+            outcome = run_one(seed, object_sizes, Path(traces) if args.varying else None, args.thin_return)
             outcomes.append(outcome)
             if args.show_all or outcome.status != "ok":
                 print(_line(outcome), flush=True)

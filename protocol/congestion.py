@@ -398,8 +398,8 @@ class SnipBbr:
             counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
             if counted > 0:
                 overran = False
-                if self.phase is Phase.STARTUP and lost >= STARTUP_MIN_LOST:
-                    overran = self._on_startup_round_loss(lost / counted)
+                if self.phase is Phase.STARTUP:
+                    overran = self._on_startup_round_loss(lost / counted, judged=lost >= STARTUP_MIN_LOST)
                 calm = self._round_calm and self._calm  # from its start to its end
                 self._on_round_loss(_RoundLoss(lost, counted, overran, calm))
                 self._round_count = (sample.counted, sample.lost)
@@ -507,13 +507,19 @@ class SnipBbr:
         if self.phase is Phase.STARTUP:
             self._enter_drain()
 
-    def _on_startup_round_loss(self, round_loss: float) -> bool:
-        """Whether this startup round overran the queue; two in a row end this startup."""
+    def _on_startup_round_loss(self, round_loss: float, *, judged: bool = True) -> bool:
+        """Whether this startup round overran the queue; two in a row end this startup, counting
+        only rounds ``judged``, those that lost STARTUP_MIN_LOST datagrams or more."""
         # A round of a few datagrams reads its loss too roughly to speak for the path: one that
         # lost 2 of 4 read 0.5, and no later round could lose more than 0.5 + 0.5.
         calm = [r.rate for r in self._round_losses if not r.overran and r.readable]
         limit = min(calm) + max(STARTUP_EXCESS_LOSS, min(calm)) if calm else STARTUP_COLD_LOSS
         overran = round_loss > limit
+        if not judged:
+            # Too few lost to end startup by, but past the limit all the same: it must not set the
+            # loss later rounds are judged against. A first burst that lost 6 of 10 to a 2-datagram
+            # queue had made 0.58 the path's loss, and the floors then lost 70-90 % of every round.
+            return overran
         # Two rounds in a row: reordering beyond the loss count's window reads as loss for a while.
         self._overrun_rounds = self._overrun_rounds + 1 if overran else 0
         if self._overrun_rounds >= STARTUP_OVERRUN_ROUNDS:

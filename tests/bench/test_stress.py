@@ -116,3 +116,36 @@ def test_the_command_refuses_a_json_file_it_could_not_write_before_running(
     with pytest.raises(SystemExit) as stop:
         stress.main(["--links", "1", "--json", str(tmp_path / "missing" / "out.json")])
     assert stop.value.code == 2 and "--json: no folder" in capsys.readouterr().err
+
+
+def test_a_thin_return_slows_the_return_direction_alone() -> None:
+    ratios = set()
+    for seed in range(60):
+        link = stress.random_link(random.Random(seed))
+        thin = stress.thin_return(link, random.Random(seed + 500))
+        before, after = parse_link(link), parse_link(thin)
+        assert after.fwd == before.fwd  # the forward direction, loss and delay included, as drawn
+        assert before.rev.rate is not None and after.rev.rate is not None
+        assert after.rev.rate < before.rev.rate or after.rev.rate == stress.THIN_RETURN_FLOOR_MBIT * 1e6
+        assert after.rev.rate >= stress.THIN_RETURN_FLOOR_MBIT * 1e6
+        assert after.rev.loss == before.rev.loss and after.rev.delay == before.rev.delay
+        ratios.add(round(before.rev.rate / after.rev.rate))
+    assert {3, 10, 30, 100, 300} <= ratios  # every ratio drawn, some links at the floor
+
+
+def test_a_thin_return_path_keeps_the_workload_and_delays_the_answers(tmp_path: Path) -> None:
+    # Seed 6: five objects one by one at 1 Mbit/s and 1.5 s RTT; the return path drawn is the
+    # 32 kbit/s floor, which each reply (up to 2000 bytes) and the ACKs must cross.
+    fixed, thin = stress.run_one(6), stress.run_one(6, thin=True)
+    assert thin.status == fixed.status == "ok", thin.detail
+    assert thin.sizes == fixed.sizes and thin.link.startswith(fixed.link) and "rev.rate=0.032mbit" in thin.link
+    assert thin.seconds > fixed.seconds
+    varying = stress.run_one(6, stress.SIZES, tmp_path, thin=True)
+    assert "ratetrace=(varying around 1mbit)" in varying.link and varying.link.endswith("rev.rate=0.032mbit")
+    assert varying.status == "ok", varying.detail
+
+
+def test_the_thin_return_option_reaches_the_runs(tmp_path: Path) -> None:
+    out = tmp_path / "stress.json"
+    assert stress.main(["--links", "2", "--seed", "7", "--thin-return", "--json", str(out)]) == 0
+    assert all(" rev.rate=" in run["link"] for run in json.loads(out.read_text()))

@@ -360,6 +360,47 @@ def test_a_round_of_a_few_datagrams_does_not_set_how_much_an_overrun_loses() -> 
     assert calm.pacing_rate > floor / 2  # still the floors
 
 
+def test_a_round_too_small_to_end_startup_by_does_not_set_how_much_an_overrun_loses() -> None:
+    # 2 Mbit/s behind a 3 kB queue and no loss at all (stress seed 57032). The first burst's round
+    # counted 10 datagrams and lost 6: too few lost (under 8) to count towards ending startup, it
+    # still set the loss later rounds were judged against, 0.58, and no round could lose more than
+    # twice that. Past the limit (0.5 while no round sets one), it no longer does: two rounds
+    # losing 90 % end the floors.
+    floor = 2.885 * 128 * MSS / 0.05  # the initial window per path RTT, after the first round
+    for rounds, ended in (
+        ([(10, 6, 2e5, 0.6), (56, 51, 2e5, 0.9)], False),  # the small round counts towards nothing
+        ([(10, 6, 2e5, 0.6), (56, 51, 2e5, 0.9), (62, 57, 2e5, 0.9)], True),
+        # Within the limit a round that small still speaks for the path: 5 lost of 10 (0.5) leaves
+        # rounds of 0.9 under what an overrun must lose, as random loss of half would.
+        ([(10, 5, 2e5, 0.5), (56, 51, 2e5, 0.9), (62, 57, 2e5, 0.9)], False),
+    ):
+        bbr = SnipBbr(MSS, 128, 0.05)
+        bbr.on_rtt_sample(0.0, 0.05)
+        _feed_rounds(bbr, rounds)
+        assert bbr.phase is Phase.STARTUP
+        if ended:
+            assert bbr.pacing_rate == pytest.approx(2.885 * bbr.bw, rel=0.01) and bbr.pacing_rate < floor / 10
+        else:
+            assert bbr.pacing_rate == pytest.approx(floor)
+
+
+def test_small_images_over_a_two_datagram_queue_are_not_sent_ten_times_over() -> None:
+    # Stress seed 57032's link and images, one after another: every flight fits the window, so the
+    # first startup never ends by its rate, and its floors (the initial window per path RTT, 30
+    # Mbit/s here) overran the queue in every round. With the first round's loss taken for the
+    # path's, 1614 datagrams were dropped at the queue and the images cost 9.97 times their bytes.
+    pair = Pair("rate=2mbit queue=3000b rtt=100ms", seed=1)
+    pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED", timeout=30)
+    before = pair.conn.counters["bytes_sent"]
+    images = [random.Random(size).randbytes(size) for size in (30000, 65536, 5000, 65536, 30000)]
+    for image in images:
+        oid = pair.send(image)
+        pair.run_until(lambda: pair.finished([oid]), timeout=60)  # noqa: B023 (called at once)
+    assert [event.data for event in pair.server_log.received()] == images
+    assert pair.conn.counters["bytes_sent"] - before < 4 * sum(map(len, images))
+    assert pair.link.stats()["fwd"]["dropped_by_cause"]["queue"] < 500
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_cold_transfer_stops_overrunning_a_five_datagram_queue(seed: int) -> None:
     # 10 Mbit/s behind a 5-datagram queue, 5% random loss, in virtual time. Startup's first

@@ -11,8 +11,9 @@ trace drawn around it: steps every 0.1-2 s between a thirtieth and three times t
 now and then a second or two with no capacity at all (packets wait in the queue, as on a cellular
 link during a handover, where a blackout drops them). With ``--thin-return`` the return direction
 (the receiver's ACKs, NACKs and replies) gets a rate of its own, a third to a three-hundredth of the
-forward one, as on ADSL, cable, satellite and cellular uplinks. Over it the client sends 1-20 objects of 1 B to 200 KB (or of
-the ``--sizes`` given), all at once or one after another, and the server answers each with a reply. A run passes when every object
+forward one, as on ADSL, cable, satellite and cellular uplinks. Over it the client sends 1-20
+objects of 1 B to 200 KB (or of the ``--sizes`` given), all at once or one after another, and the
+server answers each with a reply. A run passes when every object
 and every reply arrives bit-exact and nothing fails; a run that cannot open its session because a
 blackout outlasts the handshake timeout (30 s, as `snip send` waits) is counted apart. The protocol core runs in netsim's
 virtual time, so 300 links take a few minutes of wall time.
@@ -98,11 +99,13 @@ def random_link(rng: random.Random) -> str:
 # (82 bytes per 8 datagrams), so the larger ratios saturate the return path with them.
 THIN_RETURN_RATIOS = (3, 10, 30, 100, 300)
 THIN_RETURN_FLOOR_MBIT = 0.032  # the slowest return path drawn: 32 kbit/s
+# The link's own rate token, not a direction's (``rev.rate=``): what the draws read and replace.
+RATE_TOKEN = re.compile(r"(?<![.\w])rate=([0-9.]+)mbit")
 
 
 def thin_return(link: str, rng: random.Random) -> str:
     """``link`` with its return direction slowed to a fraction of the forward rate, drawn from ``rng``."""
-    rate = re.search(r"(?<![.\w])rate=([0-9.]+)mbit", link)
+    rate = RATE_TOKEN.search(link)
     if rate is None:
         raise ValueError(f"no forward rate in {link!r}")
     back = max(float(rate[1]) / rng.choice(THIN_RETURN_RATIOS), THIN_RETURN_FLOOR_MBIT)
@@ -197,7 +200,7 @@ def run_one(
         link = thin_return(link, random.Random(seed + 500))
     shown = link
     if trace_dir is not None:
-        rate = re.search(r"(?<![.\w])rate=([0-9.]+)mbit", link)
+        rate = RATE_TOKEN.search(link)
         assert rate is not None  # random_link always draws a rate
         path = trace_dir / f"{seed}.trace"
         path.write_text("\n".join(map(str, random_rate_trace(random.Random(seed + 400), float(rate[1])))) + "\n")

@@ -1,7 +1,7 @@
 """Random harsh links in the simulator: does every object get through?
 
     python -m benchmarks.stress [--links 300] [--seed 0] [--sizes LIST] [--varying] [--thin-return]
-                                [--show-all] [--json FILE]
+                                [--slow] [--show-all] [--json FILE]
 
 Each run draws a link at random from its seed: a rate of 0.256-200 Mbit/s, an RTT of 5-1500 ms, a
 queue from 2 packets to four bandwidth-delay products, and loss (random, Gilbert-Elliott bursts,
@@ -11,7 +11,9 @@ trace drawn around it: steps every 0.1-2 s between a thirtieth and three times t
 now and then a second or two with no capacity at all (packets wait in the queue, as on a cellular
 link during a handover, where a blackout drops them). With ``--thin-return`` the return direction
 (the receiver's ACKs, NACKs and replies) gets a rate of its own, a third to a three-hundredth of the
-forward one, as on ADSL, cable, satellite and cellular uplinks. Over it the client sends 1-20
+forward one, as on ADSL, cable, satellite and cellular uplinks. With ``--slow`` the rate is
+20-128 kbit/s (dial-up, GPRS, a narrow satellite or radio channel), and a queue given in bytes
+shrinks with it. Over it the client sends 1-20
 objects of 1 B to 200 KB (or of the ``--sizes`` given), all at once or one after another, and the
 server answers each with a reply. A run passes when every object
 and every reply arrives bit-exact and nothing fails; a run that cannot open its session because a
@@ -56,6 +58,9 @@ CLIENT = ("client", 4000)
 SERVER = ("server", 5000)
 HANDSHAKE_LIMIT = 60.0  # virtual seconds; the handshake timeout ends it sooner
 RUN_LIMIT = 900.0  # virtual seconds for a whole workload: past it the run has stalled
+# ... unless the link needs longer: this many times the workload's bytes at the link's rate (a
+# megabyte takes seven minutes at 20 kbit/s, and three times that at 65 % loss).
+RUN_LIMIT_LINK_TIMES = 10
 SIZES = (1, 1000, 5000, 30_000, 65_536, 200_000)
 REPLY_SIZES = (50, 300, 2000)
 
@@ -110,6 +115,23 @@ def thin_return(link: str, rng: random.Random) -> str:
         raise ValueError(f"no forward rate in {link!r}")
     back = max(float(rate[1]) / rng.choice(THIN_RETURN_RATIOS), THIN_RETURN_FLOOR_MBIT)
     return f"{link} rev.rate={back:.4g}mbit"
+
+
+# --slow: rates of dial-up, GPRS and a narrow satellite or radio link.
+SLOW_RATES_MBIT = (0.02, 0.032, 0.064, 0.128)
+SLOW_MIN_QUEUE_BYTES = 3000
+
+
+def slow_link(link: str, rng: random.Random) -> str:
+    """``link`` with its rate replaced by a slow one drawn from ``rng``, and a queue given in bytes
+    scaled with it (a queue of four BDPs at 200 Mbit/s would hold hours at 20 kbit/s)."""
+    rate = RATE_TOKEN.search(link)
+    if rate is None:
+        raise ValueError(f"no forward rate in {link!r}")
+    slow = rng.choice(SLOW_RATES_MBIT)
+    scale = slow / float(rate[1])
+    link = link.replace(rate[0], f"rate={slow}mbit", 1)
+    return re.sub(r"queue=(\d+)b\b", lambda m: f"queue={max(SLOW_MIN_QUEUE_BYTES, int(int(m[1]) * scale))}b", link)
 
 
 TRACE_PERIOD_MS = 20_000
@@ -186,27 +208,34 @@ class Outcome:
 
 
 def run_one(
-    seed: int, object_sizes: Sequence[int] = SIZES, trace_dir: Path | None = None, thin: bool = False
+    seed: int, object_sizes: Sequence[int] = SIZES, trace_dir: Path | None = None, thin: bool = False,
+    slow: bool = False,
 ) -> Outcome:
     """One random link and workload, in virtual time; each object's size drawn from ``object_sizes``.
 
     With ``trace_dir`` the link's fixed rate is replaced by a varying one (a trace file written there).
     With ``thin`` the return direction is slowed (``thin_return``); its own random stream leaves the
     rest of the link and the workload as they are without it, so the two runs can be compared.
+    With ``slow`` the rate is a slow one (``slow_link``), drawn from a stream of its own too.
     """
     rng = random.Random(seed)
     link = random_link(rng)
+    if slow:
+        link = slow_link(link, random.Random(seed + 600))
     if thin:
         link = thin_return(link, random.Random(seed + 500))
+    drawn_rate = RATE_TOKEN.search(link)
+    assert drawn_rate is not None  # random_link always draws a rate
+    rate_mbit = float(drawn_rate[1])
     shown = link
     if trace_dir is not None:
-        rate = RATE_TOKEN.search(link)
-        assert rate is not None  # random_link always draws a rate
+        rate = drawn_rate
         path = trace_dir / f"{seed}.trace"
         path.write_text("\n".join(map(str, random_rate_trace(random.Random(seed + 400), float(rate[1])))) + "\n")
         shown = link.replace(rate[0], f"ratetrace=(varying around {rate[1]}mbit)", 1)
         link = link.replace(rate[0], f"ratetrace={path}", 1)
     sizes = [rng.choice(object_sizes) for _ in range(rng.choice([1, 2, 5, 10, 20]))]
+    run_limit = max(RUN_LIMIT, RUN_LIMIT_LINK_TIMES * sum(sizes) * 8 / (rate_mbit * 1e6))
     together = rng.random() < 0.5
     data = [rng.randbytes(size) for size in sizes]
     sim = Simulator(seed=seed)
@@ -240,8 +269,8 @@ def run_one(
             ids.append(conn.send_object(item, sim.now))
             sim.poke()
             if not together:
-                sim.run_until(done, timeout=RUN_LIMIT)
-        sim.run_until(done, timeout=RUN_LIMIT)
+                sim.run_until(done, timeout=run_limit)
+        sim.run_until(done, timeout=run_limit)
     except SimulationTimeout:
         outcome.status, outcome.detail = "failed", f"stalled: {len(client.delivered)} of {len(ids)} delivered"
     outcome.seconds = round(sim.now - start, 3)
@@ -284,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "trace drawn around the link's rate) instead of a fixed one")
     parser.add_argument("--thin-return", action="store_true", help="a return path a third to a "
                         "three-hundredth as fast as the forward one (ACKs and replies go over it)")
+    parser.add_argument("--slow", action="store_true", help="a slow link: 20, 32, 64 or 128 kbit/s, with "
+                        "the queue scaled to it")
     parser.add_argument("--show-all", action="store_true", help="print every run, not only those that did not pass")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every run's outcome to FILE")
     args = parser.parse_args(argv)
@@ -300,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="snip-stress-") as traces:
         for seed in range(args.seed, args.seed + args.links):
-            outcome = run_one(seed, object_sizes, Path(traces) if args.varying else None, args.thin_return)
+            outcome = run_one(seed, object_sizes, Path(traces) if args.varying else None, args.thin_return, args.slow)
             outcomes.append(outcome)
             if args.show_all or outcome.status != "ok":
                 print(_line(outcome), flush=True)

@@ -264,6 +264,8 @@ class SnipBbr:
         self._least_round_loss: float | None = None
         self._loss_bound = MAX_COMPENSATED_LOSS
         self._round_calm = False  # the current round's
+        self._round_floored = True  # the current round began in the first startup
+        self._last_round_floored = True  # the round before it began or ended there
         self._round_count = (0, 0)
         self._overrun_rounds = 0  # startup rounds in a row that overran it
         self._last_round_rate = 0.0  # the best delivery-rate sample of the last round (0: none)
@@ -400,9 +402,15 @@ class SnipBbr:
                 overran = False
                 if self.phase is Phase.STARTUP:
                     overran = self._on_startup_round_loss(lost / counted, judged=lost >= STARTUP_MIN_LOST)
-                calm = self._round_calm and self._calm  # from its start to its end
+                # From its start to its end; and not the round after the first startup's, which
+                # counts what that startup's floors sent a round earlier: at 20 kbit/s behind a
+                # 10-datagram queue, 131 of 144, and that loss taken for the path's had the estimate
+                # compensated to 7 times the link's rate.
+                calm = self._round_calm and self._calm and not self._last_round_floored
                 self._on_round_loss(_RoundLoss(lost, counted, overran, calm))
                 self._round_count = (sample.counted, sample.lost)
+            self._last_round_floored = self._round_floored or self._floored
+            self._round_floored = self._floored
             self._round_calm = self._calm
         self._on_delivered(now, sample.delivered)
         rate = self._compensated(sample.delivery_rate, sample.loss_rate)
@@ -453,6 +461,11 @@ class SnipBbr:
             # show delay, and compensating would keep the overrun going.
             return rate
         return rate / (1.0 - loss)
+
+    @property
+    def _floored(self) -> bool:
+        """In the first startup, whose floors send at the initial rate whatever the estimate."""
+        return self.phase is Phase.STARTUP and not self._restarted
 
     @property
     def _calm(self) -> bool:

@@ -46,7 +46,7 @@ from .constants import (
     VERSION,
     ErrorCode,
 )
-from .delivery import SentLog
+from .delivery import SentLog, WindowedMax
 from .errors import InvalidObjectError, LocalProtocolError
 from .events import (
     ConnectionClosed,
@@ -110,6 +110,8 @@ MAX_INITIAL_COPIES = 6
 # The chunks are the object's own, so more tries cost nothing but the order objects finish in.
 STARVED_MISS = 1e-6
 STARVED_MIN_TRIES = 4
+LOOKAHEAD_MIN_CHUNKS = 4
+DELIVERY_PEAK_WINDOW_S = 10.0
 MAX_TAIL_COPIES = 3  # copies of one retransmitted chunk at an object's tail, at most
 # Packet numbers this far below the largest received are remembered, so that a duplicated datagram
 # is not counted twice in received_packets (spec R9.2-4): duplication must not hide loss.
@@ -228,6 +230,7 @@ class Connection:
         self.sent.next_pn = first_pn  # above 0 for a server session restored after it lapsed (R7.4-6)
         self._mss = config.chunk_size + OVERHEAD + DATA_PREFIX_LEN
         self.controller = make_controller(config.rate, self._mss, config.initial_window, config.initial_rtt)
+        self._delivery_peak = WindowedMax(DELIVERY_PEAK_WINDOW_S)
         self.controller.set_feedback_delay(self.peer_params.max_ack_delay_ms / 1000)
         self._control: deque[Packet] = deque()
         self._next_send_time = now
@@ -980,11 +983,23 @@ class Connection:
                 self._deferred_cancels = [c for c in self._deferred_cancels if c.object_id >= self._peer_id_limit]
                 for cancel in ready:
                     self._send_cancel(cancel, now)
+        # Announced objects with chunks still to send go ahead of those announced after them: no
+        # more is announced than the path can carry before a later object's receiver would give it
+        # up (R12.3-1), or 20 objects at 20 kbit/s all wait for their turn at once.
+        backlog: float | None = None
+        lookahead = 0.0
         for obj in self.outgoing.values():
             if obj.state is not OutState.QUEUED:
                 continue
             if obj.object_id >= self._peer_id_limit:
                 return
+            if backlog is None:
+                backlog = sum((o.chunk_count - o.next_new) * o.chunk_size
+                              for o in self.outgoing.values() if o.state is OutState.SENDING)
+                lookahead = self._announce_lookahead()
+            if backlog > lookahead:
+                return
+            backlog += obj.chunk_count * obj.chunk_size
             if self._announced_bytes + obj.size > self._peer_announce_limit:
                 return
             obj.state = OutState.SENDING
@@ -997,6 +1012,15 @@ class Connection:
             if obj.chunk_count == 0:
                 obj.tail_probe_pending = True
             self._note_backlog()
+
+    def _announce_lookahead(self) -> float:
+        """Bytes of first transmissions that may wait ahead of an object being announced: as much
+        as the path delivers in half the time an object may go without a chunk (R12.3-1). Until
+        a rate is measured, the initial window's worth: what the first flight carries anyway."""
+        peak = self._delivery_peak.value
+        if peak <= 0:
+            return float(self.config.initial_window * self._mss)
+        return max(LOOKAHEAD_MIN_CHUNKS * self._mss, peak * self._starved_after() / 2)
 
     def _note_backlog(self) -> None:
         """An object started: if every chunk waiting to go fits in the free window, the flight that
@@ -1030,6 +1054,7 @@ class Connection:
         )
         if sample is not None:
             self.controller.on_rate_sample(now, sample)
+            self._delivery_peak.update(now, sample.delivery_rate)
         self._peer_id_limit = max(self._peer_id_limit, packet.object_id_limit)
         self._peer_announce_limit = max(self._peer_announce_limit, packet.announce_limit)
         if self._cancels_unconfirmed:
@@ -1499,17 +1524,26 @@ class Connection:
         # went ahead of it gets a chunk out of turn: its receiver cancels an object that brings
         # nothing new for a whole idle timeout (R12.3-1), and on a slow path the objects ahead can
         # take longer than that.
-        for obj in self.outgoing.values():
-            if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send:
-                pick = obj.next_chunk()
-                if pick is not None:
-                    return obj, pick[0], pick[1]
-                if obj.repairs_pending:
-                    # Every chunk has left once and REPAIRs are all it has to send. No PROBE goes
-                    # while they wait (R9.4-2), and other objects' retransmissions and REPAIRs go
-                    # ahead of them: on a slow path for longer than the receiver's idle timeout
-                    # (benchmarks.stress seed 51054: a reply's waited 19 s).
-                    return obj, -1, False
+        # Not the object that would go next anyway: with every object waiting (each one's next
+        # chunk a retransmission the first object's went ahead of), the first had every such turn,
+        # and its receiver cancelled the second.
+        waiting = [
+            obj for obj in self.outgoing.values()
+            if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send
+        ]
+        head = self._next_in_turn() if waiting else None
+        for obj in waiting:
+            if obj is head:
+                continue
+            pick = obj.next_chunk()
+            if pick is not None:
+                return obj, pick[0], pick[1]
+            if obj.repairs_pending:
+                # Every chunk has left once and REPAIRs are all it has to send. No PROBE goes
+                # while they wait (R9.4-2), and other objects' retransmissions and REPAIRs go
+                # ahead of them: on a slow path for longer than the receiver's idle timeout
+                # (benchmarks.stress seed 51054: a reply's waited 19 s).
+                return obj, -1, False
         # Retransmissions of any object go ahead of new data (spec 9.3).
         for obj in self.outgoing.values():
             if obj.retx and obj.state is OutState.SENDING:
@@ -1524,6 +1558,21 @@ class Connection:
                 pick = obj.next_chunk()
                 if pick is not None:
                     return obj, pick[0], pick[1]
+        return None
+
+    def _next_in_turn(self) -> OutgoingObject | None:
+        """The object whose chunk or REPAIR goes next in the usual order: retransmissions first, then
+        REPAIRs, then new data, each oldest object first (spec 9.3)."""
+        sending = [obj for obj in self.outgoing.values() if obj.state is OutState.SENDING]
+        for obj in sending:
+            if obj.retx:
+                return obj
+        for obj in sending:
+            if obj.repairs_pending:
+                return obj
+        for obj in sending:
+            if obj.next_new < obj.chunk_count:
+                return obj
         return None
 
     def _starved_after(self) -> float:

@@ -39,6 +39,31 @@ TRAIN_OVERCOUNT = 1.1
 TRAIN_REFERENCE_ACK = 2  # the ACK of a train that its rate is measured from (the first may come late)
 
 
+class WindowedMax:
+    """The largest value offered over the last ``window`` seconds, give or take half of it (two
+    halves, the older dropped as a new one starts, so that a figure costs nothing to keep). With
+    nothing offered for that long, the last figure stands: an idle path has not become slower."""
+
+    __slots__ = ("_half", "_newer", "_older", "_start")
+
+    def __init__(self, window: float) -> None:
+        self._half = window / 2
+        self._start = 0.0
+        self._older = 0.0
+        self._newer = 0.0
+
+    def update(self, now: float, value: float) -> None:
+        if now - self._start >= self._half:
+            self._older = self._newer if now - self._start < 2 * self._half else 0.0
+            self._newer = 0.0
+            self._start = now
+        self._newer = max(self._newer, value)
+
+    @property
+    def value(self) -> float:
+        return max(self._older, self._newer)
+
+
 @dataclass(frozen=True, slots=True)
 class RateSample:
     delivery_rate: float  # bytes/s the peer received over the sample's interval

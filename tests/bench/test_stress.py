@@ -3,15 +3,17 @@ run a few of its links and check what it reports)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from benchmarks import stress
-from netsim.spec import parse_link
+from netsim.spec import LinkSpec, parse_link
 
 
 def test_random_links_are_valid_and_vary_with_the_seed() -> None:
@@ -118,12 +120,19 @@ def test_the_command_refuses_a_json_file_it_could_not_write_before_running(
     assert stop.value.code == 2 and "--json: no folder" in capsys.readouterr().err
 
 
+def _redrawn(change: Callable[[str, random.Random], str], stream: int, seeds: int) -> list[tuple[LinkSpec, LinkSpec]]:
+    """Random links before and after ``change``, drawn as ``run_one`` draws them (the change from
+    the seed's own stream, seed + ``stream``)."""
+    pairs = []
+    for seed in range(seeds):
+        link = stress.random_link(random.Random(seed))
+        pairs.append((parse_link(link), parse_link(change(link, random.Random(seed + stream)))))
+    return pairs
+
+
 def test_a_thin_return_slows_the_return_direction_alone() -> None:
     ratios = set()
-    for seed in range(60):
-        link = stress.random_link(random.Random(seed))
-        thin = stress.thin_return(link, random.Random(seed + 500))
-        before, after = parse_link(link), parse_link(thin)
+    for before, after in _redrawn(stress.thin_return, 500, 60):
         assert after.fwd == before.fwd  # the forward direction, loss and delay included, as drawn
         assert before.rev.rate is not None and after.rev.rate is not None
         assert after.rev.rate < before.rev.rate or after.rev.rate == stress.THIN_RETURN_FLOOR_MBIT * 1e6
@@ -149,3 +158,39 @@ def test_the_thin_return_option_reaches_the_runs(tmp_path: Path) -> None:
     out = tmp_path / "stress.json"
     assert stress.main(["--links", "2", "--seed", "7", "--thin-return", "--json", str(out)]) == 0
     assert all(" rev.rate=" in run["link"] for run in json.loads(out.read_text()))
+
+
+def test_a_slow_link_keeps_the_rest_of_the_link_and_scales_its_queue() -> None:
+    rates = set()
+    for before, after in _redrawn(stress.slow_link, 600, 80):
+        for was, now in ((before.fwd, after.fwd), (before.rev, after.rev)):
+            assert now.rate is not None and was.rate is not None
+            assert now.rate / 1e6 in stress.SLOW_RATES_MBIT
+            rates.add(now.rate)
+            assert dataclasses.replace(now, rate=was.rate, queue_bytes=was.queue_bytes) == was
+            if was.queue_bytes is not None:
+                assert now.queue_bytes is not None and now.queue_bytes >= stress.SLOW_MIN_QUEUE_BYTES
+                assert now.queue_bytes <= max(stress.SLOW_MIN_QUEUE_BYTES, was.queue_bytes * now.rate / was.rate)
+    assert len(rates) == len(stress.SLOW_RATES_MBIT)
+
+
+def test_many_objects_at_once_on_a_slow_link_all_get_through(tmp_path: Path) -> None:
+    # --slow seed 128: twenty objects (880 kB) at once at 20 kbit/s behind a 3 kB queue, 800 ms, no
+    # loss. Announced all at once, each waiting object needed a chunk out of turn every 7.5 s, more
+    # than the link carries, and the receiver cancelled the last two (spec R12.3-1).
+    outcome = stress.run_one(128, slow=True)
+    assert "rate=0.02mbit" in outcome.link and "loss=0%" in outcome.link
+    assert len(outcome.sizes) == 20 and outcome.together
+    assert outcome.status == "ok", outcome.detail
+    out = tmp_path / "stress.json"
+    assert stress.main(["--links", "1", "--seed", "128", "--slow", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())[0]["link"] == outcome.link
+
+
+def test_a_run_is_given_as_long_as_its_link_needs() -> None:
+    # --slow seed 211: 1.5 MB at 20 kbit/s, 30 % loss one way and 80 % the other, every datagram
+    # doubled: 18 minutes, past the 900 s a run had been given whatever its link.
+    outcome = stress.run_one(211, slow=True)
+    assert "rate=0.02mbit" in outcome.link and sum(outcome.sizes) > 1_400_000
+    assert outcome.status == "ok", outcome.detail
+    assert outcome.seconds > stress.RUN_LIMIT

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from protocol.delivery import RateSample, SentLog
+from protocol.delivery import RateSample, SentLog, WindowedMax
 from protocol.rtt import RttEstimator
 
 PACKET = 1000
@@ -480,3 +480,19 @@ def test_datagrams_whose_acks_an_outage_swallowed_are_not_timed_to_the_ack_after
     assert late is not None
     assert late.reported == 1
     assert late.report_delay_sum == pytest.approx(0.060)
+
+
+def test_the_delivery_peak_forgets_old_figures_but_not_on_an_idle_path() -> None:
+    peak = WindowedMax(10.0)
+    assert peak.value == 0.0
+    peak.update(0.0, 5000.0)
+    peak.update(3.0, 2000.0)
+    assert peak.value == 5000.0
+    peak.update(6.0, 1000.0)  # a new half began at 6 s: the first half's figure stays for one more
+    assert peak.value == 5000.0
+    peak.update(11.0, 1500.0)  # and is gone at 11 s, with the half it was in
+    assert peak.value == 1500.0
+    # Nothing offered for a minute (an idle path, not a slower one): the figure stood until now,
+    # and the first new one replaces it.
+    peak.update(71.0, 800.0)
+    assert peak.value == 800.0

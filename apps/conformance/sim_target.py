@@ -213,10 +213,14 @@ class SimTarget(Target):
         self.sim.poke()
         box = self._listen_box.inbox
         box.clear()  # leftovers of an earlier session are not this one's
-        self.run_until(lambda: bool(box), timeout)
-        if not box:
+        # Nor are those still on their way: an earlier attempt's INITIAL went in copies.
+        self.run_until(lambda: any(arrival.src == addr for arrival in box), timeout)
+        first = next((arrival for arrival in box if arrival.src == addr), None)
+        if first is None:
             return None
-        first = box.popleft()
+        rest = [arrival for arrival in box if arrival.src == addr and arrival is not first]
+        box.clear()
+        box.extend(rest)
         return _SimChannel(self, LISTEN_ADDR, first.src, self._listen_box), first
 
     def stats(self) -> dict[str, Any]:

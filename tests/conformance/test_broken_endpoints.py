@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -110,6 +111,18 @@ class AcksWaitForTheWindow(connection.Connection):
         return out
 
 
+def counting_ids(config: SessionConfig, server: bool, random_bytes: Callable[[int], bytes]) -> Endpoint:
+    """(j) takes its "random" bytes from a counter shared by every endpoint it makes."""
+    return Endpoint(config, server=server, random_bytes=_count_bytes)
+
+
+_COUNT = itertools.count(1)
+
+
+def _count_bytes(n: int) -> bytes:
+    return next(_COUNT).to_bytes(n, "big")
+
+
 def _failures(factory: EndpointFactory = default_endpoint, role: str = "receiver") -> dict[str, str]:
     summary = run(select(ALL, role=role), sim_factory(role, seed=1, endpoint_factory=factory), IN_PROCESS)
     assert summary.count(Verdict.PASSED) > (130 if role == "receiver" else 25)
@@ -187,6 +200,12 @@ def test_counting_duplicates_is_caught(patched: pytest.MonkeyPatch) -> None:
     failed = _failures()
     assert set(failed) - set(KNOWN_BUGS) == {"9.2/R9.2-4/ack-counts-a-duplicate-once"}
     assert "got +66 and +3" in failed["9.2/R9.2-4/ack-counts-a-duplicate-once"]
+
+
+def test_a_client_whose_initial_ids_count_up_is_caught() -> None:
+    failed = _failures(counting_ids, role="sender")
+    assert set(failed) - set(KNOWN_BUGS) == {"7.2/R7.2-1/initial-ids-fresh"}
+    assert "not from a counter" in failed["7.2/R7.2-1/initial-ids-fresh"]
 
 
 def test_a_client_that_takes_version_1_for_its_own_is_caught(patched: pytest.MonkeyPatch) -> None:

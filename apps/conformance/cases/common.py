@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from itertools import pairwise
 
 from protocol.codec import Announce, Data, Decoded, Initial, Nack, Ping, Repair
 from protocol.params import SessionParams
@@ -187,3 +189,17 @@ def window_filled(peer: SenderPeer) -> list[Rx]:
     if len(sent) >= WINDOW_LIMIT:
         peer.ctx.unsupported(f"the sender sent {len(sent)} DATA datagrams without an ACK: its window never filled (R11.1-2)")
     return sent
+
+
+def unpredictable(ids: Sequence[int], what: str) -> None:
+    """Ids the target chose (session ids, initial ids): distinct and non-zero, and neither a counter's
+    (a constant step apart) nor a clock's (all sharing their top 16 bits), R14.2-1. Six random ids are
+    a constant step apart with odds of 2^-256, and share their top 16 bits with odds of 2^-80."""
+    shown = " ".join(f"{i:016x}" for i in ids)
+    if len(set(ids)) != len(ids) or 0 in ids:
+        raise CaseFailed(f"{len(ids)} distinct non-zero {what}", shown)
+    steps = {(b - a) % (1 << 64) for a, b in pairwise(ids)}
+    if len(steps) == 1:
+        raise CaseFailed(f"unpredictable {what} (not from a counter, R14.2-1)", f"{what} a constant {steps.pop()} apart")
+    if len({i >> 48 for i in ids}) == 1:
+        raise CaseFailed(f"unpredictable {what} (not from a clock, R14.2-1)", f"{shown}: all begin {ids[0] >> 48:04x}")

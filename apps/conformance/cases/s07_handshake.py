@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import pairwise
 
 from protocol import codec
 from protocol.codec import (
@@ -31,7 +30,7 @@ from ..model import CaseFailed
 from ..peer import Rx
 from ..registry import case
 from ..server import SenderPeer
-from .common import must_complete, session_starts, small_object, still_handshaking
+from .common import must_complete, session_starts, small_object, still_handshaking, unpredictable
 
 # ================================================================================================
 # Receiver role: the target is a server
@@ -84,11 +83,7 @@ def session_ids_distinct(ctx: Context) -> None:
         c = ctx.client()
         ids.append(c.handshake().session_id)
         c.validate()
-    if len(set(ids)) != len(ids) or 0 in ids:
-        raise CaseFailed("six distinct non-zero session ids", " ".join(f"{i:016x}" for i in ids))
-    steps = {(b - a) % (1 << 64) for a, b in pairwise(ids)}
-    if len(steps) == 1:
-        raise CaseFailed("unpredictable session ids (not from a counter, R14.2-1)", f"ids a constant {steps.pop()} apart")
+    unpredictable(ids, "session ids")
 
 
 @case(
@@ -503,6 +498,24 @@ def carries_token(peer: SenderPeer, token: bytes) -> Callable[[Decoded], bool]:
         return isinstance(d.packet, Initial) and d.session_id == peer.initial_id and d.packet.token == token
 
     return match
+
+
+@case(
+    "R7.2-1",
+    "A client MUST choose each initial id with a cryptographically secure random number generator, uniformly from "
+    "the non-zero 64-bit values, and afresh for each connection attempt.",
+    slug="initial-ids-fresh",
+    role="sender",
+)
+def initial_ids_fresh(ctx: Context) -> None:
+    """Six connection attempts, each refused: six different, non-zero initial ids with no arithmetic pattern and no
+    clock in them (R14.2-1)."""
+    ids: list[int] = []
+    for _ in range(6):
+        peer = ctx.sender()
+        ids.append(peer.initial_id)
+        peer.finish()  # a refusal: the attempt ends, and the sender's next one must bring a new id
+    unpredictable(ids, "initial ids")
 
 
 @case(

@@ -1524,9 +1524,9 @@ class Connection:
         # went ahead of it gets a chunk out of turn: its receiver cancels an object that brings
         # nothing new for a whole idle timeout (R12.3-1), and on a slow path the objects ahead can
         # take longer than that.
-        # Not the object that would go next anyway: with every object waiting (each one's next
-        # chunk a retransmission the first object's went ahead of), the first had every such turn,
-        # and its receiver cancelled the second.
+        # The object whose turn it is anyway is passed over: when every object was waiting (each
+        # one's next chunk a retransmission, the first object's ahead of the rest), the first took
+        # every such turn, and the second's receiver cancelled it.
         waiting = [
             obj for obj in self.outgoing.values()
             if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send

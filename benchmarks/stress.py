@@ -229,11 +229,10 @@ def run_one(
     rate_mbit = float(drawn_rate[1])
     shown = link
     if trace_dir is not None:
-        rate = drawn_rate
         path = trace_dir / f"{seed}.trace"
-        path.write_text("\n".join(map(str, random_rate_trace(random.Random(seed + 400), float(rate[1])))) + "\n")
-        shown = link.replace(rate[0], f"ratetrace=(varying around {rate[1]}mbit)", 1)
-        link = link.replace(rate[0], f"ratetrace={path}", 1)
+        path.write_text("\n".join(map(str, random_rate_trace(random.Random(seed + 400), rate_mbit))) + "\n")
+        shown = link.replace(drawn_rate[0], f"ratetrace=(varying around {drawn_rate[1]}mbit)", 1)
+        link = link.replace(drawn_rate[0], f"ratetrace={path}", 1)
     sizes = [rng.choice(object_sizes) for _ in range(rng.choice([1, 2, 5, 10, 20]))]
     run_limit = max(RUN_LIMIT, RUN_LIMIT_LINK_TIMES * sum(sizes) * 8 / (rate_mbit * 1e6))
     together = rng.random() < 0.5

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from . import codec
@@ -1531,7 +1531,7 @@ class Connection:
             obj for obj in self.outgoing.values()
             if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send
         ]
-        head = self._next_in_turn() if waiting else None
+        head = next(self._in_turn(), (None, False))[0] if waiting else None
         for obj in waiting:
             if obj is head:
                 continue
@@ -1544,36 +1544,22 @@ class Connection:
                 # ahead of them: on a slow path for longer than the receiver's idle timeout
                 # (benchmarks.stress seed 51054: a reply's waited 19 s).
                 return obj, -1, False
-        # Retransmissions of any object go ahead of new data (spec 9.3).
-        for obj in self.outgoing.values():
-            if obj.retx and obj.state is OutState.SENDING:
-                pick = obj.next_chunk()
-                if pick is not None:
-                    return obj, pick[0], pick[1]
-        for obj in self.outgoing.values():
-            if obj.repairs_pending and obj.state is OutState.SENDING:
+        for obj, repair in self._in_turn():
+            if repair:
                 return obj, -1, False
-        for obj in self.outgoing.values():
-            if obj.state is OutState.SENDING and obj.next_new < obj.chunk_count:
-                pick = obj.next_chunk()
-                if pick is not None:
-                    return obj, pick[0], pick[1]
+            pick = obj.next_chunk()
+            if pick is not None:
+                return obj, pick[0], pick[1]
         return None
 
-    def _next_in_turn(self) -> OutgoingObject | None:
-        """The object whose chunk or REPAIR goes next in the usual order: retransmissions first, then
-        REPAIRs, then new data, each oldest object first (spec 9.3)."""
+    def _in_turn(self) -> Iterator[tuple[OutgoingObject, bool]]:
+        """The objects with something to send in the usual order, each with whether a REPAIR is what
+        it sends: retransmissions of any object go ahead of REPAIRs, and those ahead of new data
+        (spec 9.3), each oldest object first."""
         sending = [obj for obj in self.outgoing.values() if obj.state is OutState.SENDING]
-        for obj in sending:
-            if obj.retx:
-                return obj
-        for obj in sending:
-            if obj.repairs_pending:
-                return obj
-        for obj in sending:
-            if obj.next_new < obj.chunk_count:
-                return obj
-        return None
+        yield from ((obj, False) for obj in sending if obj.retx)
+        yield from ((obj, True) for obj in sending if obj.repairs_pending)
+        yield from ((obj, False) for obj in sending if obj.next_new < obj.chunk_count)
 
     def _starved_after(self) -> float:
         """How long an announced object with chunks to send may go without sending one while others

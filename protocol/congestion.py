@@ -245,6 +245,9 @@ class SnipBbr:
         self._report_delay_sum = 0.0
         self._reported = 0
         self._report_delay = _RunningMin(0.0)
+        # The peer's received_bytes once the first startup and its drain were over (None before):
+        # datagrams sent until then left at the floors' rate and waited in the queue that built.
+        self._floors_delivered: int | None = None
         self._queueing = False
         self._round_min_rtts: deque[float] = deque(maxlen=QUEUE_ROUNDS)
         self._full_bw = 0.0
@@ -422,6 +425,8 @@ class SnipBbr:
             self._check_full_pipe(sample.app_limited)
         self._advance_phase(now)
         self._probe_rtt(now, sample)
+        if self._floors_delivered is None and not self._floored and self.phase is not Phase.DRAIN:
+            self._floors_delivered = sample.delivered
 
     def _on_delivered(self, now: float, delivered: int) -> None:
         """ACK aggregation: how far what the ACKs report runs ahead of bw since the epoch began."""
@@ -561,12 +566,13 @@ class SnipBbr:
         self._cwnd_gain = STARTUP_GAIN
 
     def _shows_path(self, sample: RateSample) -> bool:
-        """Outside an RTT probe and the first startup every sample counts towards the report
-        delay; in a probe, only those of datagrams sent once in-flight bytes were down to its
-        window: the rest waited in the queue."""
-        if self.phase is Phase.STARTUP and not self._restarted:
+        """Outside an RTT probe every sample of a datagram sent after the first startup and its
+        drain counts towards the report delay; in a probe, only those of datagrams sent once
+        in-flight bytes were down to its window: the rest waited in the queue."""
+        if self._floors_delivered is None or sample.prior_delivered <= self._floors_delivered:
             # The initial window leaves within INITIAL_TRAIN_SPREAD: on a reordering path one ACK
-            # can report most of it a few ms after it left, a delay no paced datagram sees.
+            # can report most of it a few ms after it left, a delay no paced datagram sees; and on
+            # a slow path what is sent until the drain is over waits behind it in the queue.
             return False
         if self.phase is not Phase.PROBE_RTT:
             return True

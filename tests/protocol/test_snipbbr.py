@@ -529,14 +529,16 @@ def _reordering_rounds(bbr: SnipBbr, sample_rtt: float, report_delay: float, rou
 
 
 def _past_startup(sample_rtt: float, report_delay: float = 0.0) -> tuple[SnipBbr, int]:
-    """A controller whose first startup, rounds at a steady 10 MB/s as in _reordering_rounds, has
-    ended, and the round to go on from."""
+    """A controller whose first startup and drain, rounds at a steady 10 MB/s as in
+    _reordering_rounds, have ended, with the round of the datagrams sent until then acknowledged
+    too; and the round to go on from."""
     bbr = SnipBbr(MSS, 128, 0.1)
     k = 1
-    while bbr.phase is Phase.STARTUP:
+    while bbr.phase in (Phase.STARTUP, Phase.DRAIN):
         _reordering_rounds(bbr, sample_rtt, report_delay, rounds=1, first=k)
         k += 1
-    return bbr, k
+    _reordering_rounds(bbr, sample_rtt, report_delay, rounds=1, first=k)
+    return bbr, k + 1
 
 
 def test_the_window_covers_how_long_datagrams_stay_in_flight_when_rtt_samples_read_short() -> None:
@@ -574,14 +576,41 @@ def test_the_initial_windows_reports_do_not_set_the_window() -> None:
     # within 10 ms, and one ACK that skipped the delay reports most of it a few ms after it left.
     # That reading (32 ms) held for 10 s as the least report delay while the window sized from it
     # starved the paced flow, whose datagrams an ACK reported 0.2-0.4 s after they left: the
-    # estimate fell from 5 to 0.4 Mbit/s and 1 MiB took 12 s. Only the first startup's readings
-    # are left out: later, the datagrams are paced.
+    # estimate fell from 5 to 0.4 Mbit/s and 1 MiB took 12 s. Only the readings of datagrams sent
+    # until the first startup and its drain were over are left out: later, the datagrams are paced.
     bbr, k = _past_startup(sample_rtt=0.003, report_delay=0.003)
     _reordering_rounds(bbr, sample_rtt=0.003, report_delay=0.050, rounds=2, first=k)
     assert bbr.cwnd >= 2 * bbr.bw * 0.75 * 0.050
     # Once paced, a short reading is the least, as before.
     _reordering_rounds(bbr, sample_rtt=0.003, report_delay=0.010, rounds=2, first=k + 2)
     assert bbr.cwnd < 2 * bbr.bw * 0.75 * 0.050
+
+
+def test_datagrams_queued_behind_the_initial_window_do_not_set_the_window() -> None:
+    # 64 kbit/s, 300 ms, a 16 kB queue, ten 12 kB images at once: the initial window (128
+    # datagrams within 10 ms) filled the queue, and what left until the drain was over waited up to
+    # 2 s behind it. Their report delay, 2.2 s on average, had made the path RTT 1.7 s for ten
+    # seconds (its RTT samples said 0.34 s): a window of 35 kB where the path holds 2.4 kB, and no
+    # queue of ours could show against a path RTT that already held one.
+    bbr = SnipBbr(MSS, 128, 0.3)
+    bbr.on_rtt_sample(1.2, 0.34)
+    bbr.on_rate_sample(1.2, dataclasses.replace(_sample(1, rate=8000, train=8000), rtt=0.34, inflight=100_000))
+    assert bbr.phase is Phase.DRAIN
+    k, now = 2, 1.2
+    while k < 6:  # still draining: 64 datagrams reported after 2.2 s in flight in each round
+        now += 0.5
+        bbr.on_rtt_sample(now, 0.34)
+        queued = dataclasses.replace(_sample(k, rate=8000), inflight=100_000, reported=64, report_delay_sum=64 * 2.2)
+        bbr.on_rate_sample(now, queued)
+        k += 1
+    assert bbr.phase is Phase.DRAIN
+    for _ in range(2):  # drained; the round after reports what the drain sent, at 2.2 s again
+        now += 0.5
+        bbr.on_rtt_sample(now, 0.34)
+        bbr.on_rate_sample(now, dataclasses.replace(_sample(k, rate=8000), reported=64, report_delay_sum=64 * 2.2))
+        k += 1
+    assert bbr.phase is Phase.PROBE_BW
+    assert bbr.cwnd < 2 * 8000 * 0.5 + 4 * MSS  # about 2 x bw x 0.34 s, not x 1.7 s
 
 
 def _acks(bbr: SnipBbr, now: float, delivered: int, period: float, count: int, rate: float = 1e7) -> tuple[float, int]:

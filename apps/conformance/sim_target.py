@@ -227,8 +227,9 @@ class SimTarget(Target):
         return {"sim": self.sim.stats(), "endpoints": [app.endpoint.stats() for app in self.apps]}
 
 
-#: Limits of the in-process endpoint: small, so that cases announcing up to the limits stay light.
-LIGHT_CONFIG = SessionConfig(max_object_size=1 << 20, max_buffered_bytes=4 << 20)
+#: Limits of the in-process endpoint: small, so that cases announcing up to the limits stay light; the
+#: bytes held across sessions (R14.4-1) too, a few sessions' worth.
+LIGHT_CONFIG = SessionConfig(max_object_size=1 << 20, max_buffered_bytes=4 << 20, max_receiving_bytes=16 << 20)
 #: What a sender sends to cases that need "big-object": more chunks (1025 of 1024 bytes) than any
 #: sane congestion window holds before its first ACK (R11.1-4 RECOMMENDS 64 datagrams).
 BIG_OBJECT = (1 << 20) + 100

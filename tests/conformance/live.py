@@ -10,8 +10,8 @@ from typing import Any
 
 from protocol.aio import ReceivedObject, SessionConfig, SnipError, connect, serve
 
-#: Small limits: the cases that announce up to them stay light (spec 11.3).
-LIVE_CONFIG = SessionConfig(max_object_size=1 << 20, max_buffered_bytes=4 << 20)
+#: Small limits: the cases that announce up to them stay light (spec 11.3, 14.4).
+LIVE_CONFIG = SessionConfig(max_object_size=1 << 20, max_buffered_bytes=4 << 20, max_receiving_bytes=16 << 20)
 
 
 class _LoopThread:

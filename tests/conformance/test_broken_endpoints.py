@@ -12,7 +12,7 @@ import pytest
 from apps.conformance.model import Verdict
 from apps.conformance.runner import run, select
 from apps.conformance.sim_target import EndpointFactory, default_endpoint, sim_factory
-from protocol import codec, congestion, connection, endpoint, receiving, sending
+from protocol import codec, congestion, connection, endpoint, receiving, rtt, sending
 from protocol.config import SessionConfig
 from protocol.endpoint import Endpoint
 
@@ -109,6 +109,14 @@ class AcksWaitForTheWindow(connection.Connection):
         if self.is_open and self.sent.inflight >= self.controller.cwnd:
             out = [d for d in out if not isinstance(codec.decode(d).packet, codec.Ack)]
         return out
+
+
+class NackFreesTheWindow(connection.Connection):
+    """(k) takes every NACK for a report of every datagram sent: a loss report opens the whole window."""
+
+    def _on_nack(self, packet: codec.Nack, now: float) -> None:
+        super()._on_nack(packet, now)
+        self.sent.on_reported(self.sent.next_pn - 1)
 
 
 def counting_ids(config: SessionConfig, server: bool, random_bytes: Callable[[int], bytes]) -> Endpoint:
@@ -257,3 +265,55 @@ def test_a_sender_that_never_pings_a_full_window_is_caught(patched: pytest.Monke
     patched.setattr(endpoint, "Connection", NeverPingsAFullWindow)
     failed = _failures(role="sender")
     assert set(failed) - set(KNOWN_BUGS) == {"9.4/R9.4-5/window-full-ping"}
+
+
+def test_a_server_whose_session_ids_count_up_is_caught() -> None:
+    failed = _failures(counting_ids)
+    assert set(failed) - set(KNOWN_BUGS) == {"7.3/R7.3-2/session-ids-distinct", "14.2/R14.2-1/session-ids-not-derived"}
+    assert "not from a counter" in failed["14.2/R14.2-1/session-ids-not-derived"]
+
+
+def test_a_server_that_honours_only_its_latest_token_is_caught(patched: pytest.MonkeyPatch) -> None:
+    # It remembers the token it issued last to each client address and initial id: per-client state (R7.4-5).
+    issued: dict[tuple[Addr, int], bytes] = {}
+    make, check = endpoint.make_token, endpoint.check_token
+
+    def remembered(secret: bytes, addr: Addr, initial_id: int, now: float) -> bytes:
+        issued[(addr, initial_id)] = token = make(secret, addr, initial_id, now)
+        return token
+
+    def latest_only(secret: bytes, token: bytes, addr: Addr, initial_id: int, now: float) -> bool:
+        return issued.get((addr, initial_id)) == token and check(secret, token, addr, initial_id, now)
+
+    patched.setattr(endpoint, "make_token", remembered)
+    patched.setattr(endpoint, "check_token", latest_only)
+    failed = _failures()
+    assert set(failed) - set(KNOWN_BUGS) == {"7.4/R7.4-5/earlier-token-still-valid"}
+
+
+def test_a_sender_that_ignores_the_ack_delay_is_caught(patched: pytest.MonkeyPatch) -> None:
+    # Every sample the raw round trip: an ACK held by its receiver reads as a slow path, and the PTO grows.
+    update = rtt.RttEstimator.update
+    patched.setattr(rtt.RttEstimator, "update", lambda self, sample, ack_delay=0.0: update(self, sample, 0.0))
+    failed = _failures(role="sender")
+    assert set(failed) - set(KNOWN_BUGS) == {"9.5/R9.5-1/ack-delay-subtracted"}
+    assert "got 1329 ms" in failed["9.5/R9.5-1/ack-delay-subtracted"]
+
+
+def test_a_sender_whose_srtt_is_its_latest_sample_is_caught(patched: pytest.MonkeyPatch) -> None:
+    update = rtt.RttEstimator.update
+
+    def unsmoothed(self: rtt.RttEstimator, sample: float, ack_delay: float = 0.0) -> None:
+        update(self, sample, ack_delay)
+        self.smoothed = self.latest
+
+    patched.setattr(rtt.RttEstimator, "update", unsmoothed)
+    failed = _failures(role="sender")
+    assert set(failed) - set(KNOWN_BUGS) == {"9.5/R9.5-2/rtt-estimator"}
+
+
+def test_a_sender_that_takes_a_nack_for_room_is_caught(patched: pytest.MonkeyPatch) -> None:
+    patched.setattr(endpoint, "Connection", NackFreesTheWindow)
+    failed = _failures(role="sender")
+    assert set(failed) - set(KNOWN_BUGS) == {"11.1/R11.1-5/loss-report-opens-no-window", "11.1/R11.1-6/window-bounds-repair"}
+    assert "of them REPAIR" in failed["11.1/R11.1-6/window-bounds-repair"]

@@ -19,6 +19,7 @@ MODULES = (
     "s11_limits",
     "s12_close",
     "s13_errors",
+    "s14_security",
 )
 
 for _name in MODULES:

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from itertools import pairwise
 
-from protocol.codec import Announce, Data, Decoded, Initial, Nack, Ping, Repair
+from protocol.codec import Announce, Close, Data, Decoded, Initial, Nack, Ping, Repair
 from protocol.params import SessionParams
 
 from ..client import Client, Outcome, TestObject
@@ -15,6 +15,7 @@ from ..model import CaseFailed
 from ..peer import Rx
 from ..receiving_model import listed
 from ..server import SenderPeer
+from ..wire import error_name
 
 
 def dropped(s: Client, datagram: bytes, why: str, *, ignore: tuple[type, ...] = (Ping,)) -> None:
@@ -75,6 +76,26 @@ def session_starts(peer: SenderPeer, why: str) -> None:
     peer.accept()
     peer.expect_session(f"the session proceeding after ACCEPT ({why})", lambda p: True)
 
+
+
+def announced_object(ctx: Context) -> tuple[SenderPeer, Announce]:
+    """Sender role: ACCEPT, and the ANNOUNCE of the sender's object; the tester holds back COMPLETE."""
+    peer = ctx.sender()
+    peer.policy.complete = False
+    peer.accept()
+    rx = peer.expect_session("the ANNOUNCE", lambda p: isinstance(p, Announce))
+    assert isinstance(rx.packet, Announce)
+    return peer, rx.packet
+
+
+def expect_abort(peer: SenderPeer, code: int, why: str) -> Rx:
+    """The sender under test aborts its session with CLOSE ``code``; the case fails saying ``why`` it should."""
+    what = f"CLOSE {error_name(code)} ({why})"
+    rx = peer.expect_session(what, lambda p: isinstance(p, Close))
+    assert isinstance(rx.packet, Close)
+    if rx.packet.error_code != code:
+        raise CaseFailed(what, str(rx))
+    return rx
 
 
 def announce_sized(object_id: int, size: int, chunk_size: int = 1024) -> Announce:
@@ -152,12 +173,13 @@ def big_announce(peer: SenderPeer) -> Announce:
     return announce
 
 
-def until_window_full(peer: SenderPeer) -> list[Rx]:
+def until_window_full(peer: SenderPeer, *, fresh: bool = False) -> list[Rx]:
     """Be the receiver (as its policy says) until no DATA or REPAIR has come for a quiet spell (the sender's
-    window is full, if nothing answers it), or until WINDOW_LIMIT of them have: the DATA and REPAIR that came."""
+    window is full, if nothing answers it), or until WINDOW_LIMIT of them have: the DATA and REPAIR that came,
+    since the session began, or with ``fresh`` from now on (the next flight, which may be empty)."""
     ctx = peer.ctx
     clock = ctx.target.clock
-    sent = [rx for rx in peer.session_packets() if isinstance(rx.packet, Data | Repair)]
+    sent = [] if fresh else [rx for rx in peer.session_packets() if isinstance(rx.packet, Data | Repair)]
     quiet_until = clock() + peer.quiet
     deadline = clock() + ctx.timeout
     while len(sent) < WINDOW_LIMIT:
@@ -176,7 +198,7 @@ def until_window_full(peer: SenderPeer) -> list[Rx]:
         if rx.decoded is not None and peer.in_session(rx.decoded) and isinstance(rx.packet, Data | Repair):
             sent.append(rx)
             quiet_until = clock() + peer.quiet
-    if not sent:
+    if not sent and not fresh:
         raise CaseFailed("the object's first chunks", f"no DATA within {peer.quiet:.3g} s of the ANNOUNCE", absent=True)
     return sent
 

@@ -394,6 +394,44 @@ def token_bound_to_initial_id(ctx: Context) -> None:
         raise CaseFailed("RETRY (the token belongs to another initial id)", str(answer))
 
 
+#: Attempts of other clients that draw tokens between the first token and its use: more than the unvalidated
+#: sessions a server keeps (RECOMMENDED 128, spec 14.4), so that a table of issued tokens would overflow.
+OTHER_ATTEMPTS = 256
+
+
+@case("R7.4-5", "A server MUST keep no per-client state for the tokens it issues.", slug="earlier-token-still-valid",
+      needs=("retry",))
+def earlier_token_still_valid(ctx: Context) -> None:
+    """RETRY, a second RETRY for the same attempt a second later, then RETRYs for 256 other attempts: the first
+    token still draws ACCEPT."""
+    c = ctx.client()
+    first = _retry(ctx, c)
+    assert isinstance(first.packet, Retry)
+    # A token carries its issue time (it must expire, R7.4-4): a second later the next one differs, and a
+    # server that kept the latest token of each client would now refuse the first.
+    ctx.target.sleep(1.1)
+    c.send_initial()
+    second = c.handshake_reply()
+    if not isinstance(second.packet, Retry):
+        raise CaseFailed("RETRY again for an INITIAL without a token", str(second))
+    others = ctx.client()
+    for _ in range(OTHER_ATTEMPTS):
+        others.send(Initial(others.params), session_id=ctx.new_id(), pn=0)
+    others.collect(others.quiet)  # their RETRYs: a bounded table of tokens would have dropped ours for them
+    c.send_initial(token=first.packet.token)
+    answer = c.handshake_reply()
+    if not isinstance(answer.packet, Accept):
+        raise CaseFailed(
+            "ACCEPT for the first token, valid whatever the server issued since: it can be checked from the token "
+            "and the server's secret alone",
+            str(answer),
+        )
+    _take_accept(c, answer, answer.packet)
+    c.validate()
+    if first.packet.token == second.packet.token:
+        ctx.note("both RETRYs carried the same token: the first token's survival says less")
+
+
 @case(
     "R7.4-2",
     "Until the address is validated, the server MUST NOT send, in the session, more than 3 times the number of bytes "

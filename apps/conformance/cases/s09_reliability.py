@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from protocol import codec, repair
 from protocol.codec import Ack, Announce, Cancel, Close, Complete, Data, Nack, Ping, Probe, Repair
-from protocol.constants import ErrorCode
+from protocol.constants import NON_ACK_ELICITING, ErrorCode
 from protocol.params import SessionParams
 
 from ..client import Client, TestObject
@@ -947,6 +947,129 @@ def pto_includes_max_ack_delay(ctx: Context) -> None:
             f"the probe timer's PROBE at least {delay_ms + 1} ms after the previous one (PTO includes the tester's max_ack_delay)",
             f"{gap * 1000:.1f} ms after it",
         )
+
+
+def _estimate(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    """srtt and rttvar after ``samples`` (latest_rtt, ack_delay), as spec 9.5 computes them."""
+    min_rtt = float("inf")
+    srtt = rttvar = 0.0
+    for n, (latest, ack_delay) in enumerate(samples):
+        min_rtt = min(min_rtt, latest)
+        sample = latest - ack_delay if latest - ack_delay >= min_rtt else latest
+        if n == 0:
+            srtt, rttvar = sample, sample / 2
+        else:
+            rttvar = 0.75 * rttvar + 0.25 * abs(srtt - sample)
+            srtt = 0.875 * srtt + 0.125 * sample
+    return srtt, rttvar
+
+
+def _probe_timeout(ctx: Context, holds: list[tuple[float, float]], params: SessionParams | None = None) -> None:
+    """The sender's RTT samples set by the tester, read back from its probe timer.
+
+    The tester acknowledges the sender's first ``len(holds)`` ack-eliciting packets, packet i ``holds[i][0]`` seconds
+    after it arrived, claiming ``holds[i][1]`` of ack delay, and nothing else: the object stays unanswered. The
+    samples the sender takes (R9.5-1) are then known to the tester. A NACK listing nothing restarts the probe
+    timer (R9.4-2): the PROBE that follows must come one PTO (R9.5-3) later, PTO computed as spec 9.5 says from
+    those samples, with the handshake's first (R7.5-1, a SHOULD) or without it.
+    """
+    peer = ctx.sender(params)
+    silent_receiver(peer)
+    peer.accept()
+    clock = ctx.target.clock
+    path = ctx.target.path_delay  # one way: a sample is the tester's wait and a round trip
+    assert peer.accept_sent_at is not None
+    handshake = peer.accept_sent_at - peer.first.at + 2 * path
+    pending: list[tuple[float, Ack, float]] = []  # (when due, the ACK, when its packet arrived)
+    samples: list[tuple[float, float]] = []
+    acked = -1
+    taken = 0
+    deadline = clock() + ctx.timeout + max(hold for hold, _ in holds)
+    while taken < len(holds) or pending:
+        now = clock()
+        if pending and pending[0][0] <= now:
+            _, ack, arrived = pending.pop(0)
+            peer.send(ack)
+            if ack.largest_pn > acked:  # only a larger largest_pn gives a sample (R9.5-1)
+                acked = ack.largest_pn
+                samples.append((clock() - arrived + 2 * path, ack.ack_delay_us / 1e6))
+            continue
+        if now >= deadline:
+            raise CaseFailed(f"{len(holds)} ack-eliciting packets in the session", f"{taken} within the time", absent=True)
+        rx = peer.inbox.pop(0) if peer.inbox else peer.pull((pending[0][0] if pending else deadline) - now)
+        if rx is None or rx.decoded is None:
+            continue
+        peer.handle(rx)
+        decoded = rx.decoded
+        if taken >= len(holds) or not peer.in_session(decoded):
+            continue
+        if codec.PACKET_TYPE_OF[type(decoded.packet)] in NON_ACK_ELICITING:
+            continue
+        hold, claimed = holds[taken]
+        taken += 1
+        ack = Ack(
+            largest_pn=decoded.packet_number,
+            ack_delay_us=round(claimed * 1e6),
+            received_bytes=peer.rx_bytes,
+            received_packets=peer.rx_packets,
+            object_id_limit=peer.params.max_concurrent_objects,
+            announce_limit=peer.params.max_buffered_bytes,
+        )
+        pending.append((rx.at + hold, ack, rx.at))
+        pending.sort(key=lambda item: item[0])
+    peer.drain()
+    peer.nack(0, [])
+    restarted = clock()
+    # A PROBE the sender sent before the NACK reached it arrives within a round trip of it.
+    earliest = restarted + 2 * path + min(ctx.target.slack, 0.01)
+    max_ack_delay = peer.params.max_ack_delay_ms / 1000
+    with_handshake, without = (
+        srtt + max(4 * rttvar, 0.001) + max_ack_delay
+        for srtt, rttvar in (_estimate([(handshake, 0.0), *samples]), _estimate(samples))
+    )
+    low, high = min(with_handshake, without), max(with_handshake, without)
+    rx = peer.expect_session(
+        "the PROBE of the probe timer the NACK restarted",
+        lambda p: isinstance(p, Probe) and clock() > earliest,
+        high + ctx.timeout,
+    )
+    waited = rx.at - restarted - 2 * path
+    margin = 0.05 * high + 2 * ctx.target.slack
+    if not low - margin <= waited <= high + margin:
+        shown = " ".join(f"{latest * 1000:.0f}-{delay * 1000:.0f}" for latest, delay in samples)
+        raise CaseFailed(
+            f"the PROBE one PTO after the NACK: {with_handshake * 1000:.0f} ms (after the handshake's sample, R7.5-1) or "
+            f"{without * 1000:.0f} ms (without it), from the samples the tester's ACKs gave (latest_rtt-ack_delay, ms: "
+            f"{shown})",
+            f"{waited * 1000:.0f} ms",
+        )
+    ctx.note(f"PTO {waited * 1000:.0f} ms; spec 9.5 gives {low * 1000:.0f} to {high * 1000:.0f} ms")
+
+
+@case(
+    "R9.5-1",
+    "If latest_rtt - ack_delay is not less than min_rtt, it uses latest_rtt - ack_delay as the sample (ack_delay "
+    "taken from the ACK, in seconds), otherwise latest_rtt.",
+    slug="ack-delay-subtracted",
+    role="sender",
+)
+def ack_delay_subtracted(ctx: Context) -> None:
+    """With max_ack_delay 500 ms advertised, the first ACK at once, then 15 ACKs each held 450 ms claiming 440 ms of
+    ack delay: the probe timer's PTO is that of samples of 10 ms, not of 450."""
+    _probe_timeout(ctx, [(0.0, 0.0)] + [(0.45, 0.44)] * 15, SessionParams(max_ack_delay_ms=500))
+
+
+@case(
+    "R9.5-2",
+    "The first sample sets srtt = sample and rttvar = sample / 2. Each later sample sets rttvar = 3/4 * rttvar + 1/4 * "
+    "|srtt - sample|, then srtt = 7/8 * srtt + 1/8 * sample (the estimator of RFC 6298, as used by RFC 9002).",
+    slug="rtt-estimator",
+    role="sender",
+)
+def rtt_estimator(ctx: Context) -> None:
+    """16 ACKs claiming no ack delay, held 100 ms, 130 ms, ... 550 ms (to the sender, a path growing slower): the
+    probe timer's PTO is srtt + 4 x rttvar + max_ack_delay as RFC 6298 smooths those samples."""
+    _probe_timeout(ctx, [(0.1 + 0.03 * i, 0.0) for i in range(16)])
 
 
 # ================================================================================================

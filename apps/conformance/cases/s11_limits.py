@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from protocol.codec import Ack, Announce, Cancel, Data, Ping, Probe
-from protocol.constants import ErrorCode
+from protocol.codec import Ack, Announce, Cancel, Data, Nack, Ping, Probe, Repair
+from protocol.constants import DATA_PREFIX_LEN, OVERHEAD, ErrorCode
 from protocol.params import SessionParams
 
 from ..client import TestObject
 from ..context import Context
 from ..model import CaseFailed
 from ..peer import Rx
+from ..receiving_model import missing_ranges
 from ..registry import case
+from ..server import SenderPeer
 from .common import (
     WINDOW_LIMIT,
     announce_sized,
@@ -162,6 +164,32 @@ def credit_raised(ctx: Context) -> None:
     must_complete(s.transfer(TestObject(ctx.payload(10), object_id=limit)), f"object {limit}, allowed by the raised limit")
 
 
+@case("R11.3-8", "A sender waiting for credit MAY send PING to obtain a current ACK.", slug="ping-for-credit")
+def ping_for_credit(ctx: Context) -> None:
+    """Object 0 completes and the ACKs that follow are taken for lost; a PING draws an ACK carrying limits no lower
+    than any sent before, and the id max_concurrent_objects, allowed by it, completes."""
+    s = ctx.session()
+    limit = s.target_params.max_concurrent_objects
+    must_complete(s.transfer(small_object(ctx, 2)), "object 0")
+    s.collect(s.quiet)  # the ACKs that raise the credit (R9.2-5): never read, as if lost on the way
+    s.drain()
+    sent = [rx.packet for rx in s.history if isinstance(rx.packet, Ack) and rx.decoded is not None and s.attributed(rx.decoded)]
+    ids = max([limit, *(a.object_id_limit for a in sent)])
+    announced = max([s.target_params.max_buffered_bytes, *(a.announce_limit for a in sent)])
+    pn = s.ping()
+    rx = s.expect_ack(pn, "an ACK in answer to the PING (R9.2-2)")
+    ack = rx.packet
+    assert isinstance(ack, Ack)
+    if ack.object_id_limit < ids or ack.announce_limit < announced:
+        raise CaseFailed(
+            f"the current limits, at least object_id_limit={ids}, announce_limit={announced} (sent before)",
+            f"object_id_limit={ack.object_id_limit}, announce_limit={ack.announce_limit}",
+        )
+    if ack.object_id_limit <= limit:
+        ctx.unsupported(f"object_id_limit stayed {limit} once object 0 finished: no credit to wait for (R11.3-2)")
+    must_complete(s.transfer(TestObject(ctx.payload(10), object_id=limit)), f"object {limit}, within the credit the PING's ACK showed")
+
+
 # ================================================================================================
 # Sender role: the target sends an object to the tester
 
@@ -251,3 +279,126 @@ def initial_window(ctx: Context) -> None:
             f"{len(sent)} DATA/REPAIR datagrams, {flight} bytes",
         )
     ctx.note(f"first flight: {len(sent)} DATA/REPAIR datagrams, {flight} bytes, none acknowledged")
+
+
+@case(
+    "R11.1-5",
+    "It MUST NOT treat a NACK or a loss report as permission to exceed R11.1-1 or R11.1-2.",
+    slug="loss-report-opens-no-window",
+    role="sender",
+    needs=("big-object",),
+)
+def loss_report_opens_no_window(ctx: Context) -> None:
+    """Nothing acknowledged: the window fills; a NACK reporting every datagram received frees it, and it fills again;
+    then a NACK with the same Largest PN lists 8 chunks of the first flight lost: no DATA or REPAIR comes (nothing
+    more was reported delivered) until an ACK frees the window."""
+    peer = ctx.sender()
+    silent_receiver(peer)
+    peer.accept()
+    first = window_filled(peer)
+    reported = peer.rx_largest_pn
+    peer.nack(0, [])
+    if not until_window_full(peer, fresh=True):
+        raise CaseFailed("DATA once a NACK reported every datagram received", "none", absent=True)
+    incoming = peer.obj(0)
+    if len(incoming.first_seen) >= incoming.count:
+        ctx.unsupported("the second flight carried the object's last chunk: its window need not be full")
+    lost = sorted(rx.packet.chunk_index for rx in first if isinstance(rx.packet, Data))[:8]
+    peer.send(Nack(0, missing_ranges(lost), False, reported))
+    late = [rx for rx in peer.collect(3 * peer.quiet) if isinstance(rx.packet, Data | Repair)]
+    if late:
+        raise CaseFailed(
+            "no DATA nor REPAIR while the window stays full: the NACK reports chunks lost, no datagram delivered "
+            "that the one before had not",
+            f"{len(late)} datagrams, the first {late[0]}",
+        )
+    # The window freed, the chunks reported lost go first (R9.3-5): the NACK was heard, and held back.
+    peer.ack()
+    rx = peer.expect_session("DATA once an ACK frees the window", lambda p: isinstance(p, Data | Repair))
+    if not (isinstance(rx.packet, Data) and rx.packet.chunk_index in lost):
+        ctx.note(f"the first datagram once the window was freed is {rx}, not a chunk the NACK listed")
+
+
+def _unreported(peer: SenderPeer, reported: int) -> list[Rx]:
+    """The sender's datagrams in flight, as the tester counts them (spec 11.1): those with a packet number
+    above ``reported``, but those carrying an ACK, oldest first."""
+    out = [
+        rx for rx in peer.session_packets()
+        if rx.decoded is not None and rx.decoded.packet_number > reported and not isinstance(rx.packet, Ack)
+    ]
+    return sorted(out, key=lambda rx: rx.decoded.packet_number if rx.decoded is not None else 0)
+
+
+@case(
+    "R11.1-6",
+    "REPAIR (section 9.6) is chunk-sized: it is paced and bounded by the congestion window exactly as DATA is "
+    "(R11.1-1, R11.1-2).",
+    slug="window-bounds-repair",
+    role="sender",
+    needs=("big-object",),
+)
+def window_bounds_repair(ctx: Context) -> None:
+    """With repair_decoder = 1 and nothing acknowledged, NACKs reporting every datagram received take the sender
+    through its object a window at a time; then NACKs report just what the chunks not yet sent need: the REPAIRs
+    the tail calls for wait for room, each step bringing no more than it reported plus one datagram."""
+    peer = ctx.sender(SessionParams(repair_decoder=1))
+    silent_receiver(peer)
+    peer.accept()
+    first = window_filled(peer)
+    incoming = peer.obj(0)
+    announce = incoming.announce
+    assert announce is not None
+    largest = max(len(rx.data) for rx in first)
+    window = sum(len(rx.data) for rx in first)
+
+    def unsent_bytes() -> int:
+        # A DATA datagram is its chunk and 30 bytes (spec 8.1).
+        return sum(
+            OVERHEAD + DATA_PREFIX_LEN + min(announce.chunk_size, announce.total_length - i * announce.chunk_size)
+            for i in range(announce.chunk_count) if i not in incoming.first_seen
+        )
+
+    reported = -1
+    while unsent_bytes() > window:  # a whole window more does not reach the last chunk
+        reported = peer.rx_largest_pn
+        peer.nack(0, [])
+        flight = sum(len(rx.data) for rx in until_window_full(peer, fresh=True))
+        if not flight:
+            raise CaseFailed("DATA once a NACK reported every datagram received", "none", absent=True)
+        if flight > window + 2 * largest:
+            ctx.unsupported(
+                f"the window grew from {window} to {flight} bytes on NACKs alone: what a NACK reports does not bound "
+                "what follows it"
+            )
+    repairs = steps = 0
+    while (need := unsent_bytes()) > 0:
+        steps += 1
+        if steps > WINDOW_LIMIT:
+            raise CaseFailed("the object's last chunk, NACKs reporting room for it", f"{need} bytes of chunks still unsent", absent=True)
+        freed = 0
+        for rx in _unreported(peer, reported):
+            if freed >= need:
+                break
+            freed += len(rx.data)
+            assert rx.decoded is not None
+            reported = rx.decoded.packet_number
+        peer.send(Nack(0, (), False, reported))
+        step = until_window_full(peer, fresh=True)
+        repairs += sum(isinstance(rx.packet, Repair) for rx in step)
+        sent = sum(len(rx.data) for rx in step)
+        if sent > freed + largest:
+            raise CaseFailed(
+                f"at most {freed + largest} bytes of DATA and REPAIR after a NACK that reported {freed} more bytes "
+                "delivered, the window full before it (REPAIR counts against the window as DATA does)",
+                f"{len(step)} datagrams, {sent} bytes, {sum(isinstance(rx.packet, Repair) for rx in step)} of them REPAIR",
+            )
+        if not step and not _unreported(peer, reported):
+            raise CaseFailed("the chunks not yet sent, once NACKs reported every datagram received", "nothing", absent=True)
+    if repairs:
+        ctx.note(f"{repairs} REPAIR(s) behind the last chunk, within the room NACKs reported")
+        return
+    # Every chunk out and the window full: the tail's REPAIRs, if the sender sends any, wait for an ACK.
+    peer.ack()
+    if not peer.pump(lambda: any(isinstance(rx.packet, Repair) for rx in peer.session_packets()), peer.quiet):
+        ctx.unsupported("the sender sent no REPAIR to a peer with repair_decoder = 1 (forward repair is optional)")
+    ctx.note("the tail's REPAIRs all waited for the ACK that freed the window")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import pairwise
 
 from protocol.codec import Announce, Cancel, Close, Complete, Data, Ping, Probe
 from protocol.constants import ErrorCode
 from protocol.params import SessionParams
 
+from .. import wire
+from ..client import TestObject
 from ..context import Context
 from ..model import CaseFailed
 from ..peer import Rx
 from ..registry import case
 from ..server import SenderPeer
-from .common import must_complete, small_object
+from .common import announced_object, expect_abort, must_complete, small_object
 
 
 def _short_idle(ctx: Context) -> float:
@@ -78,6 +81,46 @@ def object_timeout(ctx: Context) -> None:
             return
         raise CaseFailed("CANCEL (Origin 0, OBJECT_TIMEOUT)", str(rx))
     raise CaseFailed(f"CANCEL (Origin 0, OBJECT_TIMEOUT) within {3 * idle:.3g} s", "nothing", absent=True)
+
+
+_R12_3_3 = (
+    "An object receiver MAY cancel (Origin 0, DEADLINE_EXPIRED) an object announced with deadline_ms > 0 that is not "
+    "complete deadline_ms after the ANNOUNCE arrived."
+)
+
+
+@case("R12.3-3", _R12_3_3, slug="deadline-not-before-due")
+def deadline_not_before_due(ctx: Context) -> None:
+    """Objects 0 and 1 announced with a deadline: object 1, sent whole at once, completes; object 0, left a chunk
+    short, draws no CANCEL before its deadline, and after it at most CANCEL (Origin 0, DEADLINE_EXPIRED)."""
+    s = ctx.session()
+    due = max(1.0, 8 * s.quiet)
+
+    def with_deadline(obj: TestObject) -> bytes:
+        return wire.announce_payload(replace(obj.announce(), deadline_ms=int(due * 1000)))
+
+    late = small_object(ctx, 3)
+    on_time = small_object(ctx, 3, object_id=1)
+    announced = ctx.target.clock()
+    s.send_object(late, order=[0, 1], probe=False, announce_payload=with_deadline(late))
+    # The same ANNOUNCE goes again with any repair the target asks for (R8.2-5).
+    must_complete(s.transfer(on_time, announce_payload=with_deadline(on_time)), "an object whole well before its deadline")
+    rx = s.maybe(
+        lambda d: isinstance(d.packet, Cancel) and d.packet.object_id == late.object_id,
+        max(announced + due + 3 * s.quiet - ctx.target.clock(), 0.0),
+    )
+    if rx is None:
+        ctx.note(f"object 0 was not cancelled {3 * s.quiet:.3g} s past its deadline: the target lets it go on (a MAY)")
+        s.alive("an object past its deadline")
+        return
+    if rx.at < announced + due:
+        raise CaseFailed(
+            f"no CANCEL before the deadline, {due * 1000:.0f} ms after the ANNOUNCE",
+            f"{rx} {(rx.at - announced) * 1000:.0f} ms after it",
+        )
+    assert isinstance(rx.packet, Cancel)
+    if rx.packet.origin != 0 or rx.packet.error_code != ErrorCode.DEADLINE_EXPIRED:
+        raise CaseFailed("CANCEL (Origin 0, DEADLINE_EXPIRED) once the deadline has passed", str(rx))
 
 
 @case(
@@ -241,6 +284,21 @@ def sender_draining(ctx: Context) -> None:
             and rx.decoded.session_id == peer.session_id]
     if late:
         raise CaseFailed("nothing from a draining sender", str(late[0]))
+
+
+@case(
+    "R12.4-2",
+    "An endpoint aborts a session by sending CLOSE with a non-zero error code: when its peer violates the protocol "
+    "(with the code section 13.2 names)",
+    slug="sender-aborts-violation",
+    role="sender",
+)
+def sender_aborts_violation(ctx: Context) -> None:
+    """An ACK for a packet number the sender never sent: it aborts, CLOSE PROTOCOL_VIOLATION."""
+    peer, _ = announced_object(ctx)
+    # Far beyond the few dozen datagrams a sender has sent by its ANNOUNCE (R9.2-6).
+    peer.send(replace(peer.make_ack(), largest_pn=peer.rx_largest_pn + 100_000))
+    expect_abort(peer, ErrorCode.PROTOCOL_VIOLATION, "an ACK for a packet never sent")
 
 
 @case(

@@ -1362,8 +1362,14 @@ class Connection:
                 # PTO go with the PROBE (R9.4-4): a return path that loses NACKs in a long run
                 # would otherwise leave them waiting for one to get through, however many PROBEs
                 # arrive. Behind its first copy (spread_copies), whose answer, if the object is
-                # done, comes in as many copies as the COMPLETE did.
-                for index in obj.probe_chunks(now - pto, copies):
+                # done, comes in as many copies as the COMPLETE did. As many chunk copies as PROBE
+                # copies, going round the chunks again when they are fewer: the PROBE is sent in
+                # copies because single packets get lost, and a lone chunk sent once beside them
+                # was (a one-chunk reply at 80 % loss: nine copies over 25 s, all lost, and the
+                # receiver gave it up).
+                chunks = obj.probe_chunks(now - pto, copies)
+                for k in range(copies if chunks else 0):
+                    index = chunks[k % len(chunks)]
                     self._control.append(Data(obj.object_id, index, obj.chunk(index)))
         reorder_renack = self._renack_interval
         for obj_in in list(self.incoming.values()):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import random
 from collections.abc import Callable
 
@@ -1061,3 +1062,45 @@ def test_a_receiver_asks_a_silent_sender_for_the_rest_less_often_as_the_silence_
     silenced[0] = False
     pair.run_until(lambda: pair.finished([oid]), timeout=30.0)
     assert oid in {e.object_id for e in pair.client_log.of(ObjectDelivered)}
+
+
+def test_a_probe_timeout_sends_a_lone_lacking_chunk_in_as_many_copies_as_the_probe() -> None:
+    """R9.4-4: a one-chunk reply on a path losing 40 % of what we send. Every copy of its chunk
+    is lost until a probe timeout comes after the receiver's first NACK, and every NACK after that
+    first one is lost too. The PROBE goes in copies, and a chunk sent once beside them was lost as
+    often as any single packet (at 80 % loss, nine such tries of a reply over 25 s, and the
+    receiver gave it up). The chunk now goes in as many copies as the PROBE."""
+    pair = Pair("rate=20mbit rtt=50ms fwd.loss=40%", seed=3)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    warm = pair.send(payload(64 << 10, 5), name="warm")  # the loss count the copies are sized from
+    pair.run_until(lambda: pair.finished([warm]), timeout=30)
+    sent: list[tuple[float, codec.Packet]] = []
+    nacks: list[float] = []
+    cut_off = [math.inf]  # until a NACK comes: then two round trips after it
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+        packet = codec.decode(datagram).packet
+        if src == CLIENT:
+            if isinstance(packet, codec.Data | codec.Repair | codec.Probe) and packet.object_id != warm:
+                sent.append((now, packet))
+                if not isinstance(packet, codec.Probe) and now < cut_off[0]:
+                    return None
+            return datagram
+        if isinstance(packet, codec.Nack) and packet.missing:
+            nacks.append(now)
+            cut_off[0] = min(cut_off[0], now + 0.1)
+            return None if len(nacks) > 1 else datagram
+        return datagram
+
+    pair.sim.add_tap(tap)
+    data = payload(300, 6)
+    oid = pair.send(data, name="small")
+    pair.run_until(lambda: pair.finished([oid]), timeout=30)
+    assert [e.data for e in pair.server_log.received()][-1] == data
+    timeout = min(t for t, packet in sent if t >= cut_off[0] and isinstance(packet, codec.Probe))
+    # Paced with the object's data, the burst takes a few ms; the next timeout is a PTO away.
+    burst = [packet for t, packet in sent if timeout <= t < timeout + 0.02]
+    probes = sum(isinstance(packet, codec.Probe) for packet in burst)
+    chunks = [packet for packet in burst if isinstance(packet, codec.Data)]
+    assert probes >= 2 and len(chunks) == probes
+    assert {packet.chunk_index for packet in chunks} == {0}

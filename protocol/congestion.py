@@ -380,6 +380,7 @@ class SnipBbr:
             self._report_delay_sum += sample.report_delay_sum
             self._reported += sample.reported
         if round_start:
+            round_bytes = sample.delivered - self._next_round_delivered
             self._next_round_delivered = sample.delivered
             if self._bw_samples and self._bw_samples[-1][0] == self._round:
                 self._last_round_rate = self._bw_samples[-1][1]
@@ -403,7 +404,12 @@ class SnipBbr:
             counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
             if counted > 0:
                 overran = False
-                if self.phase is Phase.STARTUP:
+                # A round that delivered less than one datagram of data carried only control
+                # packets (an endpoint that mostly receives: its NACKs, COMPLETEs, PINGs, some
+                # tens of bytes each, in copies on a lossy path). They overran no queue, and their
+                # losses are the path's: at 75 % loss such rounds had ended a receiver's first
+                # startup, and its reply then went at one datagram per 1.5 s round trip.
+                if self.phase is Phase.STARTUP and round_bytes >= self._mss:
                     overran = self._on_startup_round_loss(lost / counted, judged=lost >= STARTUP_MIN_LOST)
                 # From its start to its end; and not the round after the first startup's, which
                 # counts what that startup's floors sent a round earlier: at 20 kbit/s behind a

@@ -950,7 +950,8 @@ def pto_includes_max_ack_delay(ctx: Context) -> None:
 
 
 def _estimate(samples: list[tuple[float, float]]) -> tuple[float, float]:
-    """srtt and rttvar after ``samples`` (latest_rtt, ack_delay), as spec 9.5 computes them."""
+    """srtt and rttvar after ``samples`` (latest_rtt, ack_delay), as spec 9.5 computes them. Written out
+    from the spec, not taken from protocol.rtt: the tester must not share the estimator it judges."""
     min_rtt = float("inf")
     srtt = rttvar = 0.0
     for n, (latest, ack_delay) in enumerate(samples):

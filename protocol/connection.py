@@ -260,6 +260,8 @@ class Connection:
         self._ack_pending = 0
         self._ack_deadline: float | None = None
         self._ack_now = False
+        self._ack_copies = 1  # copies of the next ACK: more than one when it answers a PING (R9.2-2)
+        self._ping_answered_in_copies = float("-inf")  # when we last did
         self._last_recv = now
         # The last DATA, REPAIR or PROBE of any object from the peer: a sender silent for a PTO
         # while we hold an ANNOUNCE lost what it sent, or is waiting to hear of it (R9.1-11).
@@ -552,7 +554,18 @@ class Connection:
         elif isinstance(packet, Cancel):
             self._on_cancel(packet, now)
         elif isinstance(packet, Ping):
+            # The PING's sender is waiting on this answer, most often with its window full: a lost
+            # one costs it a doubled timeout, as a lost COMPLETE does (R9.1-10), so it goes in as
+            # many copies once our own packets' loss has been counted over COPIES_OWN_SPAN of them
+            # (before that, a packet number or two the peer skipped would double it). One copy per
+            # PING was lost fifteen times running over 28 s on a return path that loses in runs,
+            # which only our own packets move on (R9.2-2). The PING's own copies, arriving close
+            # together, draw one ACK each beyond the first's copies: on a slow path, copies for
+            # each would crowd out the rest of what we send.
             self._ack_now = True
+            if self.sent.loss_samples >= COPIES_OWN_SPAN and now >= self._ping_answered_in_copies + self.rtt.smoothed / 2:
+                self._ping_answered_in_copies = now
+                self._ack_copies = max(self._ack_copies, self._copies())
         elif isinstance(packet, Close):
             self._on_close(packet, now)
         else:  # INITIAL/RETRY/ACCEPT/VERSION inside an established session: nothing to do
@@ -1415,8 +1428,10 @@ class Connection:
                 self._last_close_sent = now
             return out
         if self._ack_now or (self._ack_deadline is not None and now >= self._ack_deadline):
-            out.append(self._emit(self._make_ack(now), now))
-            self.counters["acks_sent"] += 1
+            ack, copies = self._make_ack(now), self._ack_copies
+            self._ack_copies = 1
+            out.extend(self._emit(ack, now) for _ in range(copies))
+            self.counters["acks_sent"] += copies
         self._promote_queued(now)
         if not any(obj.state is OutState.SENDING and obj.has_data_to_send for obj in self.outgoing.values()):
             # What goes now (a PROBE, a PING, an ANNOUNCE again, a NACK) is sent for want of data:

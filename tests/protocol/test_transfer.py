@@ -304,6 +304,41 @@ def test_window_probes_stop_doubling_at_a_fifth_of_a_second() -> None:
     assert max(b - a for a, b in itertools.pairwise(pings)) <= 0.2 + 1e-6
 
 
+def test_a_ping_is_answered_in_as_many_copies_as_a_complete() -> None:
+    """R9.2-2. A sender whose window is full of lost packets hears of them only from the ACKs its
+    PINGs draw (R9.4-5). Sent once per PING, those ACKs were lost fifteen times running over 28 s
+    on a return path that loses in runs, and the session ended. Once the answering endpoint has
+    counted its own packets' loss, on a path losing half of them, the answer goes in copies; on a
+    clean path, once. (Keep-alive PINGs, one a second at a 3 s idle timeout, stand for any.)"""
+
+    def answers(link: str) -> list[int]:
+        pair = Pair(link, seed=7, client_config=SessionConfig(idle_timeout=3.0))
+        pair.run_until(lambda: pair.conn.state.value == "established", timeout=30)
+        warm_up = pair.send(payload(512 << 10, 7), name="warm-up")  # the server counts its loss
+        pair.run_until(lambda: pair.finished([warm_up]), timeout=60)
+        pings: list[float] = []
+        acks: collections.Counter[float] = collections.Counter()
+
+        def arrived(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
+            if src == CLIENT and isinstance(codec.decode(datagram).packet, codec.Ping):
+                pings.append(now)
+            return datagram
+
+        def sent(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes:
+            if src != CLIENT and isinstance(codec.decode(datagram).packet, codec.Ack):
+                acks[now] += 1
+            return datagram
+
+        pair.sim.add_tap(arrived, on="deliver")
+        pair.sim.add_tap(sent)
+        pair.sim.run_for(15.0)
+        assert pings
+        return [acks[t] for t in pings]
+
+    assert min(answers("rate=10mbit rtt=100ms loss=50%")) >= 3
+    assert set(answers("rate=10mbit rtt=100ms")) == {1}
+
+
 def test_deadline_drops_a_stale_object_and_the_next_one_still_arrives() -> None:
     pair = Pair("rtt=100ms rate=2mbit", seed=6)
     stale = pair.send(payload(400_000, 1), name="stale-frame", deadline=0.3)

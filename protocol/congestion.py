@@ -57,6 +57,7 @@ STARTUP_EXCESS_LOSS = 0.10
 STARTUP_COLD_LOSS = 0.5
 STARTUP_MIN_LOST = 8
 STARTUP_OVERRUN_ROUNDS = 2
+FLOORS_OVERRUN_LOSS = 0.75  # the least loss within a first-startup round that ends its floors
 # The path RTT is never under this share of the time datagrams stay in flight until an ACK reports
 # them, averaged over at least REPORT_DELAY_DATAGRAMS of them (the least such average of the last
 # MIN_RTT_WINDOW). Where netem-style reordering lets some datagrams skip the delay, the RTT samples
@@ -256,6 +257,7 @@ class SnipBbr:
         self._cycle_stamp = 0.0
         self._bw_before_probe = 0.0
         self._restarted = False  # startup entered again: the initial floors no longer apply
+        self._floors_overran = False  # the floors overran the queue within a round: they no longer apply
         self._inflight = 0
         self._jitter = 0.0  # the path's, once known (RateSample.jitter)
         self._feedback_delay = 0.0
@@ -331,7 +333,7 @@ class SnipBbr:
         rate = max(self._pacing_gain * self.bw, self._mss / self._path_rtt)
         # Early samples cover less than a round trip of data; in startup they must not slow us
         # below the initial rate (the same floor BBR keeps until the pipe is full).
-        return max(rate, initial) if self.phase is Phase.STARTUP and not self._restarted else rate
+        return max(rate, initial) if self._floors_apply else rate
 
     @property
     def _probe_rtt_cwnd(self) -> int:
@@ -356,7 +358,7 @@ class SnipBbr:
         window = max(int(self._cwnd_gain * self.bw * (self._path_rtt + self._feedback_delay)) + 3 * self._mss, 4 * self._mss)
         if self.phase is not Phase.STARTUP:
             window += self._aggregation
-        return max(window, self._initial_cwnd) if self.phase is Phase.STARTUP and not self._restarted else window
+        return max(window, self._initial_cwnd) if self._floors_apply else window
 
     @property
     def cwnd(self) -> int:
@@ -421,6 +423,20 @@ class SnipBbr:
             self._last_round_floored = self._round_floored or self._floored
             self._round_floored = self._floored
             self._round_calm = self._calm
+        elif self._floors_apply:
+            # Within the round: each report frees the window, and the floors refill it with an
+            # initial window at once. On a slow path whose queue the first flight overran, that
+            # flooded it again at every report until the round ended, seconds later (spec 11.4).
+            # As at a round's end, only a round that has delivered a datagram of data is judged:
+            # a receiver's control packets lose what the path loses, not what a queue drops. A
+            # loss of at least FLOORS_OVERRUN_LOSS with half a window in flight keeps random loss
+            # out of it: a server's few replies at 80 % loss had gone at the estimate of a few packets.
+            counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
+            data_round = sample.delivered - self._next_round_delivered >= self._mss
+            flooded = sample.inflight >= self._initial_cwnd // 2
+            limit = max(self._startup_loss_limit, FLOORS_OVERRUN_LOSS)
+            if data_round and flooded and lost >= STARTUP_MIN_LOST and lost > limit * counted:
+                self._floors_overran = True
         self._on_delivered(now, sample.delivered)
         rate = self._compensated(sample.delivery_rate, sample.loss_rate)
         if rate > 0 and (not sample.app_limited or rate > self.bw):
@@ -479,6 +495,11 @@ class SnipBbr:
         return self.phase is Phase.STARTUP and not self._restarted
 
     @property
+    def _floors_apply(self) -> bool:
+        """The first startup's floors still hold: not once its round has lost too much to them."""
+        return self._floored and not self._floors_overran
+
+    @property
     def _calm(self) -> bool:
         """Pacing at no more than the estimate."""
         return self.phase in (Phase.DRAIN, Phase.PROBE_RTT) or (self.phase is Phase.PROBE_BW and self._pacing_gain <= 1.0)
@@ -531,14 +552,19 @@ class SnipBbr:
         if self.phase is Phase.STARTUP:
             self._enter_drain()
 
+    @property
+    def _startup_loss_limit(self) -> float:
+        """A startup round that loses more than this overran the queue: well past what rounds
+        that did not lost (the path's own loss), or half, before any such round."""
+        calm = [r.rate for r in self._round_losses if not r.overran and r.readable]
+        return min(calm) + max(STARTUP_EXCESS_LOSS, min(calm)) if calm else STARTUP_COLD_LOSS
+
     def _on_startup_round_loss(self, round_loss: float, *, judged: bool = True) -> bool:
         """Whether this startup round overran the queue; two in a row end this startup, counting
         only rounds ``judged``, those that lost STARTUP_MIN_LOST datagrams or more."""
         # A round of a few datagrams reads its loss too roughly to speak for the path: one that
         # lost 2 of 4 read 0.5, and no later round could lose more than 0.5 + 0.5.
-        calm = [r.rate for r in self._round_losses if not r.overran and r.readable]
-        limit = min(calm) + max(STARTUP_EXCESS_LOSS, min(calm)) if calm else STARTUP_COLD_LOSS
-        overran = round_loss > limit
+        overran = round_loss > self._startup_loss_limit
         if not judged:
             # Too few lost to end startup by, but past the limit all the same: it must not set the
             # loss later rounds are judged against. A first burst that lost 6 of 10 to a 2-datagram

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from protocol import codec
 from protocol.congestion import BW_WINDOW_ROUNDS, Phase, SnipBbr, _RoundLoss, least_loss
 from protocol.delivery import RateSample
 from tests.protocol.harness import Pair
@@ -424,6 +425,27 @@ def test_small_images_over_a_two_datagram_queue_are_not_sent_ten_times_over() ->
     assert [event.data for event in pair.server_log.received()] == images
     assert pair.conn.counters["bytes_sent"] - before < 4 * sum(map(len, images))
     assert pair.link.stats()["fwd"]["dropped_by_cause"]["queue"] < 500
+
+
+def test_the_floors_do_not_refill_the_window_within_a_round_that_shows_them_overrunning() -> None:
+    # Stress --slow seed 12's link: 32 kbit/s, no random loss, 3 kB of queue. The first flight
+    # (an initial window within 10 ms) reaches the receiver at one datagram per 0.26 s, and its
+    # round lasts seconds. Each report freed the window, and the floors (the initial window, at the
+    # train's rate) filled it again at once: three initial windows within 3 s, and 7.6 times the
+    # images' bytes on a path that loses nothing. Once a round that delivered data has lost 8
+    # datagrams, more than three quarters of what it counted, with half an initial window in
+    # flight, the floors end (spec 11.4).
+    pair = Pair("rate=32kbit queue=3000b rtt=200ms", seed=1)
+    pair.run_until(lambda: pair.conn.state.name == "ESTABLISHED", timeout=30)
+    sent = pair.record_client_packets()
+    images = [random.Random(size).randbytes(size) for size in (65536, 1)]
+    ids = [pair.send(image) for image in images]
+    pair.run_until(lambda: pair.finished(ids), timeout=120)
+    assert {event.object_id: event.data for event in pair.server_log.received()} == dict(zip(ids, images, strict=True))
+    start = sent[0][0]
+    later = [t for t, packet in sent if t > start + 0.5 and not isinstance(packet, codec.Ack)]
+    assert len([t for t in later if t < start + 5]) < 64  # no second initial window (278 before)
+    assert pair.conn.counters["bytes_sent"] < 7 * sum(map(len, images))  # 8.1 times before
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -381,8 +381,9 @@ class SnipBbr:
         if self._shows_path(sample):
             self._report_delay_sum += sample.report_delay_sum
             self._reported += sample.reported
+        # The round so far: whether it has delivered a datagram of data, and its loss count.
+        data_round, counted, lost = self._round_so_far(sample)
         if round_start:
-            round_bytes = sample.delivered - self._next_round_delivered
             self._next_round_delivered = sample.delivered
             if self._bw_samples and self._bw_samples[-1][0] == self._round:
                 self._last_round_rate = self._bw_samples[-1][1]
@@ -403,7 +404,6 @@ class SnipBbr:
                 self._round_min_rtts.append(self._round_min_rtt)
                 self._queueing = _markedly_above(min(self._round_min_rtts), base)
             self._round_min_rtt = float("inf")
-            counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
             if counted > 0:
                 overran = False
                 # A round that delivered less than one datagram of data carried only control
@@ -411,7 +411,7 @@ class SnipBbr:
                 # tens of bytes each, in copies on a lossy path). They overran no queue, and their
                 # losses are the path's: at 75 % loss such rounds had ended a receiver's first
                 # startup, and its reply then went at one datagram per 1.5 s round trip.
-                if self.phase is Phase.STARTUP and round_bytes >= self._mss:
+                if self.phase is Phase.STARTUP and data_round:
                     overran = self._on_startup_round_loss(lost / counted, judged=lost >= STARTUP_MIN_LOST)
                 # From its start to its end; and not the round after the first startup's, which
                 # counts what that startup's floors sent a round earlier: at 20 kbit/s behind a
@@ -431,8 +431,6 @@ class SnipBbr:
             # a receiver's control packets lose what the path loses, not what a queue drops. A
             # loss of at least FLOORS_OVERRUN_LOSS with half a window in flight keeps random loss
             # out of it: a server's few replies at 80 % loss had gone at the estimate of a few packets.
-            counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
-            data_round = sample.delivered - self._next_round_delivered >= self._mss
             flooded = sample.inflight >= self._initial_cwnd // 2
             limit = max(self._startup_loss_limit, FLOORS_OVERRUN_LOSS)
             if data_round and flooded and lost >= STARTUP_MIN_LOST and lost > limit * counted:
@@ -449,6 +447,12 @@ class SnipBbr:
         self._probe_rtt(now, sample)
         if self._floors_delivered is None and not self._floored and self.phase is not Phase.DRAIN:
             self._floors_delivered = sample.delivered
+
+    def _round_so_far(self, sample: RateSample) -> tuple[bool, int, int]:
+        """Since the round began: whether it delivered at least a full datagram's bytes (a round of
+        control packets alone does not), and the datagrams its loss count covered and lost."""
+        counted, lost = sample.counted - self._round_count[0], max(sample.lost - self._round_count[1], 0)
+        return sample.delivered - self._next_round_delivered >= self._mss, counted, lost
 
     def _on_delivered(self, now: float, delivered: int) -> None:
         """ACK aggregation: how far what the ACKs report runs ahead of bw since the epoch began."""

@@ -1,7 +1,7 @@
 """Random harsh links in the simulator: does every object get through?
 
     python -m benchmarks.stress [--links 300] [--seed 0] [--sizes LIST] [--varying] [--thin-return]
-                                [--slow] [--show-all] [--json FILE]
+                                [--slow] [--busy] [--show-all] [--json FILE]
 
 Each run draws a link at random from its seed: a rate of 0.256-200 Mbit/s, an RTT of 5-1500 ms, a
 queue from 2 packets to four bandwidth-delay products, and loss (random, Gilbert-Elliott bursts,
@@ -13,7 +13,8 @@ link during a handover, where a blackout drops them). With ``--thin-return`` the
 (the receiver's ACKs, NACKs and replies) gets a rate of its own, a third to a three-hundredth of the
 forward one, as on ADSL, cable, satellite and cellular uplinks. With ``--slow`` the rate is
 20-128 kbit/s (dial-up, GPRS, a narrow satellite or radio channel), and a queue given in bytes
-shrinks with it. Over it the client sends 1-20
+shrinks with it. With ``--busy`` both ends' timers fire late, as on a machine with more busy
+processes than cores (the next whole millisecond, as epoll counts, plus up to 2 ms). Over it the client sends 1-20
 objects of 1 B to 200 KB (or of the ``--sizes`` given), all at once or one after another, and the
 server answers each with a reply. A run passes when every object
 and every reply arrives bit-exact and nothing fails; a run that cannot open its session because a
@@ -47,7 +48,7 @@ from pathlib import Path
 
 from apps.transports.snip import DEFAULT_CONNECT_TIMEOUT_S
 from benchmarks.workloads import parse_sizes
-from netsim.simulator import Observed, SimulationTimeout, Simulator
+from netsim.simulator import LateWakeups, Observed, SimulationTimeout, Simulator
 from protocol.config import SessionConfig
 from protocol.connection import Connection
 from protocol.endpoint import Endpoint
@@ -63,6 +64,7 @@ RUN_LIMIT = 900.0  # virtual seconds for a whole workload: past it the run has s
 RUN_LIMIT_LINK_TIMES = 10
 SIZES = (1, 1000, 5000, 30_000, 65_536, 200_000)
 REPLY_SIZES = (50, 300, 2000)
+BUSY_DELAY_S = 0.002  # --busy: how much later than the next whole millisecond an end may wake
 
 
 def random_link(rng: random.Random) -> str:
@@ -209,7 +211,7 @@ class Outcome:
 
 def run_one(
     seed: int, object_sizes: Sequence[int] = SIZES, trace_dir: Path | None = None, thin: bool = False,
-    slow: bool = False,
+    slow: bool = False, busy: bool = False,
 ) -> Outcome:
     """One random link and workload, in virtual time; each object's size drawn from ``object_sizes``.
 
@@ -217,6 +219,8 @@ def run_one(
     With ``thin`` the return direction is slowed (``thin_return``); its own random stream leaves the
     rest of the link and the workload as they are without it, so the two runs can be compared.
     With ``slow`` the rate is a slow one (``slow_link``), drawn from a stream of its own too.
+    With ``busy`` both ends wake late, as event loops on a loaded machine do (``LateWakeups``: the
+    next whole millisecond plus 0-``BUSY_DELAY_S``), each from a stream of its own.
     """
     rng = random.Random(seed)
     link = random_link(rng)
@@ -242,8 +246,12 @@ def run_one(
     client_config = SessionConfig(handshake_timeout=DEFAULT_CONNECT_TIMEOUT_S)
     client = _Side(Endpoint(client_config, random_bytes=random.Random(seed + 100).randbytes), None)
     server = _Side(Endpoint(server=True, random_bytes=random.Random(seed + 200).randbytes), random.Random(seed + 300))
-    sim.add_endpoint(Observed(client.endpoint, client.drain), CLIENT)
-    sim.add_endpoint(Observed(server.endpoint, server.drain), SERVER)
+    driven: list[Observed | LateWakeups] = [Observed(client.endpoint, client.drain),
+                                            Observed(server.endpoint, server.drain)]
+    if busy:
+        driven = [LateWakeups(side, delay=BUSY_DELAY_S, rng=random.Random(seed + 700 + i)) for i, side in enumerate(driven)]
+    sim.add_endpoint(driven[0], CLIENT)
+    sim.add_endpoint(driven[1], SERVER)
     sim.connect(CLIENT[0], SERVER[0], link)
     conn: Connection = client.endpoint.connect(SERVER, sim.now)
     outcome = Outcome(seed, shown, sizes, together, "ok")
@@ -314,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "three-hundredth as fast as the forward one (ACKs and replies go over it)")
     parser.add_argument("--slow", action="store_true", help="a slow link: 20, 32, 64 or 128 kbit/s, with "
                         "the queue scaled to it")
+    parser.add_argument("--busy", action="store_true", help="both ends wake late, as event loops on a "
+                        "loaded machine do: each timer at the next whole millisecond plus 0-2 ms")
     parser.add_argument("--show-all", action="store_true", help="print every run, not only those that did not pass")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every run's outcome to FILE")
     args = parser.parse_args(argv)
@@ -330,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="snip-stress-") as traces:
         for seed in range(args.seed, args.seed + args.links):
-            outcome = run_one(seed, object_sizes, Path(traces) if args.varying else None, args.thin_return, args.slow)
+            outcome = run_one(seed, object_sizes, Path(traces) if args.varying else None, args.thin_return, args.slow,
+                              args.busy)
             outcomes.append(outcome)
             if args.show_all or outcome.status != "ok":
                 print(_line(outcome), flush=True)

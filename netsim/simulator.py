@@ -43,6 +43,7 @@ from netsim.spec import DirectionSpec, LinkSpec
 __all__ = [
     "Address",
     "Endpoint",
+    "LateWakeups",
     "RoutingError",
     "SimLink",
     "SimulationError",
@@ -98,6 +99,44 @@ class Observed:
     def handle_timer(self, now: float) -> None:
         self.endpoint.handle_timer(now)
         self.after(now)
+
+
+class LateWakeups:
+    """An endpoint driven by an event loop that wakes late, as a real one on a busy machine does.
+
+    The simulator fires every timer on the dot; asyncio waits in epoll, whose timeout counts whole
+    milliseconds rounded up, and a machine with more busy processes than cores wakes a process
+    later still. Each timer is taken at the next multiple of ``granularity`` plus a delay drawn
+    from 0 to ``delay`` (always ``delay`` without ``rng``). Datagrams still arrive on time.
+    """
+
+    def __init__(self, endpoint: Endpoint, *, granularity: float = 0.001, delay: float = 0.002,
+                 rng: Any = None) -> None:
+        self.endpoint = endpoint
+        self._granularity = granularity
+        self._delay = delay
+        self._rng = rng
+        self._asked: float | None = None  # the endpoint's timer the last wake-up time was drawn for
+        self._wake: float | None = None
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        self.endpoint.receive_datagram(data, addr, now)
+
+    def datagrams_to_send(self, now: float) -> Iterable[tuple[bytes, Address]]:
+        return self.endpoint.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        timer = self.endpoint.get_timer()
+        if timer is None:
+            return None
+        if timer != self._asked:  # one draw per timer, however often it is read
+            self._asked = timer
+            delay = self._delay if self._rng is None else self._rng.uniform(0.0, self._delay)
+            self._wake = math.ceil(timer / self._granularity) * self._granularity + delay
+        return self._wake
+
+    def handle_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
 
 
 class SimulationError(RuntimeError):

@@ -154,6 +154,16 @@ def test_a_thin_return_path_keeps_the_workload_and_delays_the_answers(tmp_path: 
     assert varying.status == "ok", varying.detail
 
 
+def test_busy_ends_wake_late_over_the_same_link_and_workload(tmp_path: Path) -> None:
+    exact, busy = stress.run_one(6), stress.run_one(6, busy=True)
+    assert busy.status == exact.status == "ok", busy.detail
+    assert busy.link == exact.link and busy.sizes == exact.sizes
+    assert busy.seconds != exact.seconds  # the same link, driven by late timers
+    out = tmp_path / "stress.json"
+    assert stress.main(["--links", "1", "--seed", "6", "--busy", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())[0]["seconds"] == busy.seconds
+
+
 def test_the_thin_return_option_reaches_the_runs(tmp_path: Path) -> None:
     out = tmp_path / "stress.json"
     assert stress.main(["--links", "2", "--seed", "7", "--thin-return", "--json", str(out)]) == 0

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from netsim.simulator import (
+    LateWakeups,
     RoutingError,
     SimulationError,
     SimulationStalled,
@@ -99,6 +100,19 @@ def test_timers_fire_at_their_time_and_follow_changes() -> None:
     sim.poke()
     sim.run(until=4.0)
     assert ep.fired == [1.5, 2.25, 4.0]
+
+
+def test_late_wakeups_take_each_timer_at_the_next_millisecond_plus_a_delay() -> None:
+    sim = Simulator()
+    ep = TimerRecorder([0.0103, 0.012, 0.5])
+    sim.add_endpoint(LateWakeups(ep, delay=0.0015), A)
+    sim.run(until=1.0)
+    # 0.0103 -> 0.011 + 1.5 ms; 0.012 has passed by then and is handled in the same wake-up.
+    assert ep.fired == pytest.approx([0.0125, 0.5015])
+    drawn = TimerRecorder([1.2])
+    sim.add_endpoint(LateWakeups(drawn, delay=0.004, rng=random.Random(3)), B)
+    sim.run(until=2.0)
+    assert len(drawn.fired) == 1 and 1.2 < drawn.fired[0] <= 1.204
 
 
 def test_an_endpoint_that_never_clears_its_timer_is_reported() -> None:

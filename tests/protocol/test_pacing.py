@@ -2,18 +2,16 @@
 
 asyncio waits in epoll, whose timeout is whole milliseconds rounded up, and on a busy machine the
 process is woken later still. The simulator fires every timer on the dot, so these tests wrap the
-client in ``LateTimer``, which models that driver: each timer is taken at the next whole
+client in netsim's ``LateWakeups``, which models that driver: each timer is taken at the next whole
 millisecond plus a scheduling delay. It stands in for the real event loop, whose wake-ups cannot be
 made repeatable in a test.
 """
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Iterable
 
-from netsim.simulator import Observed, Simulator
+from netsim.simulator import LateWakeups, Observed, Simulator
 from protocol import codec
 from protocol.config import SessionConfig
 from protocol.endpoint import Endpoint
@@ -26,26 +24,6 @@ Address = tuple[str, int]
 WAKE_DELAY = 0.0015  # seconds past the whole millisecond: a machine running three busy processes
 
 
-class LateTimer:
-    """The client as a millisecond-granular event loop drives it."""
-
-    def __init__(self, endpoint: Observed) -> None:
-        self.endpoint = endpoint
-
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        self.endpoint.receive_datagram(data, addr, now)
-
-    def datagrams_to_send(self, now: float) -> Iterable[tuple[bytes, Address]]:
-        return self.endpoint.datagrams_to_send(now)
-
-    def get_timer(self) -> float | None:
-        timer = self.endpoint.get_timer()
-        return None if timer is None else math.ceil(timer * 1000) / 1000 + WAKE_DELAY
-
-    def handle_timer(self, now: float) -> None:
-        self.endpoint.handle_timer(now)
-
-
 def payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
@@ -55,7 +33,7 @@ def _late_driven_pair(rate: str) -> tuple[Simulator, Endpoint, Recorder, list[tu
     client = Endpoint(SessionConfig(rate=rate), random_bytes=seeded_random(101))
     server = Endpoint(server=True, random_bytes=seeded_random(201))
     log = Recorder(client)
-    sim.add_endpoint(LateTimer(Observed(client, log.drain)), CLIENT)
+    sim.add_endpoint(LateWakeups(Observed(client, log.drain), delay=WAKE_DELAY), CLIENT)
     sim.add_endpoint(Observed(server, Recorder(server).drain), SERVER)
     sim.connect(CLIENT[0], SERVER[0], "rate=100mbit rtt=20ms queue=1mb")
     sent: list[tuple[float, codec.Packet, int]] = []

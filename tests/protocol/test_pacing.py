@@ -28,40 +28,44 @@ def payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def _late_driven_pair(rate: str) -> tuple[Simulator, Endpoint, Recorder, list[tuple[float, codec.Packet, int]]]:
-    sim = Simulator(seed=1)
-    client = Endpoint(SessionConfig(rate=rate), random_bytes=seeded_random(101))
-    server = Endpoint(server=True, random_bytes=seeded_random(201))
-    log = Recorder(client)
-    sim.add_endpoint(LateWakeups(Observed(client, log.drain), delay=WAKE_DELAY), CLIENT)
-    sim.add_endpoint(Observed(server, Recorder(server).drain), SERVER)
-    sim.connect(CLIENT[0], SERVER[0], "rate=100mbit rtt=20ms queue=1mb")
-    sent: list[tuple[float, codec.Packet, int]] = []
+class _LateDrivenClient:
+    """A client paced at 40 Mbit/s whose timers fire WAKE_DELAY past the whole millisecond, with a
+    session open to a server over a clean link; every datagram it sends is recorded with its time."""
 
-    def tap(now: float, src: Address, dst: Address, datagram: bytes) -> bytes:
+    def __init__(self) -> None:
+        self.sim = Simulator(seed=1)
+        client = Endpoint(SessionConfig(rate="fixed:40mbit"), random_bytes=seeded_random(101))
+        server = Endpoint(server=True, random_bytes=seeded_random(201))
+        self.log = Recorder(client)
+        self.sim.add_endpoint(LateWakeups(Observed(client, self.log.drain), delay=WAKE_DELAY), CLIENT)
+        self.sim.add_endpoint(Observed(server, Recorder(server).drain), SERVER)
+        self.sim.connect(CLIENT[0], SERVER[0], "rate=100mbit rtt=20ms queue=1mb")
+        self.sent: list[tuple[float, codec.Packet, int]] = []
+        self.sim.add_tap(self._tap)
+        self.conn = client.connect(SERVER, self.sim.now)
+        self.sim.run_until(lambda: self.conn.state.value == "established", timeout=10)
+
+    def _tap(self, now: float, src: Address, dst: Address, datagram: bytes) -> bytes:
         if src == CLIENT:
-            sent.append((now, codec.decode(datagram).packet, len(datagram)))
+            self.sent.append((now, codec.decode(datagram).packet, len(datagram)))
         return datagram
 
-    sim.add_tap(tap)
-    return sim, client, log, sent
-
-
-def _delivered(log: Recorder, object_id: int) -> bool:
-    return any(e.object_id == object_id for e in log.of(ObjectDelivered))
+    def send(self, size: int, seed: int) -> float:
+        """Send an object and run until it is delivered; returns the time it was handed over."""
+        start = self.sim.now
+        object_id = self.conn.send_object(payload(size, seed), start)
+        self.sim.poke()
+        self.sim.run_until(lambda: any(e.object_id == object_id for e in self.log.of(ObjectDelivered)), timeout=30)
+        return start
 
 
 def test_late_wake_ups_do_not_cost_a_paced_sender_its_rate() -> None:
     # Woken 1.5-2.5 ms late each time, a sender allowed only 1 ms of catching up (two datagrams are
     # 0.4 ms at 40 Mbit/s) lost the rest of each delay for good: over TUN on a two-core machine,
     # 14-50 ms of a 0.3 s transfer. A sender that waited only for its pace sends what it owed.
-    sim, client, log, sent = _late_driven_pair("fixed:40mbit")
-    conn = client.connect(SERVER, sim.now)
-    sim.run_until(lambda: conn.state.value == "established", timeout=10)
-    object_id = conn.send_object(payload(512 << 10, 3), sim.now, name="img")
-    sim.poke()
-    sim.run_until(lambda: _delivered(log, object_id), timeout=30)
-    data = [(t, size) for t, p, size in sent if isinstance(p, codec.Data)]
+    client = _LateDrivenClient()
+    client.send(512 << 10, 3)
+    data = [(t, size) for t, p, size in client.sent if isinstance(p, codec.Data)]
     assert len(data) >= 512
     # The middle of the transfer: the rate between the 100th and the 400th datagram.
     (start, _), (end, _) = data[100], data[400]
@@ -72,17 +76,10 @@ def test_late_wake_ups_do_not_cost_a_paced_sender_its_rate() -> None:
 def test_after_an_idle_spell_only_the_short_burst_is_allowed() -> None:
     # The catching up is for a sender held back by its pace alone: one with nothing to send keeps
     # no credit, and the next object starts with max(2 datagrams, 1 ms at the pacing rate).
-    sim, client, log, sent = _late_driven_pair("fixed:40mbit")
-    conn = client.connect(SERVER, sim.now)
-    sim.run_until(lambda: conn.state.value == "established", timeout=10)
-    first = conn.send_object(payload(64 << 10, 4), sim.now, name="a")
-    sim.poke()
-    sim.run_until(lambda: _delivered(log, first), timeout=30)
-    sim.run_for(0.2)
-    start = sim.now
-    second = conn.send_object(payload(64 << 10, 5), sim.now, name="b")
-    sim.poke()
-    sim.run_until(lambda: _delivered(log, second), timeout=30)
-    burst = sum(size for t, p, size in sent if t == start and not isinstance(p, codec.Ack))
+    client = _LateDrivenClient()
+    client.send(64 << 10, 4)
+    client.sim.run_for(0.2)
+    start = client.send(64 << 10, 5)
+    burst = sum(size for t, p, size in client.sent if t == start and not isinstance(p, codec.Ack))
     # 1 ms at 40 Mbit/s is 5000 bytes: the datagram that crosses the allowance goes too.
     assert 0 < burst <= 5000 + 1100

@@ -246,12 +246,9 @@ def run_one(
     client_config = SessionConfig(handshake_timeout=DEFAULT_CONNECT_TIMEOUT_S)
     client = _Side(Endpoint(client_config, random_bytes=random.Random(seed + 100).randbytes), None)
     server = _Side(Endpoint(server=True, random_bytes=random.Random(seed + 200).randbytes), random.Random(seed + 300))
-    driven: list[Observed | LateWakeups] = [Observed(client.endpoint, client.drain),
-                                            Observed(server.endpoint, server.drain)]
-    if busy:
-        driven = [LateWakeups(side, delay=BUSY_DELAY_S, rng=random.Random(seed + 700 + i)) for i, side in enumerate(driven)]
-    sim.add_endpoint(driven[0], CLIENT)
-    sim.add_endpoint(driven[1], SERVER)
+    for i, (side, addr) in enumerate(((client, CLIENT), (server, SERVER))):
+        end = Observed(side.endpoint, side.drain)
+        sim.add_endpoint(LateWakeups(end, delay=BUSY_DELAY_S, rng=random.Random(seed + 700 + i)) if busy else end, addr)
     sim.connect(CLIENT[0], SERVER[0], link)
     conn: Connection = client.endpoint.connect(SERVER, sim.now)
     outcome = Outcome(seed, shown, sizes, together, "ok")
@@ -323,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slow", action="store_true", help="a slow link: 20, 32, 64 or 128 kbit/s, with "
                         "the queue scaled to it")
     parser.add_argument("--busy", action="store_true", help="both ends wake late, as event loops on a "
-                        "loaded machine do: each timer at the next whole millisecond plus 0-2 ms")
+                        f"loaded machine do: each timer at the next whole millisecond plus 0-{BUSY_DELAY_S * 1000:g} ms")
     parser.add_argument("--show-all", action="store_true", help="print every run, not only those that did not pass")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every run's outcome to FILE")
     args = parser.parse_args(argv)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import random
 
-from netsim.simulator import LateWakeups, Observed, Simulator
+from netsim.simulator import Address, LateWakeups, Observed, Simulator
 from protocol import codec
 from protocol.config import SessionConfig
 from protocol.endpoint import Endpoint
 from protocol.events import ObjectDelivered
 
 from .harness import CLIENT, SERVER, Recorder, seeded_random
-
-Address = tuple[str, int]
 
 WAKE_DELAY = 0.0015  # seconds past the whole millisecond: a machine running three busy processes
 

@@ -131,8 +131,10 @@ def about_silence(rx: Rx, pns: dict[int, int]) -> bool:
     longer than a PTO between two chunks (a loaded machine) draws one, ahead of the gap reports."""
     packet = rx.packet
     assert isinstance(packet, Nack)
+    if not packet.missing:
+        return False
     received = [index for index, pn in pns.items() if pn <= packet.largest_pn]
-    return bool(packet.missing) and (not received or max(listed(packet.missing)) > max(received))
+    return not received or max(listed(packet.missing)) > max(received)
 
 
 def nacks_listing(s: Client, obj: TestObject, want: set[int]) -> list[Rx]:

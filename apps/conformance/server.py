@@ -179,6 +179,19 @@ class SenderPeer(Peer):
             self.handle(rx)
         return True
 
+    def pump_until_silent(self, gap: float, timeout: float | None = None) -> bool:
+        """Act as the receiver until nothing has arrived for ``gap`` (True), or ``timeout`` passes.
+        A silence read off the socket is real: a tester that fell behind finds the packets queued."""
+        deadline = self.ctx.target.clock() + (self.ctx.timeout if timeout is None else timeout)
+        while self.inbox:
+            self.handle(self.inbox.pop(0))
+        while (remaining := deadline - self.ctx.target.clock()) > 0:
+            rx = self.pull(min(gap, remaining))
+            if rx is None:
+                return remaining >= gap
+            self.handle(rx)
+        return False
+
     def handle(self, rx: Rx) -> None:
         decoded = rx.decoded
         if decoded is None:

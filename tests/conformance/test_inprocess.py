@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from apps.conformance.model import Case, Verdict
 from apps.conformance.runner import run_case
+from apps.conformance.server import SenderPeer
 from apps.conformance.sim_target import LIGHT_CONFIG, sim_factory
+from protocol.codec import Data, Probe
 
 from .conftest import ALL, IN_PROCESS, KNOWN_BUGS, params
 
@@ -50,3 +53,33 @@ def test_the_session_cases_hold_against_a_server_that_always_sends_retry() -> No
     for case in cases:
         result = run_case(case, make(case), IN_PROCESS)
         assert result.verdict is Verdict.PASSED, f"{case.id}: {result.message}"
+
+
+def test_the_probe_timer_cases_hold_wherever_the_testers_wait_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe-timer cases receive for a while and then judge the next expiry. A wait that ended
+    inside an expiry's burst of PROBE copies took a later copy for the expiry's first, with neither
+    neighbour the ANNOUNCE (1 run in 30 against the live sender on loopback). Here every wait ends
+    at a point across one burst of the sender's backed-off PROBEs."""
+    case = next(c for c in ALL if c.id == "9.4/R9.4-2/probe-timer-repeats-announce")
+    link = "delay=1ms rate=10Mbit"  # a PROBE copy every 45 us
+    peers: list[SenderPeer] = []
+    made = SenderPeer.__init__
+
+    def keep(self: SenderPeer, *args: Any) -> None:
+        made(self, *args)
+        peers.append(self)
+
+    monkeypatch.setattr(SenderPeer, "__init__", keep)
+    run_case(case, sim_factory("sender", link=link, seed=1)(case), replace(IN_PROCESS, quiet=1.0))
+    history = peers[-1].session_packets()
+    data = [rx.at for rx in history if isinstance(rx.packet, Data)]
+    probes = [rx.at for rx in history if isinstance(rx.packet, Probe)]
+    # The last burst of at least 8 copies before the wait ended.
+    starts = [i for i in range(1, len(probes) - 7) if probes[i] - probes[i - 1] > 0.001 and probes[i + 7] - probes[i] < 0.001]
+    assert starts, "the sender's PROBE bursts grew to 8 copies within the 1 s wait"
+    first = probes[starts[-1]]
+    for k in range(8):
+        cut = first + 0.00002 + 0.000045 * k
+        quiet = cut - data[-1] - 2 * 0.001  # the context adds a round trip of path delay
+        result = run_case(case, sim_factory("sender", link=link, seed=1)(case), replace(IN_PROCESS, quiet=quiet))
+        assert result.verdict is Verdict.PASSED, f"wait ending {k} copies into the burst: {result.message}"

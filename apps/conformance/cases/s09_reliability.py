@@ -617,8 +617,13 @@ def _timer_probe(peer: SenderPeer) -> tuple[int, list[Rx]]:
     PROBE: its position in the session packets, and those packets."""
     peer.policy.answer_probes = False
     peer.policy.complete = False
-    _, packets = _last_chunk_then(peer)
-    first = len([rx for rx in packets if isinstance(rx.packet, Probe)])
+    _last_chunk_then(peer)
+    # Start between two expiries, not inside one's copies: the probe timer waits at least PTO, which
+    # holds the tester's max_ack_delay (R9.4-2), while a burst's copies go back to back.
+    gap = max(0.002, (peer.params.max_ack_delay_ms / 1000 + 0.001) / 2)
+    if not peer.pump_until_silent(gap):
+        raise CaseFailed(f"a pause of {gap * 1000:.3g} ms between the sender's packets", "none", absent=True)
+    first = len([rx for rx in peer.session_packets() if isinstance(rx.packet, Probe)])
     peer.expect_session("a PROBE from the probe timer", lambda p: isinstance(p, Probe))
     packets = peer.session_packets()
     probes = [i for i, rx in enumerate(packets) if isinstance(rx.packet, Probe)]

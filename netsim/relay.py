@@ -254,7 +254,9 @@ class UdpRelay:
     # ------------------------------------------------------------------ stats
 
     def stats(self) -> dict[str, Any]:
-        """Relay counters, active clients and the link's per-direction counters."""
+        """Relay counters, active clients and the link's per-direction counters. Read while the
+        relay runs, a counter may trail the datagram it counts by a moment (the relay's thread
+        sends, then counts); after stop() they are final."""
         out: dict[str, Any] = dict(self.counters)
         out["clients_active"] = len(self._clients)
         out["queued"] = len(self._heap)

@@ -32,8 +32,9 @@ Every case checks one requirement of protocol/spec.md, quoted in the report, and
 (with what was expected and what came back) or skipped (unsupported by the target, or slow).
 Exit status: 0 when no case failed, 1 when one did, 2 for a usage error.
 
-Across a lossy --link a datagram a case waits for may be lost: a failing case is run again, up to
---attempts times, before it counts as failed (a target that breaks a rule breaks it every time).
+Across a lossy --link a datagram a case waits for may be lost: a case that failed for an answer
+missing or late is run again, up to --attempts times, before it counts as failed (a target that
+breaks a rule breaks it every time; a wrong answer is never run again).
 
 sender role: each case waits for a new handshake from the sender under test. Run the sender in a
 loop pointed at --listen, or give --exec, a command started for every case ({addr}, {host} and
@@ -74,7 +75,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--sender-wait", type=float, default=30.0, metavar="S",
                         help="sender role: how long each case waits for the sender to connect (default 30)")
     parser.add_argument("--attempts", type=int, metavar="N",
-                        help="run a failing case up to N times (default 3 with a lossy --link, else 1)")
+                        help="run a case that failed for a missing or late answer up to N times (default 3 with a lossy --link, else 1)")
     parser.add_argument("--slow", action="store_true", help="also run cases that wait for long timers (idle, handshake)")
     parser.add_argument("--seed", type=int, metavar="N", help="derive ids and payloads from N (default: random)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")

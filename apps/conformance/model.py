@@ -31,13 +31,17 @@ class CaseFailed(Exception):
 
     ``absent`` marks a failure for want of an answer (rather than for a wrong one): on a lossy path
     the answer, or what asked for it, may have been lost, so such a case is worth running again.
+    ``late`` marks an answer that came after the time the requirement allows: a busy host (the
+    tester's or the target's) may have held it up, and a target that answers late does so every
+    time, so such a case is worth running again too.
     """
 
-    def __init__(self, expected: str, got: str, *, absent: bool = False) -> None:
+    def __init__(self, expected: str, got: str, *, absent: bool = False, late: bool = False) -> None:
         super().__init__(f"expected {expected}; got {got}")
         self.expected = expected
         self.got = got
         self.absent = absent
+        self.late = late
 
 
 class Unsupported(Exception):
@@ -88,6 +92,7 @@ class Result:
     reason: str = ""
     notes: list[str] = field(default_factory=list)
     absent: bool = False  # failed for want of an answer (see CaseFailed)
+    late: bool = False  # failed for an answer that came too late (see CaseFailed)
 
     @property
     def message(self) -> str:

@@ -35,12 +35,13 @@ def select(
 
 
 def run_case(case: Case, target: Target | TargetFactory, options: Options) -> Result:
-    """Run one case; a failing one again, up to ``options.attempts`` times (a lossy link may have
-    eaten what it waited for). A factory gives every attempt a fresh target."""
+    """Run one case; a failing one again, up to ``options.attempts`` times, where it failed for an
+    answer missing or late (a lossy link may have eaten what it waited for, a busy host held it
+    up). A factory gives every attempt a fresh target."""
     start = time.monotonic()
     result = _attempt(case, target(case) if callable(target) else target, options, 1)
     for attempt in range(2, options.attempts + 1):
-        if result.verdict is not Verdict.FAILED or not result.absent:
+        if result.verdict is not Verdict.FAILED or not (result.absent or result.late):
             break  # a wrong answer is a wrong answer, however lossy the path
         first = result
         result = _attempt(case, target(case) if callable(target) else target, options, attempt)
@@ -57,7 +58,8 @@ def _attempt(case: Case, target: Target, options: Options, attempt: int) -> Resu
     try:
         case.func(ctx)
     except CaseFailed as failure:
-        result = Result(case, Verdict.FAILED, 0.0, expected=failure.expected, got=failure.got, absent=failure.absent)
+        result = Result(case, Verdict.FAILED, 0.0, expected=failure.expected, got=failure.got, absent=failure.absent,
+                        late=failure.late)
     except Unsupported as why:
         result = Result(case, Verdict.SKIPPED, 0.0, reason=f"unsupported: {why}")
     except TargetCrashed as crash:

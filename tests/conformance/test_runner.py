@@ -38,6 +38,29 @@ def test_a_missing_answer_is_retried_a_wrong_one_is_not() -> None:
     assert result.verdict is Verdict.FAILED and len(calls) == 1 and result.message == "expected no answer; got an ACK"
 
 
+def test_a_late_answer_is_retried_and_fails_if_late_every_time() -> None:
+    """A late answer may have waited on a busy host (CI once saw an ACK 440 ms late from a sender
+    in the tester's own process); a target that answers late does so on every attempt."""
+    calls: list[int] = []
+
+    def late_once(ctx: Context) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise CaseFailed("the ACK within 60 ms", "after 440.0 ms", late=True)
+
+    result = run_case(_case(late_once), SimTarget(), Options(attempts=2))
+    assert result.verdict is Verdict.PASSED and len(calls) == 2
+    assert "attempt 1 failed: expected the ACK within 60 ms; got after 440.0 ms" in result.notes[0]
+
+    def always_late(ctx: Context) -> None:
+        calls.append(1)
+        raise CaseFailed("the ACK within 60 ms", "after 80.0 ms", late=True)
+
+    calls.clear()
+    result = run_case(_case(always_late), SimTarget(), Options(attempts=2))
+    assert result.verdict is Verdict.FAILED and len(calls) == 2 and result.late
+
+
 def test_skips_crashes_and_tester_errors() -> None:
     def unsupported(ctx: Context) -> None:
         raise Unsupported("no RETRY here")

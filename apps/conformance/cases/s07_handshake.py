@@ -665,7 +665,7 @@ def follows_retry(ctx: Context) -> None:
     sent = ctx.target.clock()
     rx = peer.expect(carries_token(peer, token), "an INITIAL carrying the RETRY's token and the same initial id")
     if rx.at - sent > 4 * ctx.target.slack + 0.05:
-        raise CaseFailed("the INITIAL with the token at once", f"after {rx.at - sent:.3f} s")
+        raise CaseFailed("the INITIAL with the token at once", f"after {rx.at - sent:.3f} s", late=True)
     first = peer.first.packet
     if not isinstance(rx.packet, Initial) or not isinstance(first, Initial) or rx.packet.params != first.params:
         raise CaseFailed("the same parameters as the first INITIAL", str(rx))

@@ -242,7 +242,7 @@ def _probe_answered(s: Client, obj: TestObject, sent_through: int, what: str) ->
     rx = s.expect(lambda d: isinstance(d.packet, Nack | Complete | codec.Cancel) and d.packet.object_id == obj.object_id, what)
     late = rx.at - sent
     if late > s.ctx.target.slack + 0.002:
-        raise CaseFailed(f"{what}, at once", f"after {late * 1000:.1f} ms: {rx}")
+        raise CaseFailed(f"{what}, at once", f"after {late * 1000:.1f} ms: {rx}", late=True)
     return rx
 
 
@@ -379,7 +379,8 @@ def ack_delay(ctx: Context) -> None:
     rx = s.expect_ack(pn, "an ACK for the ANNOUNCE")
     limit = s.target_params.max_ack_delay_ms / 1000 + ctx.target.slack
     if rx.at - sent > limit:
-        raise CaseFailed(f"an ACK within {limit * 1000:.0f} ms (max_ack_delay + path)", f"after {(rx.at - sent) * 1000:.1f} ms")
+        raise CaseFailed(f"an ACK within {limit * 1000:.0f} ms (max_ack_delay + path)", f"after {(rx.at - sent) * 1000:.1f} ms",
+                         late=True)
 
 
 @case("R9.2-2", "An endpoint MUST send an ACK at once when it receives a PING.", slug="ping-acked-at-once")
@@ -390,7 +391,7 @@ def ping_at_once(ctx: Context) -> None:
     sent = ctx.target.clock()
     rx = s.expect_ack(pn, "an ACK for the PING")
     if rx.at - sent > ctx.target.slack + 0.002:
-        raise CaseFailed("the ACK at once", f"after {(rx.at - sent) * 1000:.1f} ms")
+        raise CaseFailed("the ACK at once", f"after {(rx.at - sent) * 1000:.1f} ms", late=True)
 
 
 @case(
@@ -489,6 +490,7 @@ def ack_on_raised_limits(ctx: Context) -> None:
         raise CaseFailed(
             "the ACK with the raised limits at once",
             f"after {late * 1000:.1f} ms (the target's max_ack_delay is {s.target_params.max_ack_delay_ms} ms): {rx}",
+            late=True,
         )
 
 
@@ -908,7 +910,7 @@ def accept_acknowledged(ctx: Context) -> None:
     rx = peer.expect_session("an ACK of the ACCEPT", lambda p: isinstance(p, Ack) and p.largest_pn >= 0)
     limit = peer.client_params.max_ack_delay_ms / 1000 + ctx.target.slack
     if rx.at - sent > limit:
-        raise CaseFailed(f"the ACK within {limit * 1000:.0f} ms", f"after {(rx.at - sent) * 1000:.1f} ms")
+        raise CaseFailed(f"the ACK within {limit * 1000:.0f} ms", f"after {(rx.at - sent) * 1000:.1f} ms", late=True)
 
 
 @case("R9.2-2", "An endpoint MUST send an ACK at once when it receives a PING.", slug="sender-acks-ping", role="sender")
@@ -923,7 +925,7 @@ def sender_acks_ping(ctx: Context) -> None:
     sent = ctx.target.clock()
     rx = peer.expect_session("an ACK of the PING", lambda p: isinstance(p, Ack) and p.largest_pn >= pn)
     if rx.at - sent > ctx.target.slack + 0.002:
-        raise CaseFailed("the ACK at once", f"after {(rx.at - sent) * 1000:.1f} ms")
+        raise CaseFailed("the ACK at once", f"after {(rx.at - sent) * 1000:.1f} ms", late=True)
 
 
 @case(

@@ -249,7 +249,7 @@ def ack_with_window_full(ctx: Context) -> None:
         timeout=peer.quiet,
     )
     if (late := rx.at - pinged) > ctx.target.slack + 0.002:
-        raise CaseFailed("the ACK at once, whatever the window", f"after {late * 1000:.1f} ms: {rx}")
+        raise CaseFailed("the ACK at once, whatever the window", f"after {late * 1000:.1f} ms: {rx}", late=True)
 
 
 # The recommended ceiling of R11.1-4, in datagrams of the largest size the sender uses.

@@ -381,7 +381,7 @@ def sender_deadline(ctx: Context) -> None:
     if packet.origin != 1 or packet.error_code != ErrorCode.DEADLINE_EXPIRED:
         raise CaseFailed("CANCEL (Origin 1, DEADLINE_EXPIRED)", str(cancel))
     if cancel.at - rx.at > deadline + 2 * ctx.target.slack + 0.05:
-        raise CaseFailed(f"the CANCEL by the {deadline:.3g} s deadline", f"after {cancel.at - rx.at:.3f} s")
+        raise CaseFailed(f"the CANCEL by the {deadline:.3g} s deadline", f"after {cancel.at - rx.at:.3f} s", late=True)
 
 
 _R12_3_8 = (

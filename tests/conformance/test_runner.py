@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from apps.conformance.context import Context, Options
 from apps.conformance.model import Case, CaseFailed, Unsupported, Verdict
 from apps.conformance.runner import run_case, select
@@ -17,23 +19,25 @@ def _case(func: object, **kwargs: object) -> Case:
                 title="T", func=func, **kwargs)  # type: ignore[arg-type]
 
 
-def test_a_missing_answer_is_retried_a_wrong_one_is_not() -> None:
+def _failing(failure: CaseFailed, times: int | None = None) -> tuple[Callable[[Context], None], list[int]]:
+    """A case that raises ``failure`` on its first ``times`` runs (every run without), and its runs."""
     calls: list[int] = []
 
-    def lost_once(ctx: Context) -> None:
+    def func(ctx: Context) -> None:
         calls.append(1)
-        if len(calls) == 1:
-            raise CaseFailed("an ACK", "nothing within 1 s", absent=True)
+        if times is None or len(calls) <= times:
+            raise failure
 
+    return func, calls
+
+
+def test_a_missing_answer_is_retried_a_wrong_one_is_not() -> None:
+    lost_once, calls = _failing(CaseFailed("an ACK", "nothing within 1 s", absent=True), times=1)
     result = run_case(_case(lost_once), SimTarget(), Options(attempts=3))
     assert result.verdict is Verdict.PASSED and len(calls) == 2
     assert "attempt 2 of 3" in result.notes[0]
 
-    def wrong(ctx: Context) -> None:
-        calls.append(1)
-        raise CaseFailed("no answer", "an ACK")
-
-    calls.clear()
+    wrong, calls = _failing(CaseFailed("no answer", "an ACK"))
     result = run_case(_case(wrong), SimTarget(), Options(attempts=3))
     assert result.verdict is Verdict.FAILED and len(calls) == 1 and result.message == "expected no answer; got an ACK"
 
@@ -41,22 +45,12 @@ def test_a_missing_answer_is_retried_a_wrong_one_is_not() -> None:
 def test_a_late_answer_is_retried_and_fails_if_late_every_time() -> None:
     """A late answer may have waited on a busy host (CI once saw an ACK 440 ms late from a sender
     in the tester's own process); a target that answers late does so on every attempt."""
-    calls: list[int] = []
-
-    def late_once(ctx: Context) -> None:
-        calls.append(1)
-        if len(calls) == 1:
-            raise CaseFailed("the ACK within 60 ms", "after 440.0 ms", late=True)
-
+    late_once, calls = _failing(CaseFailed("the ACK within 60 ms", "after 440.0 ms", late=True), times=1)
     result = run_case(_case(late_once), SimTarget(), Options(attempts=2))
     assert result.verdict is Verdict.PASSED and len(calls) == 2
     assert "attempt 1 failed: expected the ACK within 60 ms; got after 440.0 ms" in result.notes[0]
 
-    def always_late(ctx: Context) -> None:
-        calls.append(1)
-        raise CaseFailed("the ACK within 60 ms", "after 80.0 ms", late=True)
-
-    calls.clear()
+    always_late, calls = _failing(CaseFailed("the ACK within 60 ms", "after 80.0 ms", late=True))
     result = run_case(_case(always_late), SimTarget(), Options(attempts=2))
     assert result.verdict is Verdict.FAILED and len(calls) == 2 and result.late
 

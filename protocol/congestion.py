@@ -234,6 +234,7 @@ class SnipBbr:
         self._min_rtt = _RunningMin(initial_rtt)
         self._round = 0
         self._next_round_delivered = 0
+        self._round_began = 0.0
         self._round_min_rtt = float("inf")
         # The least over MIN_RTT_WINDOW of the smoothed RTT at each round's end: what the window
         # must cover. On a jittery or reordering path the smallest sample is an outlier, far below
@@ -404,6 +405,7 @@ class SnipBbr:
                 self._round_min_rtts.append(self._round_min_rtt)
                 self._queueing = _markedly_above(min(self._round_min_rtts), base)
             self._round_min_rtt = float("inf")
+            self._round_began = now
             if counted > 0:
                 overran = False
                 # A round that delivered less than one datagram of data carried only control
@@ -664,8 +666,16 @@ class SnipBbr:
 
     @property
     def _recent_min_rtt(self) -> float:
-        """The least RTT of the last two rounds (0 before a round has ended)."""
-        return min(list(self._round_min_rtts)[-2:], default=0.0)
+        """The least RTT of the last two rounds (0 before a round has ended), the round in progress
+        counted as the last of them once it has lasted longer than the path RTT. A queue of ours
+        stretches the round it delays, and the rounds before it showed less of that queue: on a
+        link that slowed to a tenth, one round ran for 9 s with samples of 5-9 s while the two before
+        it read 0.8 and 1.4 s; judged by those two, no queue stood, so the stale min_rtt of 0.8 s
+        took the next sample, 9 s, the window grew with it and the queue reached 19 s."""
+        rounds = list(self._round_min_rtts)
+        if self._round_min_rtt != float("inf") and self._now - self._round_began > self._path_rtt:
+            rounds.append(self._round_min_rtt)
+        return min(rounds[-2:], default=0.0)
 
     @property
     def _path_rtt_parts(self) -> tuple[_RunningMin, _RunningMin, _RunningMin]:

@@ -862,6 +862,34 @@ def test_a_queue_that_stood_for_ten_seconds_is_drained_and_the_path_read_again()
     assert bbr.phase is Phase.STARTUP and bbr.pacing_rate == pytest.approx(2.885 * 2.5e5, rel=0.01)
 
 
+def test_a_round_that_a_growing_queue_keeps_open_counts_towards_the_probe() -> None:
+    # A link that slowed to a tenth behind a deep buffer, as in the test above, but the queue
+    # holds up the rounds: one round at 1 s, then one that is still open when min_rtt runs out,
+    # its samples 1-5 s, since the datagram that began it waits behind the queue. Judged by the
+    # two rounds that ended (0.05 and 1 s), no queue stood: the stale min_rtt took the next sample
+    # (9 s on a link varying around 2 Mbit/s at 800 ms), the window grew with it and the queue
+    # reached 19 s.
+    bbr = _controller()
+    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
+    k = _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=1e6, first=2)
+    k = _queued_rounds(bbr, 2.0, 2.5, rtt=1.0, rate=1e5, first=k)
+    assert bbr.phase is Phase.PROBE_BW
+    now, rtt, sent_before = 3.0, 1.0, k - 2
+    while now < 12.5:
+        rtt = min(rtt + 0.01, 5.0)
+        bbr.on_rtt_sample(now, rtt)
+        # Each datagram was sent when less had been delivered than the round ends at: one round.
+        bbr.on_rate_sample(now, dataclasses.replace(_sample(k, rate=1e5), prior_delivered=sent_before, rtt=rtt,
+                                                    inflight=500_000))
+        assert bbr.min_rtt == pytest.approx(0.05)
+        if bbr.phase is Phase.PROBE_RTT:
+            break
+        now += 0.01
+        k += 1
+    assert bbr.phase is Phase.PROBE_RTT
+    assert bbr.cwnd < 0.5 * 1e6 * 0.1
+
+
 def test_a_probe_through_no_queue_leaves_the_estimate() -> None:
     # A path whose RTT rose for good (a new route) with no queue of ours: the probe reads the new
     # RTT, and keeps the rate the path still carries.

@@ -890,6 +890,28 @@ def test_a_round_that_a_growing_queue_keeps_open_counts_towards_the_probe() -> N
     assert bbr.cwnd < 0.5 * 1e6 * 0.1
 
 
+def test_a_round_just_begun_does_not_speak_for_a_queue() -> None:
+    # The round in progress counts only once it has lasted longer than the path RTT: a round of
+    # samples late by jitter (0.3 s on a 55 ms path) and the first sample of the next say nothing
+    # of a queue while the round before them read the path. Where min_rtt has gone stale then, it
+    # takes its next value; no probe.
+    bbr = _controller()
+    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
+    k = _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=1e6, first=2)
+    k = _queued_rounds(bbr, 2.0, 11.9, rtt=0.055, rate=1e6, first=k)
+    k = _queued_rounds(bbr, 11.95, 11.97, rtt=0.3, rate=1e6, first=k)  # one round, late by jitter
+    assert bbr.phase is Phase.PROBE_BW and bbr.min_rtt == pytest.approx(0.05)
+    # 11.98 s: min_rtt (met last at 1.97 s) is stale, and the round that began at 11.95 s has
+    # lasted 30 ms, less than the path RTT.
+    for now in (11.98, 11.99):
+        bbr.on_rtt_sample(now, 0.3)
+        bbr.on_rate_sample(now, dataclasses.replace(_sample(k, rate=1e6), prior_delivered=k - 2, rtt=0.3,
+                                                    inflight=50_000))
+        k += 1
+        assert bbr.phase is not Phase.PROBE_RTT
+    assert bbr.min_rtt == pytest.approx(0.3)  # the sample after the stale value gave way
+
+
 def test_a_probe_through_no_queue_leaves_the_estimate() -> None:
     # A path whose RTT rose for good (a new route) with no queue of ours: the probe reads the new
     # RTT, and keeps the rate the path still carries.

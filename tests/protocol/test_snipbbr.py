@@ -832,6 +832,14 @@ def _queued_rounds(bbr: SnipBbr, start: float, end: float, rtt: float, rate: flo
     return k
 
 
+def _two_seconds_at_1mb() -> tuple[SnipBbr, int]:
+    """A controller past startup on a 1 MB/s, 50 ms path, after 2 s of rounds at that RTT; and
+    the next round's number."""
+    bbr = _controller()
+    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
+    return bbr, _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=1e6, first=2)
+
+
 def test_a_queue_that_stood_for_ten_seconds_is_drained_and_the_path_read_again() -> None:
     # A link that slowed from 2.5 to 0.25 MB/s behind a deep buffer: the estimate still held the
     # old rate, and the queue it built delayed every packet by 2 s. Once min_rtt had not been met
@@ -862,6 +870,15 @@ def test_a_queue_that_stood_for_ten_seconds_is_drained_and_the_path_read_again()
     assert bbr.phase is Phase.STARTUP and bbr.pacing_rate == pytest.approx(2.885 * 2.5e5, rel=0.01)
 
 
+def _open_round_sample(bbr: SnipBbr, now: float, k: int, sent_before: int, rtt: float, rate: float,
+                       inflight: int) -> None:
+    """An ACK within a round still in progress: the datagram it reports was sent when
+    ``sent_before`` bytes had been delivered, less than the round ends at."""
+    bbr.on_rtt_sample(now, rtt)
+    bbr.on_rate_sample(now, dataclasses.replace(_sample(k, rate=rate), prior_delivered=sent_before, rtt=rtt,
+                                                inflight=inflight))
+
+
 def test_a_round_that_a_growing_queue_keeps_open_counts_towards_the_probe() -> None:
     # A link that slowed to a tenth behind a deep buffer, as in the test above, but the queue
     # holds up the rounds: one round at 1 s, then one that is still open when min_rtt runs out,
@@ -869,18 +886,13 @@ def test_a_round_that_a_growing_queue_keeps_open_counts_towards_the_probe() -> N
     # two rounds that ended (0.05 and 1 s), no queue stood: the stale min_rtt took the next sample
     # (9 s on a link varying around 2 Mbit/s at 800 ms), the window grew with it and the queue
     # reached 19 s.
-    bbr = _controller()
-    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
-    k = _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=1e6, first=2)
+    bbr, k = _two_seconds_at_1mb()
     k = _queued_rounds(bbr, 2.0, 2.5, rtt=1.0, rate=1e5, first=k)
     assert bbr.phase is Phase.PROBE_BW
     now, rtt, sent_before = 3.0, 1.0, k - 2
     while now < 12.5:
         rtt = min(rtt + 0.01, 5.0)
-        bbr.on_rtt_sample(now, rtt)
-        # Each datagram was sent when less had been delivered than the round ends at: one round.
-        bbr.on_rate_sample(now, dataclasses.replace(_sample(k, rate=1e5), prior_delivered=sent_before, rtt=rtt,
-                                                    inflight=500_000))
+        _open_round_sample(bbr, now, k, sent_before, rtt, rate=1e5, inflight=500_000)
         assert bbr.min_rtt == pytest.approx(0.05)
         if bbr.phase is Phase.PROBE_RTT:
             break
@@ -895,18 +907,15 @@ def test_a_round_just_begun_does_not_speak_for_a_queue() -> None:
     # samples late by jitter (0.3 s on a 55 ms path) and the first sample of the next say nothing
     # of a queue while the round before them read the path. Where min_rtt has gone stale then, it
     # takes its next value; no probe.
-    bbr = _controller()
-    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
-    k = _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=1e6, first=2)
+    bbr, k = _two_seconds_at_1mb()
     k = _queued_rounds(bbr, 2.0, 11.9, rtt=0.055, rate=1e6, first=k)
     k = _queued_rounds(bbr, 11.95, 11.97, rtt=0.3, rate=1e6, first=k)  # one round, late by jitter
     assert bbr.phase is Phase.PROBE_BW and bbr.min_rtt == pytest.approx(0.05)
     # 11.98 s: min_rtt (met last at 1.97 s) is stale, and the round that began at 11.95 s has
     # lasted 30 ms, less than the path RTT.
+    sent_before = k - 2
     for now in (11.98, 11.99):
-        bbr.on_rtt_sample(now, 0.3)
-        bbr.on_rate_sample(now, dataclasses.replace(_sample(k, rate=1e6), prior_delivered=k - 2, rtt=0.3,
-                                                    inflight=50_000))
+        _open_round_sample(bbr, now, k, sent_before, 0.3, rate=1e6, inflight=50_000)
         k += 1
         assert bbr.phase is not Phase.PROBE_RTT
     assert bbr.min_rtt == pytest.approx(0.3)  # the sample after the stale value gave way
@@ -915,9 +924,7 @@ def test_a_round_just_begun_does_not_speak_for_a_queue() -> None:
 def test_a_probe_through_no_queue_leaves_the_estimate() -> None:
     # A path whose RTT rose for good (a new route) with no queue of ours: the probe reads the new
     # RTT, and keeps the rate the path still carries.
-    bbr = _controller()
-    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
-    k = _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=1e6, first=2)
+    bbr, k = _two_seconds_at_1mb()
     k = _queued_rounds(bbr, 2.0, 12.1, rtt=0.08, rate=1e6, first=k)
     assert bbr.phase is Phase.PROBE_RTT
     for j in range(4):
@@ -932,9 +939,7 @@ def test_a_probe_through_no_queue_leaves_the_estimate() -> None:
 def test_sending_again_after_a_pause_needs_no_probe() -> None:
     # Nothing to send for 20 s: the first sample after the pause, app-limited with little in
     # flight, shows the path without a queue of ours, and the window stays open.
-    bbr = _controller()
-    bbr.on_rate_sample(0.01, _sample(1, rate=1e5, train=1e6, app_limited=True))
-    k = _queued_rounds(bbr, 0.02, 2.0, rtt=0.05, rate=1e6, first=2)
+    bbr, k = _two_seconds_at_1mb()
     bbr.on_rtt_sample(22.0, 0.07)
     bbr.on_rate_sample(22.0, dataclasses.replace(_sample(k, rate=1e5, app_limited=True), rtt=0.07, inflight=3000))
     assert bbr.phase is Phase.PROBE_BW

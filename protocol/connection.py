@@ -1555,18 +1555,17 @@ class Connection:
         # An object that has sent nothing since ``starved`` (-inf when it is alone) while others
         # went ahead of it gets a chunk out of turn: its receiver cancels an object that brings
         # nothing new for a whole idle timeout (R12.3-1), and on a slow path the objects ahead can
-        # take longer than that.
-        # The object whose turn it is anyway is passed over: when every object was waiting (each
-        # one's next chunk a retransmission, the first object's ahead of the rest), the first took
-        # every such turn, and the second's receiver cancelled it.
-        waiting = [
-            obj for obj in self.outgoing.values()
-            if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send
-        ]
-        head = next(self._in_turn(), (None, False))[0] if waiting else None
+        # take longer than that. The one that has waited longest goes first. Taken in the usual
+        # order instead, the first object took every such turn while the second's receiver
+        # cancelled it; and with the object whose turn it was passed over, on a path so slow that
+        # every object was waiting at each send, the second took them all and the first, its 64
+        # chunks queued to go again, was cancelled (benchmarks.stress --slow --varying, seed 98613).
+        waiting = sorted(
+            (obj for obj in self.outgoing.values()
+             if obj.state is OutState.SENDING and obj.progress_sent_at <= starved and obj.has_data_to_send),
+            key=lambda obj: obj.progress_sent_at,
+        )
         for obj in waiting:
-            if obj is head:
-                continue
             pick = obj.next_chunk()
             if pick is not None:
                 return obj, pick[0], pick[1]

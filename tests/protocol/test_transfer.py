@@ -893,9 +893,9 @@ def test_an_object_waiting_behind_others_on_a_slow_path_is_not_cancelled_by_its_
     """R12.3-1: a receiver cancels an object that brings it nothing new for an idle timeout. Both
     objects leave in the first flight, before the path's rate is known, and a 10 kB queue at 32
     kbit/s drops most of it; the first object's retransmissions go first and take longer than
-    that. An object that has waited a quarter of the idle timeout sends a chunk out of turn, unless
-    it is the one whose turn it is anyway: the first object, having waited as well, had taken every
-    such turn, and the second's receiver cancelled it."""
+    that. An object that has waited a quarter of the idle timeout sends a chunk out of turn, the one
+    that has waited longest first: the first object, having waited as well, had taken every such
+    turn, and the second's receiver cancelled it."""
     config = SessionConfig(idle_timeout=4.0)
     pair = Pair("rate=32kbit rtt=100ms queue=10kb", seed=1, client_config=config, server_config=config)
     pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
@@ -910,6 +910,23 @@ def test_an_object_waiting_behind_others_on_a_slow_path_is_not_cancelled_by_its_
     first_flight_end = order.index(ids[1]) + 5
     last_of_first = len(order) - 1 - order[::-1].index(ids[0])
     assert order[first_flight_end:last_of_first].count(ids[1]) >= 3
+
+
+@pytest.mark.parametrize("seed", range(1, 13))
+def test_on_a_path_so_slow_that_every_object_waits_at_each_send_none_is_starved(seed: int) -> None:
+    """R12.3-1: at 60 % loss an object may wait about 1 s (the idle timeout over 28 tries) before it
+    sends out of turn, and at 12 kbit/s a datagram takes 0.7 s, so every object with something to
+    send waits that long between two sends. When the object whose turn it was anyway was passed
+    over, the second object took every such turn and the first, its chunks queued to go again, got
+    none: its receiver cancelled it (seeds 3 and 5; one in seven of 200 random slow, varying links
+    lost an object this way). The one that has waited longest now goes first."""
+    pair = Pair("rate=12kbit rtt=100ms queue=10kb fwd.loss=60% rev.loss=0%", seed=seed)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=30)
+    data = [payload(20_000, i) for i in range(3)]
+    ids = [pair.send(item) for item in data]
+    pair.run_until(lambda: pair.finished(ids), timeout=900)
+    assert not pair.client_log.of(ObjectFailed)
+    assert {e.object_id: e.data for e in pair.server_log.received()} == dict(zip(ids, data, strict=True))
 
 
 def test_images_queued_together_on_a_20_kbit_s_path_are_announced_as_it_carries_them() -> None:

@@ -481,7 +481,8 @@ class Connection:
         if VERSION in packet.versions:  # spec R3-10: a genuine server would not list our own version
             self.counters["ignored_packets"] += 1
             return
-        offered = ", ".join(str(v) for v in packet.versions)
+        # Entries naming 0 are ignored, as ones naming versions we do not know (R5.4-2).
+        offered = ", ".join(str(v) for v in packet.versions if v != 0) or "none"
         self._enter_closed(now, ErrorCode.VERSION_MISMATCH, f"peer speaks versions {offered}, not {VERSION}", by_peer=True)
 
     def on_initial(self, pn: int, size: int, now: float) -> None:
@@ -818,7 +819,8 @@ class Connection:
             self.counters["digest_failures"] += 1
             # An empty object cannot be re-requested: its digest is simply wrong (spec R10.2-3).
             if obj.chunk_count == 0 or obj.digest_failures + 1 >= self.config.max_digest_failures:
-                self._fail_incoming(obj, ErrorCode.DIGEST_MISMATCH, "SHA-256 mismatch, twice", by_peer=False, tell_peer=True)
+                reason = "SHA-256 mismatch" if obj.chunk_count == 0 else f"SHA-256 mismatch, {obj.digest_failures + 1} times"
+                self._fail_incoming(obj, ErrorCode.DIGEST_MISMATCH, reason, by_peer=False, tell_peer=True)
                 return
             obj.reset_after_digest_failure(now)
             return

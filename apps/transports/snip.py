@@ -141,6 +141,19 @@ def load_aio() -> _Aio:
     return cast(_Aio, module)
 
 
+# Session errors that mean a receiver answered and turned the session down (spec 7.3, 5.4).
+_REFUSALS = {0x09: "SERVER_BUSY", 0x0F: "VERSION_MISMATCH"}
+
+
+def _connect_failure(where: str, exc: Exception) -> str:
+    """What to tell the user when a session could not be opened: a receiver that answered and
+    refused is not one that never answered."""
+    refusal = _REFUSALS.get(getattr(exc, "code", -1))
+    if refusal is not None:
+        return f"the snip receiver at {where} refused the session ({refusal}): {exc}"
+    return f"no snip receiver answered at {where}: {exc}"
+
+
 def session_config(**settings: Any) -> Any:
     """A validated protocol.aio SessionConfig; TransportError naming a bad setting."""
     settings = {key: value for key, value in settings.items() if value is not None}
@@ -319,7 +332,7 @@ class SnipSender:
         try:
             session = await aio.connect(self.host, self.port, config=self._config)
         except aio.SnipError as exc:
-            raise TransportError(f"no snip receiver answered at {where}: {exc}") from None
+            raise TransportError(_connect_failure(where, exc)) from None
         queue = _Queue(images)
         outcomes: dict[int, SendOutcome] = {}
         sessions = 0

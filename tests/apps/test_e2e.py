@@ -160,6 +160,37 @@ def test_unreachable_receivers(tmp_path: Path) -> None:
         assert time.monotonic() - started < 6
 
 
+def test_a_receiver_that_refuses_the_session_is_not_reported_as_silent(tmp_path: Path) -> None:
+    # A receiver that answers every INITIAL with CLOSE SERVER_BUSY (spec 7.3), as a full one does:
+    # the sender says it was refused, not that nothing answered.
+    from protocol import codec
+    from protocol.constants import ErrorCode
+
+    (tmp_path / "a.jpg").write_bytes(image_bytes(1))
+
+    class Busy(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            initial_id = codec.decode(data).session_id
+            refusal = codec.encode(codec.Close(ErrorCode.SERVER_BUSY, "too many sessions"), initial_id, 0)
+            self.transport.sendto(refusal, addr)  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(Busy, local_addr=("127.0.0.1", 0))
+        try:
+            port = transport.get_extra_info("sockname")[1]
+            await run_send(f"127.0.0.1:{port}", str(tmp_path / "a.jpg"), "--connect-timeout", "5")
+        finally:
+            transport.close()
+
+    with pytest.raises(CommandError) as caught:
+        _within(20, scenario())
+    assert caught.value.exit_code == 1
+    assert "refused the session (SERVER_BUSY): too many sessions" in str(caught.value)
+
+
 def test_an_empty_file_goes_with_any_file_over_real_sockets(tmp_path: Path) -> None:
     # An object of no chunks (spec 8.1): announced, verified against the digest of nothing, stored
     # as an empty file and answered, between two files that have chunks.

@@ -82,6 +82,24 @@ INITIAL_TRAIN_SPREAD = 0.010
 AGGREGATION_ROUNDS = 10
 AGGREGATION_MAX_S = 0.1
 AGGREGATION_EPOCH_RESET = 1 << 20  # bytes: an epoch this long no longer tells about bursts
+# The loss test (spec 11.4): random loss is the same at any rate, drops from a queue we overran
+# stop when we send slower than the path carries. A queue too short to show delay drops what we send
+# too fast in every round we do, as random loss would, and compensating for those drops raises the
+# estimate towards what we sent: behind three datagrams of queue at 1 Mbit/s it stood at 1.5-2 times
+# the link through most of a megabyte. So while the loss compensated for is at least
+# LOSS_TEST_MIN_LOSS, the probe cycle now and then paces at LOSS_TEST_GAIN of what the path delivered
+# over the last rounds, and the loss count over the datagrams paced so tells which loss it was. The
+# first test comes LOSS_TEST_FIRST_ROUNDS rounds into probe; one that finds random loss doubles the
+# wait for the next, up to LOSS_TEST_MAX_ROUNDS.
+LOSS_TEST_MIN_LOSS = 0.25
+LOSS_TEST_GAIN = 0.9
+LOSS_TEST_FIRST_ROUNDS = 16
+LOSS_TEST_MAX_ROUNDS = 64
+# The test paces at least this many datagrams, and for at least a path RTT; it could not tell if
+# the loss count has not covered them this many times the path RTT (or the smoothed RTT, or 1 s, if
+# more) after it stopped pacing.
+LOSS_TEST_DATAGRAMS = 16
+LOSS_TEST_PATIENCE = 4
 
 
 def _markedly_above(rtt: float, base: float) -> bool:
@@ -206,6 +224,15 @@ class _RunningMin:
         return self._taken and now - self._stamp > MIN_RTT_WINDOW
 
 
+class LossTest(Enum):
+    """Where the loss test stands: not under way, pacing, or waiting for the loss count to cover
+    the datagrams it paced."""
+
+    IDLE = "idle"
+    PACING = "pacing"
+    READING = "reading"
+
+
 class Phase(Enum):
     STARTUP = "startup"
     DRAIN = "drain"
@@ -275,6 +302,21 @@ class SnipBbr:
         self._round_count = (0, 0)
         self._overrun_rounds = 0  # startup rounds in a row that overran it
         self._last_round_rate = 0.0  # the best delivery-rate sample of the last round (0: none)
+        # When each of the last rounds began, and the peer's received_bytes then.
+        self._round_marks: deque[tuple[float, int]] = deque(maxlen=BW_WINDOW_ROUNDS + 1)
+        self._loss_now = 0.0  # the smoothed loss rate of the last sample (RateSample.loss_rate)
+        # The loss test: its state, the rate it paces at, the loss compensated for when it began,
+        # when it began (then: until when it waits to be read), the loss count's datagram numbers
+        # that it paced, the count when that reached the first of them, the round the next test is
+        # due (0: none is), and how many rounds the one after waits.
+        self._loss_test = LossTest.IDLE
+        self._loss_test_rate = 0.0
+        self._loss_test_loss = 0.0
+        self._loss_test_time = 0.0
+        self._loss_test_span = (0, 0)
+        self._loss_test_count = (0, 0)
+        self._loss_test_round = 0
+        self._loss_test_wait = LOSS_TEST_FIRST_ROUNDS
         # When an RTT probe began: the least RTT of the last two rounds, and the last round's rate.
         self._before_probe = (0.0, 0.0)
         # The RTT probe under way: the phase to go back to; once in-flight bytes are down to its
@@ -331,7 +373,8 @@ class SnipBbr:
         # the datagram's own transmission). An endpoint that mostly receives reads its rate from
         # its own few small packets: at 70 % loss one read 5 kbit/s on a 10 Mbit/s path, and sent
         # a small reply's REPAIRs 1.6 s apart while its peer asked for them every 36 ms.
-        rate = max(self._pacing_gain * self.bw, self._mss / self._path_rtt)
+        gain_rate = self._loss_test_rate if self._loss_test is LossTest.PACING else self._pacing_gain * self.bw
+        rate = max(gain_rate, self._mss / self._path_rtt)
         # Early samples cover less than a round trip of data; in startup they must not slow us
         # below the initial rate (the same floor BBR keeps until the pipe is full).
         return max(rate, initial) if self._floors_apply else rate
@@ -376,6 +419,7 @@ class SnipBbr:
     def on_rate_sample(self, now: float, sample: RateSample) -> None:
         self._now = now
         self._inflight = sample.inflight
+        self._loss_now = sample.loss_rate
         if sample.jitter != float("inf"):
             self._jitter = sample.jitter
         round_start = sample.prior_delivered >= self._next_round_delivered
@@ -445,6 +489,8 @@ class SnipBbr:
             self._on_train(sample)
         if round_start:
             self._check_full_pipe(sample.app_limited)
+            self._round_marks.append((now, sample.delivered))
+        self._step_loss_test(sample, round_start)
         self._advance_phase(now)
         self._probe_rtt(now, sample)
         if self._floors_delivered is None and not self._floored and self.phase is not Phase.DRAIN:
@@ -485,6 +531,10 @@ class SnipBbr:
 
     def _compensated(self, rate: float, loss: float) -> float:
         """Random loss: what left us at ``rate`` would have arrived but for the loss."""
+        return rate / (1.0 - self._loss_to_compensate(loss))
+
+    def _loss_to_compensate(self, loss: float) -> float:
+        """The share of a measured ``loss`` taken for random loss (0 for none)."""
         if self._least_round_loss is not None:
             # A queue too short to show delay drops what we send too fast; compensating for those
             # drops would raise the rate that overruns it.
@@ -492,8 +542,80 @@ class SnipBbr:
         if self._queueing or loss > self._loss_bound:
             # Past the bound the loss is more likely an overrun receiver or a queue too short to
             # show delay, and compensating would keep the overrun going.
-            return rate
-        return rate / (1.0 - loss)
+            return 0.0
+        return loss
+
+    def _step_loss_test(self, sample: RateSample, round_start: bool) -> None:
+        """Start, end or read the loss test (LOSS_TEST_MIN_LOSS)."""
+        now = self._now
+        if self.phase is not Phase.PROBE_BW:
+            self._loss_test = LossTest.IDLE  # a probe or a new search took over: due w rounds into probe
+            self._loss_test_round = 0
+        elif self._loss_test is LossTest.PACING:
+            first = self._loss_test_span[0]
+            if sample.counted <= first:
+                # The last count from before the test's first datagram (ACKs come in steps).
+                self._loss_test_count = (sample.counted, sample.lost)
+            if sample.sent_counted - first >= LOSS_TEST_DATAGRAMS and now - self._loss_test_time >= self._path_rtt:
+                self._loss_test = LossTest.READING
+                self._loss_test_span = (first, sample.sent_counted)
+                self._loss_test_time = now + LOSS_TEST_PATIENCE * max(self._path_rtt, self._smoothed_rtt, 1.0)
+                self._cycle_stamp = now
+        elif self._loss_test is LossTest.READING:
+            first, last = self._loss_test_span
+            if sample.counted <= first:
+                self._loss_test_count = (sample.counted, sample.lost)
+            if sample.counted >= last:
+                counted, lost = sample.counted - self._loss_test_count[0], sample.lost - self._loss_test_count[1]
+                self._loss_test = LossTest.IDLE
+                self._read_loss_test(counted, max(lost, 0))
+            elif now >= self._loss_test_time:
+                self._loss_test = LossTest.IDLE  # the count never covered it: too few ACKs to tell
+                self._loss_test_round = self._round + LOSS_TEST_FIRST_ROUNDS
+        elif round_start:
+            self._start_loss_test(sample)
+
+    def _start_loss_test(self, sample: RateSample) -> None:
+        loss = self._loss_to_compensate(self._loss_now)
+        due = 0 < self._loss_test_round <= self._round
+        if not due or self._cycle_index < 2 or loss < LOSS_TEST_MIN_LOSS or len(self._round_marks) < 2:
+            return
+        # Below what the path delivered over the last rounds, so that a queue we overran drains
+        # rather than fills. Not the best sample: on a link whose rate wanders, that is a burst.
+        (then, before), (now, delivered) = self._round_marks[0], self._round_marks[-1]
+        carried = (delivered - before) / (now - then) if now > then else 0.0
+        self._loss_test_rate = LOSS_TEST_GAIN * min(carried, self.bw * (1 - loss))
+        if self._loss_test_rate > 0:
+            self._loss_test = LossTest.PACING
+            self._loss_test_loss = loss
+            self._loss_test_time = now
+            self._loss_test_span = (sample.sent_counted, sample.sent_counted)
+            self._loss_test_count = (sample.counted, sample.lost)
+
+    def _read_loss_test(self, counted: int, lost: int) -> None:
+        """The loss count has covered the test's datagrams: ``lost`` of ``counted``. Markedly less
+        than the loss compensated for: that was drops from a queue we overran, and the estimate
+        built on it is what we sent. It starts again from what the test delivered."""
+        test = _RoundLoss(lost, counted, overran=False, calm=True)
+        if not test.readable:
+            self._loss_test_round = self._round + LOSS_TEST_FIRST_ROUNDS  # too few to tell: again soon
+            return
+        p = test.rate
+        # Less than half, and markedly: losses in bursts (a Gilbert-Elliott link) come and go
+        # whatever the rate, and a test that fell in a good spell read a third less than the rest.
+        if p < self._loss_test_loss / 2 and p + 2 * math.sqrt(p * (1 - p) / (counted + 2)) < self._loss_test_loss:
+            # The path's own loss is the test's: the rounds to come are judged against it.
+            self._round_losses.append(test)
+            self._least_round_loss = least_loss(self._round_losses)
+            self._bw_samples.clear()
+            carried = self._loss_test_rate / LOSS_TEST_GAIN
+            self._bw_samples.append((self._round, self._compensated(carried, p), self._now))
+            self._train_round = self._round - BW_WINDOW_ROUNDS
+            self._update_bw()
+            self._loss_test_wait = LOSS_TEST_FIRST_ROUNDS
+        else:
+            self._loss_test_wait = min(2 * self._loss_test_wait, LOSS_TEST_MAX_ROUNDS)
+        self._loss_test_round = self._round + self._loss_test_wait
 
     @property
     def _floored(self) -> bool:
@@ -508,7 +630,9 @@ class SnipBbr:
     @property
     def _calm(self) -> bool:
         """Pacing at no more than the estimate."""
-        return self.phase in (Phase.DRAIN, Phase.PROBE_RTT) or (self.phase is Phase.PROBE_BW and self._pacing_gain <= 1.0)
+        return self.phase in (Phase.DRAIN, Phase.PROBE_RTT) or (
+            self.phase is Phase.PROBE_BW and (self._pacing_gain <= 1.0 or self._loss_test is LossTest.PACING)
+        )
 
     def _on_round_loss(self, round_loss: _RoundLoss) -> None:
         taken_raw = self._least_round_loss is not None and self._least_round_loss > self._loss_bound
@@ -769,7 +893,7 @@ class SnipBbr:
     def _advance_phase(self, now: float) -> None:
         if self.phase is Phase.DRAIN and self._inflight <= self._bdp:
             self._enter_probe_bw(now)
-        elif self.phase is Phase.PROBE_BW and now - self._cycle_stamp >= self._path_rtt:
+        elif self.phase is Phase.PROBE_BW and self._loss_test is LossTest.IDLE and now - self._cycle_stamp >= self._path_rtt:
             self._cycle_index = (self._cycle_index + 1) % len(PROBE_GAINS)
             self._cycle_stamp = now
             self._pacing_gain = PROBE_GAINS[self._cycle_index]
@@ -783,6 +907,8 @@ class SnipBbr:
             self._start_search_again()
 
     def _enter_probe_bw(self, now: float) -> None:
+        if not self._loss_test_round:
+            self._loss_test_round = self._round + self._loss_test_wait
         self.phase = Phase.PROBE_BW
         self._cwnd_gain = 2.0
         self._cycle_index = 2

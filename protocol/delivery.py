@@ -81,6 +81,9 @@ class RateSample:
     # The loss count so far (spec 11.2): datagrams it covers, and how many of those were lost.
     counted: int = 0
     lost: int = 0
+    # Datagrams sent so far that the loss count will cover: the one sent next is the count's
+    # datagram number ``sent_counted + 1``, so the loss of a stretch of sending can be read later.
+    sent_counted: int = 0
     # How much the path's delay varies from one packet to the next (infinite while unknown): a
     # train's span must be TRAIN_NOISE_SPANS times that to be read.
     jitter: float = 0.0
@@ -152,6 +155,7 @@ class SentLog:
         # its handshake (spec R9.2-4). On a long path a server answers each retransmitted INITIAL,
         # and the copies the client ignored read as lost, 5 of its first 15 datagrams at 800 ms.
         self._ignored_packets = 0
+        self._count_base = (0, 0)  # next_pn and ignored packets when the loss count began (restart)
         self._acked_ignored = 0
         self.delivered = 0  # peer-reported received_bytes
         # The bytes we had sent by the handshake's end, until the first ACK since tells how many of
@@ -196,6 +200,13 @@ class SentLog:
     def counted_loss_rate(self) -> float:
         """The session's whole count, (lost + 1) / (sent + 2): cautious while it is small."""
         return (self._lagged_lost + 1) / (self._lagged_sent + 2)
+
+    @property
+    def sent_counted(self) -> int:
+        """Datagrams sent since the loss count began that it will cover (not those the peer
+        does not count)."""
+        next_pn, ignored = self._count_base
+        return (self.next_pn - next_pn) - (self._ignored_packets - ignored)
 
     @property
     def loss_samples(self) -> int:
@@ -319,6 +330,7 @@ class SentLog:
         self._reported_cum_bytes = self.sent_bytes
         self._reported_uncounted = self._uncounted_bytes
         self._acked_ignored = self._ignored_packets
+        self._count_base = (self.next_pn, self._ignored_packets)
         self._handshake_bytes = self.sent_bytes
         self.delivered_time = now
         self.first_sent_time = now
@@ -457,6 +469,7 @@ class SentLog:
             train_loss=train_loss,
             counted=self._lagged_sent,
             lost=self._lagged_lost,
+            sent_counted=self.sent_counted,
             jitter=jitter,
             reported=reported,
             report_delay_sum=report_delay_sum,

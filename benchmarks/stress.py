@@ -26,7 +26,8 @@ time and the bytes each side sent over the objects' bytes), and a summary; it ex
 failed. This is how faults were found that no fixed link showed:
 copies of an ANNOUNCE queued ahead of every PROBE copy, a probe timeout's control packets sent as
 one unpaced burst into a queue two packets deep, an object starved behind others on a slow path
-until its receiver cancelled it (and, later, one whose REPAIRs were all it had left), a session
+until its receiver cancelled it (and, later, one whose REPAIRs were all it had left, and one
+passed over for every out-of-turn send while the object behind it took them all), a session
 whose first packets an outage took given up by its server for good, REPAIRs that kept
 arriving not counted as progress, and a small reply's copy budget spent in its first round.
 Sweeps of thousands of seeds take a few minutes each.

@@ -304,7 +304,6 @@ class SnipBbr:
         self._last_round_rate = 0.0  # the best delivery-rate sample of the last round (0: none)
         # When each of the last rounds began, and the peer's received_bytes then.
         self._round_marks: deque[tuple[float, int]] = deque(maxlen=BW_WINDOW_ROUNDS + 1)
-        self._loss_now = 0.0  # the smoothed loss rate of the last sample (RateSample.loss_rate)
         # The loss test: its state, the rate it paces at, the loss compensated for when it began,
         # when it began (then: until when it waits to be read), the loss count's datagram numbers
         # that it paced, the count when that reached the first of them, the round the next test is
@@ -419,7 +418,6 @@ class SnipBbr:
     def on_rate_sample(self, now: float, sample: RateSample) -> None:
         self._now = now
         self._inflight = sample.inflight
-        self._loss_now = sample.loss_rate
         if sample.jitter != float("inf"):
             self._jitter = sample.jitter
         round_start = sample.prior_delivered >= self._next_round_delivered
@@ -548,23 +546,20 @@ class SnipBbr:
     def _step_loss_test(self, sample: RateSample, round_start: bool) -> None:
         """Start, end or read the loss test (LOSS_TEST_MIN_LOSS)."""
         now = self._now
+        first, last = self._loss_test_span
+        if self._loss_test is not LossTest.IDLE and sample.counted <= first:
+            # The last count from before the test's first datagram (ACKs come in steps).
+            self._loss_test_count = (sample.counted, sample.lost)
         if self.phase is not Phase.PROBE_BW:
             self._loss_test = LossTest.IDLE  # a probe or a new search took over: due w rounds into probe
             self._loss_test_round = 0
         elif self._loss_test is LossTest.PACING:
-            first = self._loss_test_span[0]
-            if sample.counted <= first:
-                # The last count from before the test's first datagram (ACKs come in steps).
-                self._loss_test_count = (sample.counted, sample.lost)
             if sample.sent_counted - first >= LOSS_TEST_DATAGRAMS and now - self._loss_test_time >= self._path_rtt:
                 self._loss_test = LossTest.READING
                 self._loss_test_span = (first, sample.sent_counted)
                 self._loss_test_time = now + LOSS_TEST_PATIENCE * max(self._path_rtt, self._smoothed_rtt, 1.0)
                 self._cycle_stamp = now
         elif self._loss_test is LossTest.READING:
-            first, last = self._loss_test_span
-            if sample.counted <= first:
-                self._loss_test_count = (sample.counted, sample.lost)
             if sample.counted >= last:
                 counted, lost = sample.counted - self._loss_test_count[0], sample.lost - self._loss_test_count[1]
                 self._loss_test = LossTest.IDLE
@@ -576,7 +571,7 @@ class SnipBbr:
             self._start_loss_test(sample)
 
     def _start_loss_test(self, sample: RateSample) -> None:
-        loss = self._loss_to_compensate(self._loss_now)
+        loss = self._loss_to_compensate(sample.loss_rate)
         due = 0 < self._loss_test_round <= self._round
         if not due or self._cycle_index < 2 or loss < LOSS_TEST_MIN_LOSS or len(self._round_marks) < 2:
             return
@@ -607,11 +602,7 @@ class SnipBbr:
             # The path's own loss is the test's: the rounds to come are judged against it.
             self._round_losses.append(test)
             self._least_round_loss = least_loss(self._round_losses)
-            self._bw_samples.clear()
-            carried = self._loss_test_rate / LOSS_TEST_GAIN
-            self._bw_samples.append((self._round, self._compensated(carried, p), self._now))
-            self._train_round = self._round - BW_WINDOW_ROUNDS
-            self._update_bw()
+            self._estimate_from(self._compensated(self._loss_test_rate / LOSS_TEST_GAIN, p))
             self._loss_test_wait = LOSS_TEST_FIRST_ROUNDS
         else:
             self._loss_test_wait = min(2 * self._loss_test_wait, LOSS_TEST_MAX_ROUNDS)
@@ -658,6 +649,13 @@ class SnipBbr:
                 self._bw_samples[-1] = (self._round, rate, self._now)
         else:
             self._bw_samples.append((self._round, rate, self._now))
+        self._update_bw()
+
+    def _estimate_from(self, rate: float) -> None:
+        """Drop the bandwidth samples and the train reading: bw is ``rate``, a sample of this round."""
+        self._bw_samples.clear()
+        self._bw_samples.append((self._round, rate, self._now))
+        self._train_round = self._round - BW_WINDOW_ROUNDS
         self._update_bw()
 
     def _update_bw(self) -> None:
@@ -841,10 +839,7 @@ class SnipBbr:
             # queue was its rate then. The older samples are from before it slowed; and since it
             # may have changed again since (the probe can wait out a pause), search from there as
             # startup does.
-            self._bw_samples.clear()
-            self._bw_samples.append((self._round, queued_rate, now))
-            self._train_round = self._round - BW_WINDOW_ROUNDS
-            self._update_bw()
+            self._estimate_from(queued_rate)
             self.phase = self._phase_after_probe  # out of the probe first, or the search waits for its end
             self._start_search_again()
         elif self._phase_after_probe is Phase.STARTUP:

@@ -141,16 +141,14 @@ def load_aio() -> _Aio:
     return cast(_Aio, module)
 
 
-# Session errors that mean a receiver answered and turned the session down (spec 7.3, 5.4).
-_REFUSALS = {0x09: "SERVER_BUSY", 0x0F: "VERSION_MISMATCH"}
-
-
 def _connect_failure(where: str, exc: Exception) -> str:
     """What to tell the user when a session could not be opened: a receiver that answered and
-    refused is not one that never answered."""
-    refusal = _REFUSALS.get(getattr(exc, "code", -1))
-    if refusal is not None:
-        return f"the snip receiver at {where} refused the session ({refusal}): {exc}"
+    refused (spec 7.3, 5.4) is not one that never answered."""
+    from protocol.constants import ErrorCode  # there once protocol.aio loaded (load_aio)
+
+    code = getattr(exc, "code", None)
+    if code in (ErrorCode.SERVER_BUSY, ErrorCode.VERSION_MISMATCH):
+        return f"the snip receiver at {where} refused the session ({ErrorCode(code).name}): {exc}"
     return f"no snip receiver answered at {where}: {exc}"
 
 

@@ -1617,7 +1617,8 @@ class Connection:
         reordering allowance), first copies and retransmissions alike, and those waiting to be
         retransmitted: a loss among them would cost a round trip to repair by NACK. The window runs
         from the lowest of them to the end; chunks in it that arrived long ago cost the receiver
-        nothing, so only the uncertain ones count towards the REPAIRs needed.
+        nothing, so only the uncertain ones count towards the REPAIRs needed, and only REPAIRs that
+        choose at least one of them are sent (_next_repair_seed).
         """
         if not self._repair_possible(obj) or obj.chunk_count == 0:
             return
@@ -1641,7 +1642,11 @@ class Connection:
         # REPAIRs are lost too: send enough that those arriving cover the chunks lost.
         needed = expected + REPAIR_SIGMAS * math.sqrt(variance) + REPAIR_SPARE
         repairs = min(count + max(0, REPAIR_BEYOND_WINDOW - count // 4), math.ceil(needed / (1 - loss)))
-        obj.plan_repairs(first, count, repairs, now)
+        # Those sent as the previous batch was planned (the chunk that planned it) are counted, but
+        # REPAIRs need not choose them: that batch covered them.
+        fresh = [i for i in uncertain if last_sent[i] > obj.repair_planned_at or obj.is_queued(i)] or uncertain
+        uncertain_mask = sum(1 << (index - first) for index in fresh)
+        obj.plan_repairs(first, count, uncertain_mask, repairs, now)
 
     def _probe(self, obj: OutgoingObject, now: float) -> Probe:
         """A PROBE for ``obj`` naming every chunk sent so far (spec 9.4), counted; the probe timer
@@ -1660,10 +1665,13 @@ class Connection:
         return obj.outran_repairs or now >= obj.repair_planned_at + self.rtt.smoothed
 
     def _next_repair_seed(self, obj: OutgoingObject) -> int:
-        # Any u32 will do; a seed whose bit stream picks no chunk of the window is skipped.
+        # Any u32 will do; a seed whose bit stream picks no uncertain chunk of the window is skipped:
+        # the receiver has every chunk it would XOR. After a round that resent one chunk, half the
+        # REPAIRs over a window reaching the object's end would leave it out. The window's first
+        # chunk is uncertain, so about one seed in two passes however few the uncertain chunks are.
         while True:
             self._repair_seed = (self._repair_seed + 1) & 0xFFFFFFFF
-            if repair_coefficients(self._repair_seed, obj.repair_count):
+            if repair_coefficients(self._repair_seed, obj.repair_count) & obj.repair_uncertain:
                 return self._repair_seed
 
     def _pay_announce(self, obj: OutgoingObject, now: float, out: list[bytes], rate: float) -> None:

@@ -86,6 +86,9 @@ class OutgoingObject:
         # and the packet numbers of those sent (a NACK written before they arrived is premature).
         self.repair_first = 0
         self.repair_count = 0
+        # Bit i: the window's chunk i is one whose fate the sender cannot yet know; a REPAIR that
+        # chooses none of them rebuilds nothing the receiver lacks.
+        self.repair_uncertain = 0
         self.repairs_pending = 0
         self.repair_pns: list[int] = []
         self.repairs_sent = 0
@@ -130,10 +133,11 @@ class OutgoingObject:
     def is_queued(self, index: int) -> bool:
         return bool(self._queued[index])
 
-    def plan_repairs(self, first: int, count: int, repairs: int, now: float) -> None:
+    def plan_repairs(self, first: int, count: int, uncertain: int, repairs: int, now: float) -> None:
         self.repair_planned_at = now
         self.repair_first = first
         self.repair_count = count
+        self.repair_uncertain = uncertain
         self.repairs_pending = repairs
         self._left_to_repairs.clear()
         self._left_as_of_pn = -1

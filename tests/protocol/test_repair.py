@@ -340,7 +340,7 @@ def test_a_nack_written_after_the_last_repair_arrived_is_acted_on() -> None:
         0, payload(64 * 10, 1), name="x", content_type="", chunk_size=64, want_reply=False,
         in_reply_to=None, deadline=None, created=0.0,
     )
-    obj.plan_repairs(0, 10, 2, 0.0)
+    obj.plan_repairs(0, 10, (1 << 10) - 1, 2, 0.0)
     assert obj.covered_by_repairs(3, largest_pn=500, loss=0.0)  # REPAIRs still to be sent
     obj.on_repair_sent(99, 0.0)
     obj.on_repair_sent(100, 0.0)
@@ -359,7 +359,7 @@ def test_premature_nacks_are_left_to_no_more_chunks_than_the_unseen_repairs_can_
         in_reply_to=None, deadline=None, created=0.0,
     )
     obj.next_new = obj.chunk_count
-    obj.plan_repairs(10, 30, 4, 0.0)
+    obj.plan_repairs(10, 30, (1 << 30) - 1, 4, 0.0)
     for pn in (200, 201, 202, 203):
         obj.on_repair_sent(pn, 0.0)
     # Spread over two NACKs as the reports fell due; the second repeats a chunk of the first.
@@ -371,7 +371,7 @@ def test_premature_nacks_are_left_to_no_more_chunks_than_the_unseen_repairs_can_
     # A NACK written as of a later packet, the REPAIRs still unseen, is weighed on its own.
     assert obj.on_nack(((20, 2),), largest_pn=160, now=1.0, wait=0.1, loss=0.25) == 0
     # Chunks below the window no REPAIR of the batch covers: a round of them is covered again too.
-    obj.plan_repairs(10, 30, 4, 0.0)
+    obj.plan_repairs(10, 30, (1 << 30) - 1, 4, 0.0)
     assert not obj.outran_repairs
     assert obj.on_nack(((2, 1),), largest_pn=150, now=1.0, wait=0.1, loss=0.25) == 1
     assert obj.outran_repairs
@@ -424,6 +424,38 @@ def test_a_retransmission_round_at_the_tail_is_covered_by_repairs_too() -> None:
             assert codec.Repair in later[resent[-1] :], f"seed {seed}"
             covered_rounds += 1
     assert covered_rounds >= 1  # the seeds include runs where the first batch fell short
+
+
+def test_a_round_that_resent_one_chunk_is_covered_by_repairs_that_all_hold_it() -> None:
+    """A REPAIR takes each chunk of its window with probability 1/2. After a round that resent one
+    chunk, the rest of the object's tail has long been confirmed, and half the REPAIRs over a window
+    reaching the object's end would leave the resent chunk out; such a REPAIR rebuilds nothing.
+    Seeds that choose no chunk whose fate is unknown are skipped, so each REPAIR holds it."""
+    for seed in range(1, 7):
+        pair = Pair("rate=20mbit queue=250kb rtt=300ms", seed=seed)
+        pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)  # noqa: B023
+        packets = pair.record_client_packets()
+        # The first copy of chunk 3 is lost, and so is every REPAIR until chunk 3 goes again.
+        phase = [0]
+
+        def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+            packet = codec.decode(datagram).packet
+            if isinstance(packet, codec.Data) and packet.chunk_index == 3:
+                phase[0] += 1  # noqa: B023
+                return None if phase[0] == 1 else datagram  # noqa: B023
+            return None if isinstance(packet, codec.Repair) and phase[0] == 1 else datagram  # noqa: B023
+
+        pair.sim.add_tap(tap)
+        oid = pair.send(payload(40 * 1024, seed), name="img")
+        pair.run_until(lambda: pair.finished([oid]), timeout=30)  # noqa: B023
+        assert [r.name for r in pair.server_log.received()] == ["img"]
+        sent = [p for _, p in packets if isinstance(p, (codec.Data, codec.Repair))]
+        resent = next(i for i, p in enumerate(sent) if isinstance(p, codec.Data) and p.chunk_index == 3 and i > 3)
+        later = [p for p in sent[resent:] if isinstance(p, codec.Repair)]
+        assert later, f"seed {seed}: the round was not covered"
+        for repair in later:
+            held = coefficients(repair.seed, repair.count) >> (3 - repair.first_index) & 1
+            assert repair.first_index <= 3 and held, f"seed {seed}: a REPAIR without chunk 3: {repair.seed}"
 
 
 # -- NACK scheduling (spec 9.1) ------------------------------------------------------------------

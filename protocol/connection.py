@@ -704,10 +704,12 @@ class Connection:
         sent_through = self._probed_unannounced.pop(oid, 0)
         if sent_through and oid in self.incoming:
             # A PROBE came before the ANNOUNCE (R9.1-6): it said which chunks were sent, and with
-            # no chunk of them here nothing else would open the gap until the next PROBE.
+            # no chunk of them here nothing else would open the gap until the next PROBE. Answered
+            # as a PROBE arriving now (R9.1-7), empty NACK included: it tells the sender that the
+            # ANNOUNCE arrived, a reordering allowance before the gap's report does.
             missing = obj.on_probe(min(sent_through, obj.chunk_count), now, self._renack_interval,
                                    self._largest_pn, self._reorder_allowance)
-            self._queue_nacks(oid, missing)
+            self._queue_nacks(oid, missing, always=True)
 
     def _on_data(self, packet: Data, pn: int, now: float) -> None:
         oid = packet.object_id

@@ -457,6 +457,42 @@ def test_an_announce_sent_again_because_the_peer_lost_it_has_a_probe_behind_it()
     assert isinstance(follower, codec.Probe) and follower.object_id == oid
 
 
+def test_an_announce_that_follows_its_probe_is_answered_at_once() -> None:
+    """R9.1-7: a receiver that had a PROBE before the ANNOUNCE takes the ANNOUNCE as that PROBE
+    arriving then, and a PROBE is answered at once, with an empty NACK if nothing is due yet. That
+    NACK shows the sender the ANNOUNCE arrived (R9.4-2) a reordering allowance before the report of
+    the chunks it lacks would."""
+    pair = Pair("rtt=200ms", seed=3)
+    pair.run_until(lambda: pair.conn.state.value == "established", timeout=10)
+    probe_passed: list[float] = []
+    announce_passed: list[float] = []
+    answers: list[tuple[float, codec.Nack]] = []
+
+    def tap(now: float, src: tuple[str, int], dst: tuple[str, int], datagram: bytes) -> bytes | None:
+        packet = codec.decode(datagram).packet
+        if src != CLIENT:
+            if isinstance(packet, codec.Nack) and not packet.announce_missing:
+                answers.append((now, packet))
+            return datagram
+        if isinstance(packet, codec.Probe) and not probe_passed:
+            probe_passed.append(now)
+            return datagram
+        if isinstance(packet, codec.Announce) and probe_passed and not announce_passed:
+            announce_passed.append(now)
+            return datagram
+        # everything else of the object is lost until the ANNOUNCE has passed, and its chunks after
+        blocked = isinstance(packet, (codec.Data, codec.Repair)) or not announce_passed
+        return None if blocked and isinstance(packet, (codec.Announce, codec.Data, codec.Repair, codec.Probe)) else datagram
+
+    pair.sim.add_tap(tap)
+    pair.send(payload(3000, 3), name="late-announce")
+    pair.run_until(lambda: bool(answers), timeout=30)
+    assert announce_passed
+    # The tap sees each packet as it leaves: the ANNOUNCE reaches the server 100 ms after it left.
+    first_at, first = answers[0]
+    assert first_at - (announce_passed[0] + 0.1) < 0.002, f"answered {first_at - announce_passed[0] - 0.1:.3f} s late: {first}"
+
+
 def test_a_probe_timeout_repeats_an_announce_no_answer_has_confirmed() -> None:
     """R9.4-2: the ANNOUNCE's copies are lost, and so is every NACK that asks for it again. Only a
     NACK that does not ask for it shows the peer has it; until then each probe timeout sends the

@@ -266,15 +266,22 @@ def probe_unannounced(ctx: Context) -> None:
     level="SHOULD",
 )
 def probe_before_announce(ctx: Context) -> None:
-    """PROBE with sent_through 3 for an object not yet announced, then its ANNOUNCE and no chunk: NACKs list
-    chunks 0-2, with no further PROBE."""
+    """PROBE with sent_through 3 for an object not yet announced, then its ANNOUNCE and no chunk: a NACK
+    at once, as for a PROBE arriving then, and NACKs that list chunks 0-2, with no further PROBE."""
     s = ctx.session()
     obj = small_object(ctx, 3)
     rx = _probe_answered(s, obj, 3, "NACK with announce_missing")
     if not isinstance(rx.packet, Nack) or not rx.packet.announce_missing:
         raise CaseFailed("NACK with announce_missing", str(rx))
     s.announce(obj)
-    nacks_listing(s, obj, {0, 1, 2})
+    sent = s.ctx.target.clock()
+    first = s.expect(lambda d: isinstance(d.packet, Nack) and d.packet.object_id == obj.object_id,
+                     "NACK answering the remembered PROBE")
+    late = first.at - sent
+    if late > s.ctx.target.slack + 0.002:
+        raise CaseFailed("NACK answering the remembered PROBE, at once", f"after {late * 1000:.1f} ms: {first}", late=True)
+    assert isinstance(first.packet, Nack)
+    nacks_listing(s, obj, {0, 1, 2} - listed(first.packet.missing))
 
 
 @case("R9.1-7", _R9_1_7, slug="probe-lists-missing")

@@ -454,8 +454,9 @@ def test_a_round_that_resent_one_chunk_is_covered_by_repairs_that_all_hold_it() 
         later = [p for p in sent[resent:] if isinstance(p, codec.Repair)]
         assert later, f"seed {seed}: the round was not covered"
         for repair in later:
-            held = coefficients(repair.seed, repair.count) >> (3 - repair.first_index) & 1
-            assert repair.first_index <= 3 and held, f"seed {seed}: a REPAIR without chunk 3: {repair.seed}"
+            offset = 3 - repair.first_index  # chunk 3's bit in the REPAIR's window
+            held = offset >= 0 and coefficients(repair.seed, repair.count) >> offset & 1
+            assert held, f"seed {seed}: a REPAIR without chunk 3: {repair}"
 
 
 # -- NACK scheduling (spec 9.1) ------------------------------------------------------------------

@@ -480,9 +480,10 @@ def test_an_announce_that_follows_its_probe_is_answered_at_once() -> None:
         if isinstance(packet, codec.Announce) and probe_passed and not announce_passed:
             announce_passed.append(now)
             return datagram
-        # everything else of the object is lost until the ANNOUNCE has passed, and its chunks after
-        blocked = isinstance(packet, (codec.Data, codec.Repair)) or not announce_passed
-        return None if blocked and isinstance(packet, (codec.Announce, codec.Data, codec.Repair, codec.Probe)) else datagram
+        # The object's chunks are all lost, and its other ANNOUNCEs and PROBEs until one of each passed.
+        if isinstance(packet, (codec.Data, codec.Repair)):
+            return None
+        return None if isinstance(packet, (codec.Announce, codec.Probe)) and not announce_passed else datagram
 
     pair.sim.add_tap(tap)
     pair.send(payload(3000, 3), name="late-announce")

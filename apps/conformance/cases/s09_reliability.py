@@ -236,14 +236,20 @@ def unannounced_data(ctx: Context) -> None:
         raise CaseFailed("announce_missing for object 0 with an empty missing list (R5.7-5)", str(rx))
 
 
-def _probe_answered(s: Client, obj: TestObject, sent_through: int, what: str) -> Rx:
-    s.probe(obj, sent_through)
+def _answered_at_once(s: Client, obj: TestObject, what: str) -> Rx:
+    """The target's NACK, COMPLETE or CANCEL about ``obj`` in answer to what the tester just sent,
+    within the target's slack (R9.1-7: without the reordering allowance)."""
     sent = s.ctx.target.clock()
     rx = s.expect(lambda d: isinstance(d.packet, Nack | Complete | codec.Cancel) and d.packet.object_id == obj.object_id, what)
     late = rx.at - sent
     if late > s.ctx.target.slack + 0.002:
         raise CaseFailed(f"{what}, at once", f"after {late * 1000:.1f} ms: {rx}", late=True)
     return rx
+
+
+def _probe_answered(s: Client, obj: TestObject, sent_through: int, what: str) -> Rx:
+    s.probe(obj, sent_through)
+    return _answered_at_once(s, obj, what)
 
 
 _R9_1_7 = "On a PROBE for object o with sent_through s, the receiver MUST answer at once (without the reordering allowance)"
@@ -274,13 +280,9 @@ def probe_before_announce(ctx: Context) -> None:
     if not isinstance(rx.packet, Nack) or not rx.packet.announce_missing:
         raise CaseFailed("NACK with announce_missing", str(rx))
     s.announce(obj)
-    sent = s.ctx.target.clock()
-    first = s.expect(lambda d: isinstance(d.packet, Nack) and d.packet.object_id == obj.object_id,
-                     "NACK answering the remembered PROBE")
-    late = first.at - sent
-    if late > s.ctx.target.slack + 0.002:
-        raise CaseFailed("NACK answering the remembered PROBE, at once", f"after {late * 1000:.1f} ms: {first}", late=True)
-    assert isinstance(first.packet, Nack)
+    first = _answered_at_once(s, obj, "NACK answering the remembered PROBE")
+    if not isinstance(first.packet, Nack):
+        raise CaseFailed("NACK answering the remembered PROBE", str(first))
     nacks_listing(s, obj, {0, 1, 2} - listed(first.packet.missing))
 
 

@@ -83,3 +83,13 @@ def test_the_probe_timer_cases_hold_wherever_the_testers_wait_ends(monkeypatch: 
         quiet = cut - data[-1] - 2 * 0.001  # the context adds a round trip of path delay
         result = run_case(case, sim_factory("sender", link=link, seed=1)(case), replace(IN_PROCESS, quiet=quiet))
         assert result.verdict is Verdict.PASSED, f"wait ending {k} copies into the burst: {result.message}"
+
+
+@pytest.mark.parametrize("quiet", [0.3, 1.0])
+def test_a_nack_for_an_unsent_chunk_is_judged_apart_from_the_probe_timeouts_resend(quiet: float) -> None:
+    """The tester never answers the pushed object, so once the wait outlasts the target's probe
+    timeout, R9.4-4 sends the NACKed last chunk again beside the PROBE. With the CLI's default wait
+    (0.3 s) the case took that copy for the NACK bringing the chunk twice and failed our own target."""
+    case = next(c for c in ALL if c.id == "9.3/R9.3-8/nack-for-unsent-chunk")
+    result = run_case(case, sim_factory(case.role, seed=1)(case), replace(IN_PROCESS, quiet=quiet))
+    assert result.verdict is Verdict.PASSED, f"{result.verdict.value}: {result.message}"

@@ -34,7 +34,9 @@ Exit status: 0 when no case failed, 1 when one did, 2 for a usage error.
 
 Across a lossy --link a datagram a case waits for may be lost: a case that failed for an answer
 missing or late is run again, up to --attempts times, before it counts as failed (a target that
-breaks a rule breaks it every time; a wrong answer is never run again).
+breaks a rule breaks it every time; a wrong answer is never run again). Cases send in an order and
+judge the answer to it: across a link that reorders (jitter without fifo, or reorder) some fail for
+the link's doing; "jitter=5ms fifo" varies the delay and keeps the order.
 
 sender role: each case waits for a new handshake from the sender under test. Run the sender in a
 loop pointed at --listen, or give --exec, a command started for every case ({addr}, {host} and
@@ -145,13 +147,14 @@ def main(args: argparse.Namespace) -> int:
     for name in ("timeout", "quiet", "sender_wait"):
         if getattr(args, name) <= 0:
             raise CommandError(f"--{name.replace('_', '-')} must be positive")
-    lossy = False
+    lossy = reordering = False
     if args.link:
         try:
             spec = parse_link(args.link)
         except SpecError as exc:
             raise CommandError(f"--link: {exc}") from None
         lossy = any(d.loss is not None or d.corrupt > 0 or d.blackouts for d in (spec.fwd, spec.rev))
+        reordering = any(d.reorder > 0 or (d.jitter > 0 and not d.fifo) for d in (spec.fwd, spec.rev))
     attempts = args.attempts if args.attempts is not None else (3 if lossy else 1)
     if attempts < 1:
         raise CommandError("--attempts must be at least 1")
@@ -168,6 +171,11 @@ def main(args: argparse.Namespace) -> int:
             text.header(
                 f"note: the link loses datagrams; a case that waits in vain runs up to {attempts} times, but one "
                 "whose premise (every datagram sent arrives) the link broke may still fail"
+            )
+        if reordering:
+            text.header(
+                "note: the link reorders datagrams (jitter without fifo, or reorder); cases that send in an order "
+                "and judge the answer to it may fail for the link's doing: add fifo to the jitter to keep the order"
             )
     try:
         summary = run(cases, factory, options, on_result=text.result if text is not None else None)

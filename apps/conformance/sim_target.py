@@ -22,7 +22,7 @@ from protocol.endpoint import Endpoint
 from protocol.events import Event
 
 from .model import Case, Role
-from .target import Addr, Arrival, Channel, Target, TargetCrashed
+from .target import Addr, Arrival, Channel, Target, TargetCrashed, link_path_delay
 
 TESTER_HOST = "tester"
 SUT_HOST = "sut"
@@ -142,7 +142,7 @@ class SimTarget(Target):
         self.sim = Simulator(seed=seed)
         self.link = self.sim.connect(TESTER_HOST, SUT_HOST, link)
         spec = LinkSpec.coerce(link)
-        self.path_delay = max(spec.fwd.delay + spec.fwd.jitter, spec.rev.delay + spec.rev.jitter)
+        self.path_delay = link_path_delay(spec)
         self.slack = 2 * self.path_delay + 0.001
         self._rng = random.Random(seed)
         self._factory = endpoint_factory

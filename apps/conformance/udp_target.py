@@ -14,13 +14,12 @@ import time
 from collections import deque
 
 from netsim.relay import UdpRelay
-from netsim.spec import LinkSpec
 from protocol import codec
 from protocol.constants import PacketType
 from protocol.errors import DecodeError
 
 from .model import Unsupported
-from .target import Addr, Arrival, Channel, Target
+from .target import Addr, Arrival, Channel, Target, link_path_delay
 
 _MAX_DATAGRAM = 65535
 _SOCK_BUFFER = 4 << 20
@@ -46,13 +45,6 @@ def _socket(family: socket.AddressFamily) -> socket.socket:
 
 def _loopback(family: socket.AddressFamily) -> str:
     return "::1" if family == socket.AF_INET6 else "127.0.0.1"
-
-
-def _link_delay(link: str | None) -> float:
-    if not link:
-        return 0.0
-    spec = LinkSpec.coerce(link)
-    return max(spec.fwd.delay + spec.fwd.jitter, spec.rev.delay + spec.rev.jitter)
 
 
 def _recv(sock: socket.socket, timeout: float) -> tuple[bytes, Addr] | None:
@@ -92,7 +84,7 @@ class _UdpChannel(Channel):
 
 class _WallClock(Target):
     def __init__(self, link: str | None) -> None:
-        self.path_delay = _link_delay(link)
+        self.path_delay = link_path_delay(link)
         self.slack = 0.05 + 2 * self.path_delay
 
     def clock(self) -> float:

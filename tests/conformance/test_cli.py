@@ -47,6 +47,14 @@ def test_a_file_that_is_not_a_reproducer(tmp_path: Path, capsys: pytest.CaptureF
     assert "not a snip fuzz reproducer" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "link,reorders", [("delay=20ms jitter=5ms", True), ("delay=20ms reorder=5%", True), ("delay=20ms jitter=5ms fifo", False)]
+)
+def test_a_link_that_reorders_is_named_in_the_report(link: str, reorders: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conformance", "--in-process", "--section", "3", "--seed", "1", "--link", link]) in (0, 1)
+    assert ("the link reorders datagrams" in capsys.readouterr().out) is reorders
+
+
 def test_list_the_cases(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["conformance", "--list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)

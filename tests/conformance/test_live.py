@@ -133,10 +133,12 @@ def test_cli_reports_a_failure_with_exit_1(
 
 
 def test_cli_across_a_netsim_link(live_addr: tuple[str, int], capsys: pytest.CaptureFixture[str]) -> None:
-    # A late answer runs again (--attempts): on a loaded CI machine the relay and the receiver share
-    # two cores with the suite, and one ACK due within 70 ms came after 88.5 ms.
-    code = main(["conformance", "--target", f"{live_addr[0]}:{live_addr[1]}", "--section", "9.2", "--link", "delay=5ms",
-                 "--timeout", "1", "--quiet", "0.1", "--attempts", "3"])
+    # Cases that judge what comes back, not when: on a loaded CI machine the relay and the receiver
+    # share two cores with the suite, and section 9.2's timing cases failed there (an ACK due within
+    # 70 ms came after 88.5 ms; a late ACK of the session's setup fell into a silence the case
+    # waited for). The timing cases run in-process, in virtual time.
+    code = main(["conformance", "--target", f"{live_addr[0]}:{live_addr[1]}", "--case", "ack-counters", "--case",
+                 "ack-of-unsent-packet", "--link", "delay=5ms", "--timeout", "1", "--quiet", "0.1", "--attempts", "3"])
     assert code == 0, capsys.readouterr().out
     assert "across 'delay=5ms'" in capsys.readouterr().out
 
